@@ -1,1 +1,55 @@
-//! placeholder
+//! Distributed leader election for Rust services: the traits library code
+//! depends on, and the one election engine every provider shares.
+//!
+//! A service depends on this crate alone and receives an
+//! `Arc<dyn LeaderElectionFactory>`; its binary picks a provider
+//! (`leader-election-inmemory`, Consul, Kubernetes). Exactly one candidate of
+//! a resource leads at a time; it knows at every instant whether it still
+//! leads ([`LeaderElection::is_leader`] is computed against a local deadline),
+//! hands over fast on `stop`, and receives a [`FencingToken`] to protect what
+//! it writes.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use leader_election_abstractions::{LeaderElection, LeaderElectionFactory};
+//!
+//! /// Library code sees only the abstraction.
+//! async fn run_singleton(factory: Arc<dyn LeaderElectionFactory>) -> leader_election_abstractions::Result<()> {
+//!     let election = factory.create_election("nightly-report", Some("worker-1"))?;
+//!     election.start().await?;
+//!     let guard = election.wait_for_leadership().await?;
+//!     println!("leading with fencing token {}", guard.fencing_token());
+//!     election.stop().await
+//! }
+//! ```
+//!
+//! Providers implement [`LeaseStore`] and hand it to [`Election::new`]; the
+//! engine owns timing, state, events, health step-down and fencing.
+//!
+//! No feature flags.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod engine;
+mod error;
+mod events;
+mod guard;
+mod names;
+mod options;
+pub mod store;
+mod traits;
+mod types;
+
+pub use engine::Election;
+pub use error::{Error, Result};
+pub use events::{EventCallback, EventStream};
+pub use guard::LeadershipGuard;
+pub use names::{validate_candidate_id, validate_resource_name, MAX_NAME_BYTES};
+pub use options::{
+    validate_metadata, LeaderElectionOptions, LeaderElectionOptionsBuilder, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
+};
+pub use store::LeaseStore;
+pub use traits::{HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory};
+pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};

@@ -1,0 +1,352 @@
+//! The shared election engine and [`Election`], the handle every provider
+//! returns. A provider supplies a [`LeaseStore`]; the engine does the rest.
+
+mod jitter;
+mod run;
+mod shared;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::events::EventStream;
+use crate::guard::LeadershipGuard;
+use crate::names::{validate_candidate_id, validate_resource_name};
+use crate::options::{validate_metadata, LeaderElectionOptions};
+use crate::store::LeaseStore;
+use crate::traits::{HealthBasedLeaderElection, LeaderElection};
+use crate::types::{CandidateHealth, FencingToken};
+
+use run::{Command, Engine, Health};
+pub(crate) use shared::Shared;
+use shared::Phase;
+
+/// One candidate's election for one resource, driven by the shared engine
+/// over a provider's [`LeaseStore`].
+///
+/// Cheap to clone; all clones are the same candidate. Implements
+/// [`LeaderElection`] and [`HealthBasedLeaderElection`]. Dropping the last
+/// clone of a started election stops it, releasing the lease best-effort.
+///
+/// Lifecycle: `start` on a running election does nothing; `start` after
+/// `stop` returns [`Error::Stopped`] (an election is used once); `stop` is
+/// idempotent. After `stop`, `is_leader` is false, `current_leader_id` is
+/// `None`, `subscribe` returns an ended stream, and `resign`,
+/// `update_health*`, `candidate_health` and `wait_for_leadership` return
+/// [`Error::Stopped`].
+pub struct Election<S: LeaseStore> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: LeaseStore> Clone for Election<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: LeaseStore> std::fmt::Debug for Election<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("resource", &self.inner.shared.resource)
+            .field("candidate_id", &self.inner.shared.candidate_id)
+            .field("is_leader", &self.is_leader())
+            .finish()
+    }
+}
+
+struct Inner<S: LeaseStore> {
+    shared: Arc<Shared>,
+    store: Arc<S>,
+    options: Arc<LeaderElectionOptions>,
+    health_based: bool,
+    health: watch::Sender<Health>,
+    control: Mutex<Control>,
+}
+
+enum Control {
+    Idle,
+    Running {
+        commands: mpsc::UnboundedSender<Command>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Stopping,
+    Stopped,
+}
+
+impl<S: LeaseStore> Election<S> {
+    /// Creates an election for `resource` over `store`, checking the options,
+    /// the names (generic rules, then the store's own) and the metadata.
+    /// `candidate_id` defaults to `options.instance_id`. `health_based`
+    /// selects the behaviour of
+    /// [`create_health_based_election`](crate::LeaderElectionFactory::create_health_based_election):
+    /// publish health to the candidate registry and honour it.
+    pub fn new(
+        store: S,
+        resource: &str,
+        candidate_id: Option<&str>,
+        options: LeaderElectionOptions,
+        health_based: bool,
+    ) -> Result<Self> {
+        options.validate()?;
+        let candidate_id = candidate_id.unwrap_or(&options.instance_id).to_owned();
+        validate_resource_name(resource)?;
+        validate_candidate_id(&candidate_id)?;
+        store.validate(resource, &candidate_id, &options)?;
+        let (health, _) = watch::channel(Health {
+            score: 1.0,
+            metadata: None,
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared::new(resource.to_owned(), candidate_id)),
+                store: Arc::new(store),
+                options: Arc::new(options),
+                health_based,
+                health,
+                control: Mutex::new(Control::Idle),
+            }),
+        })
+    }
+
+    /// The options this election runs with.
+    pub fn options(&self) -> &LeaderElectionOptions {
+        &self.inner.options
+    }
+
+    /// The store this election runs over.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Simulates a crash, for tests and demos: the background task ends at
+    /// once without releasing the lease or withdrawing its candidate record,
+    /// and without a `LostLeadership` event, as if the process had died.
+    /// Other candidates take over only when the lease expires. The election
+    /// counts as stopped afterwards.
+    pub fn abort_without_release(&self) {
+        let previous = self.replace_control(Control::Stopped);
+        if let Control::Running { task, .. } = previous {
+            task.abort();
+        }
+        self.inner.shared.finish();
+    }
+
+    fn replace_control(&self, next: Control) -> Control {
+        match self.inner.control.lock() {
+            Ok(mut control) => std::mem::replace(&mut *control, next),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
+        }
+    }
+
+    fn with_control<T>(&self, f: impl FnOnce(&mut Control) -> T) -> T {
+        match self.inner.control.lock() {
+            Ok(mut control) => f(&mut control),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.inner.shared.status.borrow().phase
+    }
+
+    fn ensure_not_stopped(&self) -> Result<()> {
+        if self.phase() == Phase::Stopped {
+            return Err(Error::Stopped);
+        }
+        Ok(())
+    }
+
+    async fn wait_until_stopped(&self) {
+        let mut status = self.inner.shared.status.subscribe();
+        // The sender lives in `Shared`, which we hold, so this cannot fail.
+        let _ = status.wait_for(|s| s.phase == Phase::Stopped).await;
+    }
+
+    fn set_health(&self, score: f64, metadata: Option<BTreeMap<String, String>>) -> Result<()> {
+        self.ensure_not_stopped()?;
+        if !(0.0..=1.0).contains(&score) {
+            return Err(Error::invalid_option(
+                "health_score",
+                format!("must be between 0 and 1, got {score}"),
+            ));
+        }
+        if let Some(metadata) = &metadata {
+            validate_metadata(metadata)?;
+        }
+        self.inner.health.send_modify(|health| {
+            health.score = score;
+            if metadata.is_some() {
+                health.metadata = metadata;
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: LeaseStore> LeaderElection for Election<S> {
+    fn candidate_id(&self) -> &str {
+        &self.inner.shared.candidate_id
+    }
+
+    fn resource(&self) -> &str {
+        &self.inner.shared.resource
+    }
+
+    fn is_leader(&self) -> bool {
+        self.inner.shared.leading_term().is_some()
+    }
+
+    fn current_leader_id(&self) -> Option<String> {
+        let observed = self.inner.shared.status.borrow().observed_leader.clone();
+        match observed {
+            // Our own term may have passed its deadline before the engine noticed.
+            Some(id) if id == self.inner.shared.candidate_id && !self.is_leader() => None,
+            other => other,
+        }
+    }
+
+    fn fencing_token(&self) -> Option<FencingToken> {
+        self.inner.shared.leading_term()
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.with_control(|control| match control {
+            Control::Running { .. } => Ok(()),
+            Control::Stopping | Control::Stopped => Err(Error::Stopped),
+            Control::Idle => {
+                let inner = &self.inner;
+                inner.shared.init_clock();
+                inner
+                    .shared
+                    .status
+                    .send_modify(|status| status.phase = Phase::Running);
+                let (commands, receiver) = mpsc::unbounded_channel();
+                let engine = Engine {
+                    store: Arc::clone(&inner.store),
+                    shared: Arc::clone(&inner.shared),
+                    options: Arc::clone(&inner.options),
+                    honour_health: inner.health_based && inner.options.enable_health_checks,
+                    health: inner.health.subscribe(),
+                    commands: receiver,
+                };
+                let span = tracing::info_span!(
+                    "leader_election",
+                    resource = %inner.shared.resource,
+                    candidate = %inner.shared.candidate_id
+                );
+                let task = tokio::spawn(tracing::Instrument::instrument(engine.run(), span));
+                *control = Control::Running { commands, task };
+                Ok(())
+            }
+        })
+    }
+
+    async fn stop(&self) -> Result<()> {
+        let previous = self.with_control(|control| match control {
+            Control::Running { .. } => std::mem::replace(control, Control::Stopping),
+            Control::Idle => std::mem::replace(control, Control::Stopped),
+            Control::Stopping => Control::Stopping,
+            Control::Stopped => Control::Stopped,
+        });
+        match previous {
+            Control::Running { commands, task } => {
+                let _ = commands.send(Command::Stop);
+                // A panic in the engine must still leave the election stopped.
+                let _ = task.await;
+                self.inner.shared.finish();
+                self.with_control(|control| *control = Control::Stopped);
+            }
+            Control::Idle => self.inner.shared.finish(),
+            Control::Stopping => self.wait_until_stopped().await,
+            Control::Stopped => {}
+        }
+        Ok(())
+    }
+
+    async fn resign(&self) -> Result<()> {
+        self.ensure_not_stopped()?;
+        let (ack, done) = oneshot::channel();
+        let sent = self.with_control(|control| match control {
+            Control::Running { commands, .. } => commands.send(Command::Resign(ack)).is_ok(),
+            _ => false,
+        });
+        if sent {
+            done.await.map_err(|_| Error::Stopped)?;
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> EventStream {
+        self.inner.shared.subscribe()
+    }
+
+    async fn wait_for_leadership(&self) -> Result<LeadershipGuard> {
+        let mut status = self.inner.shared.status.subscribe();
+        loop {
+            {
+                let current = status.borrow_and_update();
+                if current.phase == Phase::Stopped {
+                    return Err(Error::Stopped);
+                }
+                if let Some((token, ended)) = &current.term {
+                    if self.inner.shared.leading_term() == Some(*token) {
+                        return Ok(LeadershipGuard {
+                            shared: Arc::clone(&self.inner.shared),
+                            fencing_token: *token,
+                            ended: ended.clone(),
+                        });
+                    }
+                }
+            }
+            status.changed().await.map_err(|_| Error::Stopped)?;
+        }
+    }
+}
+
+#[async_trait]
+impl<S: LeaseStore> HealthBasedLeaderElection for Election<S> {
+    async fn update_health(
+        &self,
+        is_healthy: bool,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<()> {
+        self.set_health(if is_healthy { 1.0 } else { 0.0 }, metadata)
+    }
+
+    async fn update_health_score(
+        &self,
+        score: f64,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<()> {
+        self.set_health(score, metadata)
+    }
+
+    async fn candidate_health(&self) -> Result<Vec<CandidateHealth>> {
+        self.ensure_not_stopped()?;
+        let records = self
+            .inner
+            .store
+            .list_candidates(&self.inner.shared.resource)
+            .await?;
+        let leader = self.current_leader_id();
+        let mut listed: Vec<CandidateHealth> = records
+            .into_iter()
+            .map(|record| CandidateHealth {
+                is_leader: leader.as_deref() == Some(record.candidate_id.as_str()),
+                candidate_id: record.candidate_id,
+                is_healthy: record.is_healthy,
+                health_score: record.health_score,
+                metadata: record.metadata,
+                last_updated: record.updated_at,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.candidate_id.cmp(&b.candidate_id));
+        Ok(listed)
+    }
+}

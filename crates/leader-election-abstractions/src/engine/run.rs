@@ -1,0 +1,447 @@
+//! The election engine's state machine: one task per started election.
+//!
+//! A follower tries to acquire when the lease becomes acquirable (learned from
+//! the store's watch or from a refused attempt), never by blind polling when
+//! it has a hint. A leader renews every `renew_interval`; its term ends at the
+//! start of the last successful renewal plus `lease_duration` (C2), which
+//! `Shared` exposes to readers without this task's help.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::jitter::{backoff, jitter};
+use crate::engine::shared::Shared;
+use crate::error::Error;
+use crate::options::LeaderElectionOptions;
+use crate::store::{Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal};
+use crate::types::{FencingToken, LeaderElectionEvent, LossReason};
+
+/// Requests from the handle to the engine task.
+pub(crate) enum Command {
+    Stop,
+    Resign(oneshot::Sender<()>),
+}
+
+/// The candidate's self-reported health.
+#[derive(Clone, Debug)]
+pub(crate) struct Health {
+    pub(crate) score: f64,
+    pub(crate) metadata: Option<BTreeMap<String, String>>,
+}
+
+struct Term<G> {
+    grant: G,
+    token: FencingToken,
+    deadline: Instant,
+    next_renew: Instant,
+    ended: CancellationToken,
+}
+
+pub(crate) struct Engine<S: LeaseStore> {
+    pub(crate) store: Arc<S>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) options: Arc<LeaderElectionOptions>,
+    /// Health-based election with health checks on: publish and honour health.
+    pub(crate) honour_health: bool,
+    pub(crate) health: watch::Receiver<Health>,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+}
+
+/// The engine's mutable state, kept apart from its fixed configuration.
+struct Machine<S: LeaseStore> {
+    cfg: Engine<S>,
+    term: Option<Term<S::Grant>>,
+    next_attempt: Instant,
+    next_publish: Option<Instant>,
+    published: bool,
+    watch: Option<LeaseWatch>,
+    watch_retry_at: Instant,
+    failures: u32,
+    observed: Option<String>,
+}
+
+impl<S: LeaseStore> Engine<S> {
+    pub(crate) async fn run(self) {
+        let now = Instant::now();
+        let next_publish = self.honour_health.then_some(now);
+        let mut machine = Machine {
+            cfg: self,
+            term: None,
+            next_attempt: now,
+            next_publish,
+            published: false,
+            watch: None,
+            watch_retry_at: now,
+            failures: 0,
+            observed: None,
+        };
+        machine.run().await;
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_view(watch: &mut Option<LeaseWatch>) -> Option<crate::Result<LeaseView>> {
+    match watch {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<S: LeaseStore> Machine<S> {
+    fn me(&self) -> &str {
+        &self.cfg.shared.candidate_id
+    }
+
+    /// Bound on every backend call that has no deadline of its own, so a hung
+    /// backend cannot keep the engine from reacting to stop or health.
+    fn call_timeout(&self) -> Duration {
+        self.cfg.options.renew_interval
+    }
+
+    async fn run(&mut self) {
+        loop {
+            let action_at = match &self.term {
+                Some(term) => term.next_renew,
+                None => self.next_attempt,
+            };
+            let deadline = self.term.as_ref().map(|t| t.deadline);
+            let watching = self.watch.is_some();
+            tokio::select! {
+                biased;
+                command = self.cfg.commands.recv() => match command {
+                    Some(Command::Resign(ack)) => {
+                        self.step_down(LossReason::Resigned, true).await;
+                        let _ = ack.send(());
+                    }
+                    // A dropped handle stops the election like `stop()` does.
+                    Some(Command::Stop) | None => break,
+                },
+                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, false).await,
+                changed = self.cfg.health.changed() => match changed {
+                    Ok(()) => self.on_health().await,
+                    Err(_) => break,
+                },
+                item = next_view(&mut self.watch), if watching => self.on_watch_item(item).await,
+                () = sleep_until(self.watch_retry_at), if !watching => {
+                    self.watch = Some(self.cfg.store.watch(&self.cfg.shared.resource));
+                }
+                () = sleep_until(action_at) => {
+                    if self.term.is_some() {
+                        self.renew().await;
+                    } else {
+                        self.try_acquire().await;
+                    }
+                }
+                () = sleep_opt(self.next_publish) => self.publish().await,
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn eligible(&self) -> bool {
+        !self.cfg.honour_health
+            || self.cfg.health.borrow().score >= self.cfg.options.minimum_health_score
+    }
+
+    async fn try_acquire(&mut self) {
+        if !self.eligible() {
+            self.next_attempt = Instant::now() + self.cfg.options.retry_interval;
+            return;
+        }
+        let claim = LeaseClaim {
+            resource: self.cfg.shared.resource.clone(),
+            candidate_id: self.me().to_owned(),
+            lease_duration: self.cfg.options.lease_duration,
+            grace_period: self.cfg.options.grace_period,
+            holder_metadata: self.cfg.options.candidate_metadata.clone(),
+        };
+        let started = Instant::now();
+        let outcome = timeout(self.call_timeout(), self.cfg.store.try_acquire(&claim)).await;
+        match outcome {
+            Ok(Ok(Acquisition::Acquired {
+                grant,
+                fencing_token,
+            })) => {
+                self.failures = 0;
+                self.become_leader(grant, fencing_token, started).await;
+            }
+            Ok(Ok(Acquisition::Held(view))) => {
+                self.failures = 0;
+                self.follow(view);
+            }
+            Ok(Err(error)) => self.follower_failed(&error),
+            Err(_) => self.follower_failed(&Error::unavailable("acquire timed out")),
+        }
+    }
+
+    fn follower_failed(&mut self, error: &Error) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = backoff(
+            self.cfg.options.retry_interval,
+            self.failures,
+            self.cfg.options.lease_duration,
+        );
+        tracing::warn!(error = %error, retry_in = ?delay, "acquire attempt failed");
+        self.next_attempt = Instant::now() + delay;
+    }
+
+    async fn become_leader(&mut self, grant: S::Grant, token: FencingToken, started: Instant) {
+        let deadline = started + self.cfg.options.lease_duration;
+        if Instant::now() >= deadline {
+            // The grant arrived after it could already have expired: leading
+            // now could overlap a successor, so hand it back.
+            tracing::warn!("lease granted too late to lead safely; releasing it");
+            let _ = timeout(self.call_timeout(), self.cfg.store.release(&grant)).await;
+            self.next_attempt = Instant::now() + jitter(self.cfg.options.retry_interval, 0.2);
+            return;
+        }
+        let ended = CancellationToken::new();
+        self.cfg.shared.set_leadership(token, deadline);
+        self.term = Some(Term {
+            grant,
+            token,
+            deadline,
+            next_renew: started + self.cfg.options.renew_interval,
+            ended: ended.clone(),
+        });
+        self.cfg
+            .shared
+            .status
+            .send_modify(|status| status.term = Some((token, ended)));
+        tracing::info!(fencing_token = token.0, "became leader");
+        self.cfg.shared.emit(LeaderElectionEvent::BecameLeader {
+            candidate_id: self.me().to_owned(),
+            resource: self.cfg.shared.resource.clone(),
+            fencing_token: token,
+            timestamp: SystemTime::now(),
+        });
+        self.observe(Some(self.me().to_owned()));
+        if !self.eligible() && self.cfg.options.step_down_when_unhealthy {
+            // Health fell while the acquire was in flight.
+            self.step_down(LossReason::Unhealthy, true).await;
+        }
+    }
+
+    async fn renew(&mut self) {
+        let Some(term) = self.term.as_ref() else {
+            return;
+        };
+        let (deadline, token) = (term.deadline, term.token);
+        let started = Instant::now();
+        let outcome = timeout_at(deadline, self.cfg.store.renew(&term.grant)).await;
+        match outcome {
+            Err(_) => self.step_down(LossReason::DeadlineExpired, false).await,
+            Ok(Ok(Renewal::Renewed(grant))) => {
+                self.failures = 0;
+                let new_deadline = (started + self.cfg.options.lease_duration).max(deadline);
+                self.cfg.shared.set_leadership(token, new_deadline);
+                if let Some(term) = self.term.as_mut() {
+                    term.grant = grant;
+                    term.deadline = new_deadline;
+                    term.next_renew = started + self.cfg.options.renew_interval;
+                }
+            }
+            Ok(Ok(Renewal::Lost(view))) => {
+                let reason = match view.as_ref().and_then(|v| v.holder.as_deref()) {
+                    Some(holder) if holder != self.me() => LossReason::LostToOtherHolder,
+                    _ => LossReason::RenewRejected,
+                };
+                self.step_down(reason, false).await;
+                if let Some(view) = view {
+                    self.follow(view);
+                }
+            }
+            Ok(Err(error)) => {
+                self.failures = self.failures.saturating_add(1);
+                // Retry well inside the deadline: keep leading while we may.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let delay = jitter(self.cfg.options.retry_interval, 0.2)
+                    .min(remaining / 3)
+                    .max(Duration::from_millis(1));
+                tracing::warn!(error = %error, retry_in = ?delay, remaining = ?remaining, "renewal failed");
+                if let Some(term) = self.term.as_mut() {
+                    term.next_renew = Instant::now() + delay;
+                }
+            }
+        }
+    }
+
+    /// Ends the current term: readers see it at once, then the lease is
+    /// released (when asked), then `LostLeadership` is emitted.
+    async fn step_down(&mut self, reason: LossReason, release: bool) {
+        let Some(term) = self.term.take() else {
+            return;
+        };
+        self.cfg.shared.clear_leadership();
+        term.ended.cancel();
+        if release {
+            match timeout(self.call_timeout(), self.cfg.store.release(&term.grant)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(error = %error, "release failed; the lease will expire"),
+                Err(_) => tracing::warn!("release timed out; the lease will expire"),
+            }
+        }
+        self.cfg.shared.status.send_modify(|status| status.term = None);
+        tracing::info!(fencing_token = term.token.0, reason = %reason, "lost leadership");
+        self.cfg.shared.emit(LeaderElectionEvent::LostLeadership {
+            candidate_id: self.me().to_owned(),
+            resource: self.cfg.shared.resource.clone(),
+            fencing_token: term.token,
+            reason,
+            timestamp: SystemTime::now(),
+        });
+        // We no longer know of a leader until the store tells us of one.
+        self.observe(None);
+        let pause = match reason {
+            LossReason::Resigned => self.cfg.options.lease_duration,
+            _ => jitter(self.cfg.options.retry_interval, 0.2),
+        };
+        self.next_attempt = Instant::now() + pause;
+    }
+
+    async fn on_watch_item(&mut self, item: Option<crate::Result<LeaseView>>) {
+        match item {
+            Some(Ok(view)) => self.on_view(view).await,
+            Some(Err(error)) => {
+                let delay = jitter(self.cfg.options.retry_interval, 0.2);
+                tracing::warn!(error = %error, retry_in = ?delay, "lease watch failed");
+                self.watch = None;
+                self.watch_retry_at = Instant::now() + delay;
+            }
+            None => {
+                self.watch = None;
+                self.watch_retry_at = Instant::now() + jitter(self.cfg.options.retry_interval, 0.2);
+            }
+        }
+    }
+
+    async fn on_view(&mut self, view: LeaseView) {
+        if let Some(term) = &self.term {
+            let ours = view.holder.as_deref() == Some(self.me());
+            match view.fencing_token {
+                // Older than our term: the watch is catching up.
+                Some(seen) if seen < term.token => return,
+                Some(seen) if ours && seen == term.token => return,
+                None if ours => return,
+                _ => {}
+            }
+            let reason = if view.holder.is_some() && !ours {
+                LossReason::LostToOtherHolder
+            } else {
+                LossReason::RenewRejected
+            };
+            self.step_down(reason, false).await;
+        }
+        self.follow(view);
+    }
+
+    /// Records what a follower learned and schedules its next attempt for
+    /// the moment the lease becomes acquirable.
+    fn follow(&mut self, view: LeaseView) {
+        self.observe(view.holder.clone());
+        let now = Instant::now();
+        let small = jitter(self.cfg.options.retry_interval / 100, 1.0);
+        let wait = match (view.holder.as_deref(), view.acquirable_in) {
+            (None, _) => small,
+            // Our own lease from a term we lost track of: take it back now.
+            (Some(holder), _) if holder == self.me() => Duration::ZERO,
+            (Some(_), Some(acquirable_in)) => (acquirable_in + small).min(
+                self.cfg.options.lease_duration + self.cfg.options.grace_period,
+            ),
+            (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
+        };
+        self.next_attempt = now + wait;
+    }
+
+    /// Emits `LeaderChanged` when the observed leader differs from before.
+    fn observe(&mut self, leader: Option<String>) {
+        if leader == self.observed {
+            return;
+        }
+        let old = std::mem::replace(&mut self.observed, leader.clone());
+        self.cfg
+            .shared
+            .status
+            .send_modify(|status| status.observed_leader = leader.clone());
+        self.cfg.shared.emit(LeaderElectionEvent::LeaderChanged {
+            resource: self.cfg.shared.resource.clone(),
+            old_leader_id: old,
+            new_leader_id: leader,
+            timestamp: SystemTime::now(),
+        });
+    }
+
+    async fn on_health(&mut self) {
+        if !self.cfg.honour_health {
+            return;
+        }
+        let eligible = self.eligible();
+        if !eligible && self.term.is_some() && self.cfg.options.step_down_when_unhealthy {
+            self.step_down(LossReason::Unhealthy, true).await;
+        }
+        if eligible && self.term.is_none() {
+            self.next_attempt = self.next_attempt.min(Instant::now());
+        }
+        self.next_publish = Some(Instant::now());
+    }
+
+    async fn publish(&mut self) {
+        let health = self.cfg.health.borrow().clone();
+        let record = CandidateRecord {
+            candidate_id: self.me().to_owned(),
+            is_healthy: health.score >= self.cfg.options.minimum_health_score,
+            health_score: health.score,
+            metadata: health
+                .metadata
+                .unwrap_or_else(|| self.cfg.options.candidate_metadata.clone()),
+            updated_at: SystemTime::now(),
+        };
+        let ttl = self.cfg.options.lease_duration + self.cfg.options.grace_period;
+        let call = self
+            .cfg
+            .store
+            .publish_candidate(&self.cfg.shared.resource, &record, ttl);
+        let next = match timeout(self.call_timeout(), call).await {
+            Ok(Ok(())) => {
+                self.published = true;
+                self.cfg.options.renew_interval
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "publishing candidate health failed");
+                jitter(self.cfg.options.retry_interval, 0.2)
+            }
+            Err(_) => jitter(self.cfg.options.retry_interval, 0.2),
+        };
+        self.next_publish = Some(Instant::now() + next);
+    }
+
+    async fn shutdown(&mut self) {
+        self.step_down(LossReason::Stopped, true).await;
+        let limit = self.call_timeout();
+        if self.published {
+            let call = self
+                .cfg
+                .store
+                .withdraw_candidate(&self.cfg.shared.resource, &self.cfg.shared.candidate_id);
+            if !matches!(timeout(limit, call).await, Ok(Ok(()))) {
+                tracing::warn!("withdrawing the candidate record failed; it will expire");
+            }
+        }
+        if !matches!(timeout(limit, self.cfg.store.close()).await, Ok(Ok(()))) {
+            tracing::warn!("closing the store failed");
+        }
+        self.cfg.shared.finish();
+    }
+}

@@ -1,0 +1,95 @@
+//! The one error type of the abstractions crate.
+
+use std::borrow::Cow;
+
+/// Everything that can go wrong when configuring or running an election.
+///
+/// Each variant says what to do about it: fix the configuration, fix the
+/// credentials, wait for the backend, or stop using a stopped election.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option has a value that cannot work. Fix the configuration.
+    #[error("invalid option `{field}`: {rule}")]
+    InvalidOption {
+        /// The option's field name, as in [`LeaderElectionOptions`](crate::LeaderElectionOptions)
+        /// or a provider's options.
+        field: Cow<'static, str>,
+        /// The rule it breaks, in words.
+        rule: String,
+    },
+    /// A resource name, candidate id or metadata entry breaks a naming rule.
+    #[error("invalid {what} {value:?}: {rule}")]
+    InvalidName {
+        /// What was named: `resource name`, `candidate id`, `metadata key`, ...
+        what: &'static str,
+        /// The offending value (truncated when long).
+        value: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+    /// The backend refused the credentials or permissions (ACL token, RBAC).
+    /// Retrying will not help; grant the permission named in the message.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The backend could not be reached or answered with a transient error.
+    /// The engine retries these itself; this error reaches callers only from
+    /// one-shot calls such as [`candidate_health`](crate::HealthBasedLeaderElection::candidate_health).
+    #[error("backend unavailable: {message}")]
+    BackendUnavailable {
+        /// What failed.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The backend answered with something that makes no sense (malformed or
+    /// missing fields). Reported rather than trusted.
+    #[error("unexpected backend response: {0}")]
+    Backend(String),
+    /// The election was stopped (or dropped); it cannot be used again.
+    /// Create a new election to take part once more.
+    #[error("the election was stopped")]
+    Stopped,
+    /// The operation needs a running election; call `start` first.
+    #[error("the election is not started; call `start` first")]
+    NotStarted,
+}
+
+impl Error {
+    /// Builds an [`Error::InvalidOption`].
+    pub fn invalid_option(field: impl Into<Cow<'static, str>>, rule: impl Into<String>) -> Self {
+        Error::InvalidOption {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// Builds an [`Error::InvalidName`], shortening very long values so the
+    /// message stays readable.
+    pub fn invalid_name(what: &'static str, value: &str, rule: impl Into<String>) -> Self {
+        const SHOWN: usize = 64;
+        let value = if value.chars().count() > SHOWN {
+            let head: String = value.chars().take(SHOWN).collect();
+            format!("{head}...")
+        } else {
+            value.to_owned()
+        };
+        Error::InvalidName {
+            what,
+            value,
+            rule: rule.into(),
+        }
+    }
+
+    /// Builds an [`Error::BackendUnavailable`] without a source.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::BackendUnavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

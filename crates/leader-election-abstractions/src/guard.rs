@@ -1,0 +1,80 @@
+//! [`LeadershipGuard`]: proof of one term of leadership, with its fencing
+//! token and the signal that the term has ended.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Shared;
+use crate::types::FencingToken;
+
+/// One term of leadership, returned by
+/// [`wait_for_leadership`](crate::LeaderElection::wait_for_leadership).
+///
+/// Cheap to clone. Hand [`fencing_token`](Self::fencing_token) to the systems
+/// you write to; stop writing when [`lost`](Self::lost) completes.
+#[derive(Clone)]
+pub struct LeadershipGuard {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) fencing_token: FencingToken,
+    pub(crate) ended: CancellationToken,
+}
+
+impl std::fmt::Debug for LeadershipGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeadershipGuard")
+            .field("resource", &self.shared.resource)
+            .field("candidate_id", &self.shared.candidate_id)
+            .field("fencing_token", &self.fencing_token)
+            .field("is_valid", &self.is_valid())
+            .finish()
+    }
+}
+
+impl LeadershipGuard {
+    /// The term's fencing token.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.fencing_token
+    }
+
+    /// The resource this term leads.
+    pub fn resource(&self) -> &str {
+        &self.shared.resource
+    }
+
+    /// Whether the term still holds: same term and inside its local deadline,
+    /// computed now (contract C2).
+    pub fn is_valid(&self) -> bool {
+        !self.ended.is_cancelled() && self.shared.leading_term() == Some(self.fencing_token)
+    }
+
+    /// Completes when the term ends: when the engine notices a loss, or at the
+    /// term's local deadline, whichever comes first — the deadline fires even
+    /// if the engine's task is starved.
+    pub async fn lost(&self) {
+        loop {
+            if !self.is_valid() {
+                return;
+            }
+            let deadline = self.shared.deadline();
+            tokio::select! {
+                () = self.ended.cancelled() => return,
+                () = sleep_until_opt(deadline) => {}
+            }
+        }
+    }
+
+    /// A token cancelled when the engine notices the term has ended (loss,
+    /// deadline, stop). Prefer [`lost`](Self::lost), which also fires at the
+    /// deadline without the engine's help.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.ended.child_token()
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

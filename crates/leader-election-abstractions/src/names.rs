@@ -1,0 +1,71 @@
+//! Rules for resource names and candidate ids that hold for every provider.
+//! Providers add their own, stricter rules (Kubernetes object names, Consul keys).
+
+use crate::error::{Error, Result};
+
+/// Longest resource name or candidate id, in bytes (the Kubernetes object-name limit).
+pub const MAX_NAME_BYTES: usize = 253;
+
+/// Checks a resource name: 1 to 253 bytes of ASCII letters, digits, `-`, `_`
+/// and `.`, starting and ending with a letter or digit.
+///
+/// The rule is the intersection that every backend can store as one path
+/// segment or object name without escaping.
+pub fn validate_resource_name(name: &str) -> Result<()> {
+    const WHAT: &str = "resource name";
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid_name(
+            WHAT,
+            name,
+            format!("must be 1 to {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(Error::invalid_name(
+            WHAT,
+            name,
+            format!("may contain only ASCII letters, digits, '-', '_' and '.', found {bad:?}"),
+        ));
+    }
+    let edges_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !edges_ok {
+        return Err(Error::invalid_name(
+            WHAT,
+            name,
+            "must start and end with an ASCII letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a candidate id: 1 to 253 bytes, no control characters, no leading or
+/// trailing whitespace.
+pub fn validate_candidate_id(id: &str) -> Result<()> {
+    const WHAT: &str = "candidate id";
+    if id.is_empty() || id.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid_name(
+            WHAT,
+            id,
+            format!("must be 1 to {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid_name(
+            WHAT,
+            id,
+            "must not contain control characters",
+        ));
+    }
+    if id.trim() != id {
+        return Err(Error::invalid_name(
+            WHAT,
+            id,
+            "must not start or end with whitespace",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The narrow interface a provider implements: atomic operations on one named
+//! lease, plus a candidate registry. Timing, state, events, health and fencing
+//! live once, in the [engine](crate::Election); a store only says what the
+//! backend did.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::error::Result;
+use crate::options::LeaderElectionOptions;
+use crate::types::FencingToken;
+
+/// A request to take a resource's lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseClaim {
+    /// The contested resource.
+    pub resource: String,
+    /// Who asks.
+    pub candidate_id: String,
+    /// How long the lease lasts without renewal once granted.
+    pub lease_duration: Duration,
+    /// Extra wait after an expired lease before it may be taken.
+    pub grace_period: Duration,
+    /// Published with the lease so other candidates can read it.
+    pub holder_metadata: BTreeMap<String, String>,
+}
+
+/// What a store knows about a resource's lease at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LeaseView {
+    /// The current holder, if any.
+    pub holder: Option<String>,
+    /// The fencing token of the holder's acquisition, or — when there is no
+    /// holder — of the last acquisition. `None` when the backend cannot say.
+    /// The engine uses it to recognise views older than its own term.
+    pub fencing_token: Option<FencingToken>,
+    /// How long from the moment this view was produced until the store will
+    /// let another candidate take the lease (its expiry plus grace, by the
+    /// store's rules). `None` when there is no holder or no hint.
+    pub acquirable_in: Option<Duration>,
+}
+
+/// The answer to [`LeaseStore::try_acquire`].
+#[derive(Clone, Debug)]
+pub enum Acquisition<G> {
+    /// The lease is ours.
+    Acquired {
+        /// Whatever the store needs to renew and release it.
+        grant: G,
+        /// Strictly greater than every earlier acquisition's token.
+        fencing_token: FencingToken,
+    },
+    /// Someone else holds it; try again when the view says.
+    Held(LeaseView),
+}
+
+/// The answer to [`LeaseStore::renew`].
+#[derive(Clone, Debug)]
+pub enum Renewal<G> {
+    /// Still ours; use the returned grant from now on.
+    Renewed(G),
+    /// The backend says it is no longer ours. The view, if any, says who
+    /// holds it now.
+    Lost(Option<LeaseView>),
+}
+
+/// One candidate's entry in the candidate registry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateRecord {
+    /// The candidate's id.
+    pub candidate_id: String,
+    /// Whether it counts as healthy.
+    pub is_healthy: bool,
+    /// Its health score between 0 and 1.
+    pub health_score: f64,
+    /// Its published metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// When it published this record.
+    pub updated_at: SystemTime,
+}
+
+/// A stream of lease views: the current one first, then one per change.
+/// An error item means the watch broke; the engine backs off and calls
+/// [`LeaseStore::watch`] again. The stream may also simply end.
+pub type LeaseWatch = BoxStream<'static, Result<LeaseView>>;
+
+/// Atomic operations on one named lease, implemented once per backend.
+///
+/// The engine creates one store value per election and calls it from one task
+/// at a time, except [`list_candidates`](Self::list_candidates), which the
+/// election handle may call concurrently. Errors: return
+/// [`Error::BackendUnavailable`](crate::Error::BackendUnavailable) for
+/// anything worth retrying, [`Error::Unauthorized`](crate::Error::Unauthorized)
+/// for permission problems and [`Error::Backend`](crate::Error::Backend) for
+/// answers that make no sense. Never panic on a backend answer.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// What the store needs to renew and release a lease it granted.
+    type Grant: Clone + Debug + Send + Sync + 'static;
+
+    /// Checks provider-specific limits on names and options (contract C10),
+    /// called when an election is created. The generic rules are already checked.
+    fn validate(
+        &self,
+        _resource: &str,
+        _candidate_id: &str,
+        _options: &LeaderElectionOptions,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Takes the lease if it is free, expired by the store's rules, or already
+    /// held by this same candidate id (a term the engine lost track of).
+    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<Self::Grant>>;
+
+    /// Extends a lease this candidate holds.
+    async fn renew(&self, grant: &Self::Grant) -> Result<Renewal<Self::Grant>>;
+
+    /// Gives the lease up so a waiting candidate can take it at once. Must not
+    /// disturb a lease that another candidate holds by now.
+    async fn release(&self, grant: &Self::Grant) -> Result<()>;
+
+    /// Watches the resource's lease.
+    fn watch(&self, resource: &str) -> LeaseWatch;
+
+    /// Publishes (or refreshes) a candidate's record; it must disappear by
+    /// itself `ttl` after the last publish if the candidate dies.
+    async fn publish_candidate(
+        &self,
+        resource: &str,
+        record: &CandidateRecord,
+        ttl: Duration,
+    ) -> Result<()>;
+
+    /// Lists the live (unexpired) candidates of a resource.
+    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>>;
+
+    /// Removes a candidate's record.
+    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()>;
+
+    /// Frees whatever the store holds for this election (a Consul session,
+    /// say). Called once when the election stops, after the release.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
