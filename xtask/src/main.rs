@@ -6,10 +6,25 @@
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod check;
+mod consul;
+mod docker;
+mod etcd;
+mod http;
+mod integration;
+mod kube;
+mod proc;
+mod provision;
+mod servers;
+mod state;
+mod versions;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
+        Some("ci") => ci(&args[1..]),
+        Some("servers") => servers::command(&args[1..]),
+        Some("integration") => integration::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
             Ok(())
@@ -29,17 +44,43 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci      fmt check, clippy -D warnings, workspace tests (unit, doc, conformance), docs without warnings\n  \
+         ci [--integration]\n      fmt check, clippy -D warnings, workspace tests (unit, doc, conformance), docs\n      \
+         without warnings; with --integration also `integration all`\n  \
+         servers up|down|status|check|build [etcd|kubernetes|consul|all] [--runtime process|docker]\n      \
+         test servers on free loopback ports: etcd + kube-apiserver, a Consul agent.\n      \
+         Binaries: $LE_ETCD_BIN / $LE_KUBE_APISERVER_BIN / $LE_CONSUL_BIN, else PATH, else\n      \
+         the cache ($LE_CACHE_DIR, default ~/.cache/leader-election-rs), else built with Go.\n      \
+         `up` writes target/test-servers/env (source it); `check` runs the smoke tests\n  \
+         integration [consul|kubernetes|all] [--runtime process|docker]\n      \
+         servers up, provider #[ignore]d tests with --ignored, servers down, one summary line\n      \
+         per suite (the servers' smoke check when a provider crate does not exist yet)\n  \
          help    this text"
     );
 }
 
-/// What CI runs: formatting, lints, every test of the workspace and the docs.
-fn ci() -> Result<(), String> {
+/// What CI runs: formatting, lints, every test of the workspace and the docs;
+/// with `--integration`, then the integration suites against real servers.
+fn ci(args: &[String]) -> Result<(), String> {
+    let integration = match args.first().map(String::as_str) {
+        None => false,
+        Some("--integration") => true,
+        Some(other) => {
+            return Err(format!(
+                "unknown `ci` argument `{other}`; expected --integration"
+            ))
+        }
+    };
     run("cargo", &["fmt", "--all", "--", "--check"], &[])?;
     run(
         "cargo",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     run("cargo", &["test", "--workspace"], &[])?;
@@ -48,6 +89,16 @@ fn ci() -> Result<(), String> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    if integration {
+        println!("xtask: $ cargo xtask integration all");
+        let started = Instant::now();
+        let result = integration::run("all", servers::Runtime::Process);
+        println!(
+            "xtask: `cargo xtask integration all` finished in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        result?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,126 @@
+//! A single-node Consul server agent as a local process, configured like
+//! Consul's own test agent (`sdk/testutil`): bootstrap server on loopback,
+//! free ports, no DNS/HTTPS/gRPC listeners, and `session_ttl_min = 1s` so
+//! tests can use short leases.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::etcd::failed;
+use crate::http::Client;
+use crate::proc::{self, wait_until};
+use crate::state::Record;
+
+/// The node name of the test agent.
+pub(crate) const NODE: &str = "le-test";
+
+/// Starts the agent and waits until it has a leader and its node is
+/// registered with a passing `serfHealth` check.
+pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, String> {
+    let ports = proc::free_ports(4)?;
+    let (http, serf_lan, serf_wan, server) = (ports[0], ports[1], ports[2], ports[3]);
+    let config = serde_json::json!({
+        "node_name": NODE,
+        "datacenter": "dc1",
+        "server": true,
+        "bootstrap": true,
+        "bind_addr": "127.0.0.1",
+        "advertise_addr": "127.0.0.1",
+        "client_addr": "127.0.0.1",
+        "data_dir": dir.join("data").display().to_string(),
+        "log_level": "info",
+        "disable_update_check": true,
+        "skip_leave_on_interrupt": true,
+        "leave_on_terminate": false,
+        "performance": {"raft_multiplier": 1},
+        "session_ttl_min": "1s",
+        "connect": {"enabled": false},
+        "ui_config": {"enabled": false},
+        "ports": {
+            "http": http, "https": -1, "dns": -1, "grpc": -1, "grpc_tls": -1,
+            "serf_lan": serf_lan, "serf_wan": serf_wan, "server": server
+        }
+    });
+    let config_path = dir.join("config.json");
+    fs::write(&config_path, config.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    let url = format!("http://127.0.0.1:{http}");
+    let log = dir.join("consul.log");
+    let started = Instant::now();
+    let args = vec![
+        "agent".to_string(),
+        format!("-config-file={}", config_path.display()),
+    ];
+    let pid = proc::spawn(binary, &args, &log, detach)?;
+    let record = Record {
+        runtime: "process".into(),
+        pid: Some(pid),
+        binary: Some(binary.to_path_buf()),
+        dir: dir.to_path_buf(),
+        log,
+        url: url.clone(),
+        env: consul_env(&url),
+        ..Record::default()
+    };
+    wait_ready(&url, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
+    println!(
+        "xtask: consul: ready at {url} (pid {pid}) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(record)
+}
+
+/// The connection environment for an agent at `url`.
+pub(crate) fn consul_env(url: &str) -> std::collections::BTreeMap<String, String> {
+    let addr = url.trim_start_matches("http://").to_string();
+    [
+        ("CONSUL_HTTP_ADDR".to_string(), addr),
+        ("LE_CONSUL_URL".to_string(), url.to_string()),
+    ]
+    .into()
+}
+
+/// Waits until the agent at `url` knows its leader and its node is healthy.
+/// `running` reports whether the server process still lives.
+pub(crate) fn wait_ready(url: &str, running: impl Fn() -> bool) -> Result<(), String> {
+    let client = Client::new(None, None)?;
+    let leader_url = format!("{url}/v1/status/leader");
+    let ok = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        !running()
+            || client
+                .get(&leader_url)
+                .map(|r| r.status == 200 && r.body.trim().trim_matches('"').contains(':'))
+                .unwrap_or(false)
+    });
+    if !ok || !running() {
+        return Err("consul elected no leader within 60s".into());
+    }
+    let nodes_url = format!("{url}/v1/catalog/nodes");
+    let health_url = format!("{url}/v1/health/node/{NODE}");
+    let ok = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        let known = client.get(&nodes_url).ok().is_some_and(|r| {
+            r.status == 200
+                && r.header("X-Consul-KnownLeader") == Some("true")
+                && r.header("X-Consul-Index")
+                    .and_then(|i| i.parse::<u64>().ok())
+                    .is_some_and(|i| i >= 2)
+        });
+        known
+            && client
+                .get(&health_url)
+                .ok()
+                .and_then(|r| r.json().ok())
+                .is_some_and(|checks| {
+                    checks.as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+                    })
+                })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("consul has a leader but its node did not become healthy within 60s".into())
+    }
+}

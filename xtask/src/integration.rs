@@ -1,0 +1,217 @@
+//! `cargo xtask integration [consul|kubernetes|all] [--runtime process|docker]`:
+//! brings the needed servers up, runs each provider crate's `#[ignore]`d
+//! tests with `--ignored` and the connection environment, tears down what it
+//! started (also on failure), and prints one `<suite>: N passed, M failed`
+//! line per suite.
+//!
+//! When a provider crate does not exist yet, its suite runs the servers'
+//! smoke check instead and says so; it never reports the provider as passed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::provision::workspace_root;
+use crate::servers::{self, Runtime, Target};
+use crate::state::State;
+
+/// One suite: a provider crate and the servers it needs.
+struct Suite {
+    name: &'static str,
+    krate: &'static str,
+    target: Target,
+}
+
+const SUITES: [Suite; 2] = [
+    Suite {
+        name: "kubernetes",
+        krate: "leader-election-kubernetes",
+        target: Target::Kubernetes,
+    },
+    Suite {
+        name: "consul",
+        krate: "leader-election-consul",
+        target: Target::Consul,
+    },
+];
+
+/// Stops, on drop, the servers this run started.
+struct Teardown(Vec<&'static str>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        println!(
+            "xtask: integration: stopping the servers it started: {}",
+            self.0.join(", ")
+        );
+        if let Err(e) = servers::down_names(&self.0) {
+            eprintln!("xtask: integration: teardown: {e}");
+        }
+    }
+}
+
+/// The outcome of one suite.
+struct Outcome {
+    line: String,
+    failed: bool,
+}
+
+/// Runs `cargo test -p <crate> -- --ignored` with `env`, streaming its
+/// output and adding up the `test result:` lines.
+fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String> {
+    let shown = format!("cargo test -p {} -- --ignored", suite.krate);
+    println!("xtask: integration {}: $ {shown}", suite.name);
+    let started = Instant::now();
+    let mut child = Command::new("cargo")
+        .args(["test", "-p", suite.krate, "--", "--ignored"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let (mut passed, mut failed, mut results) = (0u64, 0u64, 0u32);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.trim().strip_prefix("test result: ") {
+                results += 1;
+                for part in rest.split(';') {
+                    let mut words = part.split_whitespace().rev();
+                    let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match label {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    let name = suite.name;
+    if !status.success() && failed == 0 {
+        return Ok(Outcome {
+            line: format!(
+                "{name}: `{shown}` exited with {status} after {results} test binaries \
+                 ({passed} tests passed before that) - see the output above"
+            ),
+            failed: true,
+        });
+    }
+    if results == 0 {
+        println!("xtask: integration {name}: cargo test printed no `test result:` line");
+    }
+    println!("xtask: integration {name}: finished in {secs:.1}s");
+    Ok(Outcome {
+        line: format!("{name}: {passed} passed, {failed} failed"),
+        failed: failed > 0 || !status.success() || results == 0,
+    })
+}
+
+/// Runs the servers' smoke check in place of an absent provider crate.
+fn smoke_instead(suite: &Suite) -> Outcome {
+    println!(
+        "xtask: integration {}: provider crate `{}` does not exist yet; running the {} \
+         server smoke check instead (this is NOT the provider's test suite)",
+        suite.name, suite.krate, suite.name
+    );
+    match servers::check(suite.target) {
+        Ok(n) => Outcome {
+            line: format!("{}-smoke: {n} passed, 0 failed", suite.name),
+            failed: false,
+        },
+        Err(e) => Outcome {
+            line: format!("{}-smoke: failed: {e}", suite.name),
+            failed: true,
+        },
+    }
+}
+
+/// Entry point of `cargo xtask integration`.
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut runtime = Runtime::Process;
+    let mut which = "all";
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--runtime" => runtime = Runtime::parse(iter.next().map(String::as_str).unwrap_or(""))?,
+            other if other.starts_with("--runtime=") => {
+                runtime = Runtime::parse(&other["--runtime=".len()..])?;
+            }
+            "consul" | "kubernetes" | "all" => which = arg.as_str(),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; expected consul, kubernetes or all"
+                ))
+            }
+        }
+    }
+    run(which, runtime)
+}
+
+/// Runs the suites named by `which` (`consul`, `kubernetes` or `all`).
+pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
+    let started = Instant::now();
+    let suites: Vec<&Suite> = SUITES
+        .iter()
+        .filter(|s| which == "all" || s.name == which)
+        .collect();
+    let mut outcomes = Vec::new();
+    for suite in suites {
+        let before = State::load()?;
+        let already: Vec<String> = before.servers.keys().cloned().collect();
+        let up = servers::up(suite.target, runtime, false);
+        // Tear down exactly what this suite started, whatever happens next.
+        let started_here: Vec<&'static str> = suite
+            .target
+            .servers()
+            .iter()
+            .copied()
+            .filter(|n| !already.iter().any(|a| a == n))
+            .collect();
+        let _teardown = Teardown(started_here);
+        let state = match up {
+            Ok(state) => state,
+            Err(e) => {
+                outcomes.push(Outcome {
+                    line: format!("{}: servers did not start: {e}", suite.name),
+                    failed: true,
+                });
+                continue;
+            }
+        };
+        let manifest = workspace_root()
+            .join("crates")
+            .join(suite.krate)
+            .join("Cargo.toml");
+        let outcome = if manifest.exists() {
+            let env: Vec<(String, String)> = state.env().into_iter().collect();
+            cargo_test(suite, &env).unwrap_or_else(|e| Outcome {
+                line: format!("{}: {e}", suite.name),
+                failed: true,
+            })
+        } else {
+            smoke_instead(suite)
+        };
+        outcomes.push(outcome);
+    }
+    println!(
+        "\nxtask: integration summary ({:.0}s):",
+        started.elapsed().as_secs_f64()
+    );
+    for outcome in &outcomes {
+        println!("{}", outcome.line);
+    }
+    if outcomes.iter().any(|o| o.failed) {
+        Err("integration suites failed (see the summary above)".into())
+    } else {
+        Ok(())
+    }
+}

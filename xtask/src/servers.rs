@@ -1,0 +1,280 @@
+//! `cargo xtask servers up|down|status|check|build [etcd|kubernetes|consul|all]`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::state::{env_file, Record, State};
+use crate::{check, consul, docker, etcd, kube, proc, provision, versions};
+
+/// Which servers a command is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// etcd alone.
+    Etcd,
+    /// etcd + kube-apiserver.
+    Kubernetes,
+    /// The Consul agent.
+    Consul,
+    /// Everything.
+    All,
+}
+
+impl Target {
+    /// Parses a target name; none means `all`.
+    pub(crate) fn parse(arg: Option<&str>) -> Result<Self, String> {
+        match arg {
+            None | Some("all") => Ok(Self::All),
+            Some("etcd") => Ok(Self::Etcd),
+            Some("kubernetes") | Some("kube") | Some("k8s") => Ok(Self::Kubernetes),
+            Some("consul") => Ok(Self::Consul),
+            Some(other) => Err(format!(
+                "unknown server `{other}`; expected etcd, kubernetes, consul or all"
+            )),
+        }
+    }
+
+    /// Server names in start order.
+    pub(crate) fn servers(self) -> &'static [&'static str] {
+        match self {
+            Self::Etcd => &["etcd"],
+            Self::Kubernetes => &["etcd", "kube-apiserver"],
+            Self::Consul => &["consul"],
+            Self::All => &["etcd", "kube-apiserver", "consul"],
+        }
+    }
+}
+
+/// Where the servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// Local processes from provisioned binaries (the default).
+    Process,
+    /// A Consul dev container and a kind cluster.
+    Docker,
+}
+
+impl Runtime {
+    /// Parses `process` or `docker`.
+    pub(crate) fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "process" | "local" => Ok(Self::Process),
+            "docker" => Ok(Self::Docker),
+            other => Err(format!(
+                "unknown runtime `{other}`; expected process or docker"
+            )),
+        }
+    }
+}
+
+/// A fresh temporary directory for one server.
+fn temp_dir(name: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "leader-election-rs-{name}-{}",
+        proc::random_hex(4)?
+    ));
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// True when the recorded server is still up.
+fn running(record: &Record) -> bool {
+    match (record.pid, &record.binary) {
+        (Some(pid), Some(binary)) => proc::is_ours(pid, binary),
+        _ => docker::running(record),
+    }
+}
+
+/// Starts the servers of `target` that are not already running.
+///
+/// `detach` puts local processes in their own process group (for
+/// `servers up`, whose processes outlive the command).
+pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State, String> {
+    let started = Instant::now();
+    let mut state = State::load()?;
+    for &name in target.servers() {
+        if let Some(record) = state.servers.get(name) {
+            if running(record) {
+                println!("xtask: {name}: already running at {}", record.url);
+                continue;
+            }
+            println!("xtask: {name}: recorded but not running; starting a new one");
+            let _ = fs::remove_dir_all(&record.dir);
+            state.servers.remove(name);
+        }
+        let record = match (runtime, name) {
+            (Runtime::Docker, "etcd") => continue,
+            (Runtime::Docker, "kube-apiserver") => docker::start_kind(&temp_dir(name)?)?,
+            (Runtime::Docker, _) => docker::start_consul(&temp_dir(name)?)?,
+            (Runtime::Process, "etcd") => {
+                let bin = provision::ensure(&versions::ETCD)?;
+                etcd::start(&bin, &temp_dir(name)?, detach)?
+            }
+            (Runtime::Process, "kube-apiserver") => {
+                let bin = provision::ensure(&versions::KUBE_APISERVER)?;
+                let etcd_url = state
+                    .servers
+                    .get("etcd")
+                    .map(|r| r.url.clone())
+                    .ok_or("kube-apiserver needs etcd, which is not running")?;
+                kube::start(&bin, &temp_dir(name)?, &etcd_url, detach)?
+            }
+            (Runtime::Process, _) => {
+                let bin = provision::ensure(&versions::CONSUL)?;
+                consul::start(&bin, &temp_dir(name)?, detach)?
+            }
+        };
+        state.servers.insert(name.to_string(), record);
+        state.save()?;
+    }
+    state.save()?;
+    println!(
+        "xtask: servers up ({:?}) in {:.1}s; state in {}",
+        target,
+        started.elapsed().as_secs_f64(),
+        env_file().display()
+    );
+    Ok(state)
+}
+
+/// Stops the servers of `target` (kube-apiserver before etcd) by their
+/// recorded pid or container, and removes their temporary directories.
+pub(crate) fn down(target: Target) -> Result<(), String> {
+    down_names(target.servers())
+}
+
+/// Stops the named servers, in reverse start order.
+pub(crate) fn down_names(names: &[&str]) -> Result<(), String> {
+    let mut state = State::load()?;
+    let mut errors = Vec::new();
+    for &name in names.iter().rev() {
+        let Some(record) = state.servers.get(name).cloned() else {
+            continue;
+        };
+        let outcome = match (record.pid, &record.binary) {
+            (Some(pid), Some(binary)) => proc::stop(pid, binary, Duration::from_secs(15)),
+            _ => docker::stop(&record),
+        };
+        match outcome {
+            Ok(what) => println!("xtask: {name}: {what}"),
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+        if let Err(e) = fs::remove_dir_all(&record.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!(
+                    "{name}: cannot remove {}: {e}",
+                    record.dir.display()
+                ));
+            }
+        }
+        state.servers.remove(name);
+        state.save()?;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Prints what is recorded and whether it still runs.
+pub(crate) fn status() -> Result<(), String> {
+    let state = State::load()?;
+    if state.servers.is_empty() {
+        println!("xtask: no test servers recorded");
+        return Ok(());
+    }
+    for (name, record) in &state.servers {
+        let who = record
+            .pid
+            .map(|p| format!("pid {p}"))
+            .or_else(|| record.container.clone().map(|c| format!("container {c}")))
+            .or_else(|| {
+                record
+                    .kind_cluster
+                    .clone()
+                    .map(|c| format!("kind cluster {c}"))
+            })
+            .unwrap_or_default();
+        let alive = if running(record) {
+            "running"
+        } else {
+            "NOT RUNNING"
+        };
+        println!(
+            "{name:<15} {alive:<12} {who:<20} {}  (log {})",
+            record.url,
+            record.log.display()
+        );
+    }
+    println!("\n# source {}\n{}", env_file().display(), state.env_block());
+    Ok(())
+}
+
+/// Runs the smoke checks of `target` against running servers; returns the
+/// number of checks passed.
+pub(crate) fn check(target: Target) -> Result<usize, String> {
+    let state = State::load()?;
+    let mut passed = 0;
+    let wants = |n: &str| target.servers().contains(&n);
+    let get = |name: &str| {
+        state
+            .servers
+            .get(name)
+            .filter(|r| running(r))
+            .ok_or_else(|| format!("{name} is not running; start it with `cargo xtask servers up`"))
+    };
+    if wants("kube-apiserver") {
+        let record = get("kube-apiserver")?;
+        passed += if record.runtime == "docker" {
+            docker::check_kind(record)?
+        } else {
+            check::kubernetes(record)?
+        };
+    } else if wants("etcd") {
+        passed += check::etcd(get("etcd")?)?;
+    }
+    if wants("consul") {
+        passed += check::consul(get("consul")?)?;
+    }
+    Ok(passed)
+}
+
+/// Dispatches `cargo xtask servers <sub> [target] [--runtime R]`.
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut runtime = Runtime::Process;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--runtime" {
+            runtime = Runtime::parse(iter.next().map(String::as_str).unwrap_or(""))?;
+        } else if let Some(value) = arg.strip_prefix("--runtime=") {
+            runtime = Runtime::parse(value)?;
+        } else {
+            rest.push(arg.as_str());
+        }
+    }
+    let target = Target::parse(rest.get(1).copied())?;
+    match rest.first().copied() {
+        Some("up") => {
+            let state = up(target, runtime, true)?;
+            println!("\n# source {}\n{}", env_file().display(), state.env_block());
+            Ok(())
+        }
+        Some("down") => down(target),
+        Some("status") => status(),
+        Some("check") => {
+            let started = Instant::now();
+            let n = check(target)?;
+            println!(
+                "xtask: servers check: {n} checks passed in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Some("build") => provision::ensure_all(),
+        _ => Err("usage: cargo xtask servers up|down|status|check|build \
+                  [etcd|kubernetes|consul|all] [--runtime process|docker]"
+            .into()),
+    }
+}
