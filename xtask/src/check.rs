@@ -30,9 +30,15 @@ fn expect(cond: bool, what: &str, detail: impl FnOnce() -> String) -> Result<(),
 
 /// Now as a Kubernetes `MicroTime` (`2006-01-02T15:04:05.000000Z`, UTC).
 fn micro_time_now() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    micro_time(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// `since_epoch` as a Kubernetes `MicroTime`.
+fn micro_time(now: std::time::Duration) -> String {
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -289,4 +295,20 @@ pub(crate) fn consul(record: &Record) -> Result<usize, String> {
         &mut count,
     );
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn micro_time_is_rfc3339_with_six_digits() {
+        assert_eq!(
+            super::micro_time(Duration::ZERO),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        // 2024-02-29T12:34:56.123456Z, a leap day.
+        let t = Duration::new(1_709_210_096, 123_456_789);
+        assert_eq!(super::micro_time(t), "2024-02-29T12:34:56.123456Z");
+    }
 }

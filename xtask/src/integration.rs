@@ -76,20 +76,10 @@ fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("{line}");
-            if let Some(rest) = line.trim().strip_prefix("test result: ") {
+            if let Some((p, f)) = parse_test_result(&line) {
                 results += 1;
-                for part in rest.split(';') {
-                    let mut words = part.split_whitespace().rev();
-                    let (Some(label), Some(n)) = (words.next(), words.next()) else {
-                        continue;
-                    };
-                    let n: u64 = n.parse().unwrap_or(0);
-                    match label {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        _ => {}
-                    }
-                }
+                passed += p;
+                failed += f;
             }
         }
     }
@@ -113,6 +103,25 @@ fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String
         line: format!("{name}: {passed} passed, {failed} failed"),
         failed: failed > 0 || !status.success() || results == 0,
     })
+}
+
+/// Reads libtest's `test result: ok. 3 passed; 1 failed; ...` line.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (mut passed, mut failed) = (0, 0);
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(label), Some(n)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let n: u64 = n.parse().unwrap_or(0);
+        match label {
+            "passed" => passed += n,
+            "failed" => failed += n,
+            _ => {}
+        }
+    }
+    Some((passed, failed))
 }
 
 /// Runs the servers' smoke check in place of an absent provider crate.
@@ -213,5 +222,19 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
         Err("integration suites failed (see the summary above)".into())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_result;
+
+    #[test]
+    fn reads_libtest_summaries() {
+        let ok = "test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(parse_test_result(ok), Some((3, 0)));
+        let bad = "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(parse_test_result(bad), Some((1, 2)));
+        assert_eq!(parse_test_result("running 3 tests"), None);
     }
 }

@@ -1,1 +1,70 @@
-//! placeholder
+//! Test kit for leader-election-rs providers: the conformance suite every
+//! provider runs, a leadership-interval recorder with an overlap checker, and
+//! a fault-injecting TCP proxy.
+//!
+//! A provider implements [`Provider`] ("make a candidate for resource R") and
+//! runs the whole suite with one macro:
+//!
+//! ```ignore
+//! leader_election_testkit::conformance_suite!(
+//!     #[tokio::test(start_paused = true)]
+//!     provider = InMemoryProvider::new()
+//! );
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod conformance;
+mod provider;
+pub mod proxy;
+mod recorder;
+
+pub use provider::{Candidate, CandidateControl, NetworkFault, Provider};
+pub use proxy::{Fault, FaultHandle, FaultProxy};
+pub use recorder::{check_no_overlap, LeadershipInterval, LeadershipRecorder, LeadershipReport};
+
+/// Generates one test per conformance function for a provider.
+///
+/// `$attr` are the attributes of each test (for example
+/// `#[tokio::test(start_paused = true)]`, or `#[tokio::test] #[ignore]` for a
+/// suite that needs a real server); `$provider` builds the provider.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($(#[$attr:meta])* provider = $provider:expr) => {
+        $crate::conformance_suite!(@tests [$(#[$attr])*] $provider;
+            c1_mutual_exclusion_under_churn,
+            c2_leader_steps_down_at_local_deadline_when_cut_off,
+            c2_is_leader_false_at_deadline_even_if_runtime_starved,
+            c3_crash_failover_within_lease_and_grace,
+            c4_handover_on_stop,
+            c4_handover_on_drop,
+            c4_handover_on_resign,
+            c4_handover_on_unhealthy_step_down,
+            c5_fencing_tokens_strictly_increase,
+            c6_events_alternate_and_every_candidate_sees_changes,
+            c6_slow_subscriber_gets_lag_notice_and_never_blocks,
+            c7_unhealthy_candidate_never_acquires,
+            c7_leader_below_minimum_score_steps_down,
+            c7_leader_keeps_lease_when_step_down_disabled,
+            c7_candidate_health_lists_live_candidates_and_drops_dead_ones,
+            c8_lifecycle_start_stop_and_calls_after_stop,
+            c8_stopped_election_leaves_no_trace,
+            c9_leader_survives_short_outage,
+            c9_leader_steps_down_during_long_outage_and_recovers,
+            c9_follower_retries_until_backend_returns,
+            c10_bad_input_is_rejected_with_field_and_rule,
+            c11_handles_are_safe_to_share_across_threads,
+        );
+    };
+    (@tests $attrs:tt $provider:expr; $($name:ident,)*) => {
+        $( $crate::conformance_suite!(@one $attrs $provider; $name); )*
+    };
+    (@one [$(#[$attr:meta])*] $provider:expr; $name:ident) => {
+        $(#[$attr])*
+        async fn $name() {
+            let provider = $provider;
+            $crate::conformance::$name(&provider).await;
+        }
+    };
+}

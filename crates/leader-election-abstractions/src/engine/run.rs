@@ -58,6 +58,8 @@ struct Machine<S: LeaseStore> {
     cfg: Engine<S>,
     term: Option<Term<S::Grant>>,
     next_attempt: Instant,
+    /// No acquisition attempt before this instant (set by `resign`).
+    hold_off_until: Instant,
     next_publish: Option<Instant>,
     published: bool,
     watch: Option<LeaseWatch>,
@@ -74,6 +76,7 @@ impl<S: LeaseStore> Engine<S> {
             cfg: self,
             term: None,
             next_attempt: now,
+            hold_off_until: now,
             next_publish,
             published: false,
             watch: None,
@@ -304,11 +307,12 @@ impl<S: LeaseStore> Machine<S> {
         });
         // We no longer know of a leader until the store tells us of one.
         self.observe(None);
-        let pause = match reason {
-            LossReason::Resigned => self.cfg.options.lease_duration,
-            _ => jitter(self.cfg.options.retry_interval, 0.2),
-        };
-        self.next_attempt = Instant::now() + pause;
+        let now = Instant::now();
+        if reason == LossReason::Resigned {
+            // Give the others a whole lease to take over before competing again.
+            self.hold_off_until = now + self.cfg.options.lease_duration;
+        }
+        self.schedule_attempt(now + jitter(self.cfg.options.retry_interval, 0.2));
     }
 
     async fn on_watch_item(&mut self, item: Option<crate::Result<LeaseView>>) {
@@ -362,7 +366,12 @@ impl<S: LeaseStore> Machine<S> {
             ),
             (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
         };
-        self.next_attempt = now + wait;
+        self.schedule_attempt(now + wait);
+    }
+
+    /// Sets the next acquisition attempt, never before a resignation's hold-off.
+    fn schedule_attempt(&mut self, at: Instant) {
+        self.next_attempt = at.max(self.hold_off_until);
     }
 
     /// Emits `LeaderChanged` when the observed leader differs from before.
@@ -392,7 +401,7 @@ impl<S: LeaseStore> Machine<S> {
             self.step_down(LossReason::Unhealthy, true).await;
         }
         if eligible && self.term.is_none() {
-            self.next_attempt = self.next_attempt.min(Instant::now());
+            self.schedule_attempt(self.next_attempt.min(Instant::now()));
         }
         self.next_publish = Some(Instant::now());
     }

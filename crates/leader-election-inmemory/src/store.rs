@@ -1,0 +1,317 @@
+//! The in-process lease store: one mutex-protected table per process, with
+//! change notification for watches and per-candidate fault injection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream;
+use futures_util::StreamExt;
+use leader_election_abstractions::store::{
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+};
+use leader_election_abstractions::{Error, FencingToken, Result};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A fault injected for one candidate's calls, to simulate a network problem
+/// between that candidate and the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreFault {
+    /// Every call fails at once with a transient error; watches break.
+    Unavailable,
+    /// Every call hangs until the fault is lifted (a black-holed network);
+    /// watches deliver nothing meanwhile.
+    Hang,
+}
+
+/// The shared in-memory backend. Clone it into every factory that should
+/// contend; clones share one table.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryStore {
+    state: Arc<Mutex<State>>,
+    /// Bumped on every lease change, so watches wake up.
+    changes: Arc<watch::Sender<u64>>,
+    faults: Arc<watch::Sender<HashMap<String, StoreFault>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    resources: HashMap<String, Resource>,
+}
+
+#[derive(Debug, Default)]
+struct Resource {
+    lease: Option<Lease>,
+    /// The token of the last acquisition; never decreases, even across releases.
+    last_token: u64,
+    candidates: BTreeMap<String, (CandidateRecord, Instant)>,
+}
+
+#[derive(Debug)]
+struct Lease {
+    holder: String,
+    token: u64,
+    renewed_at: Instant,
+    duration: Duration,
+}
+
+impl Lease {
+    fn expires_at(&self) -> Instant {
+        self.renewed_at + self.duration
+    }
+}
+
+/// What an in-memory lease grant carries: enough to recognise the term.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InMemoryGrant {
+    resource: String,
+    holder: String,
+    token: u64,
+}
+
+impl InMemoryStore {
+    /// Creates an empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The per-election view of the store for one candidate. `grace_period`
+    /// is how long this candidate waits after an expiry before taking a lease.
+    pub fn for_candidate(&self, candidate_id: &str, grace_period: Duration) -> InMemoryLeaseStore {
+        InMemoryLeaseStore {
+            store: self.clone(),
+            candidate_id: candidate_id.to_owned(),
+            grace_period,
+        }
+    }
+
+    /// Injects `fault` into every call made by `candidate_id`'s elections, or
+    /// lifts it with `None`.
+    pub fn set_fault(&self, candidate_id: &str, fault: Option<StoreFault>) {
+        self.faults.send_modify(|faults| match fault {
+            Some(fault) => {
+                faults.insert(candidate_id.to_owned(), fault);
+            }
+            None => {
+                faults.remove(candidate_id);
+            }
+        });
+    }
+
+    /// The current holder of `resource`'s lease, expired or not (for tests).
+    pub fn holder(&self, resource: &str) -> Option<String> {
+        self.lock()
+            .resources
+            .get(resource)
+            .and_then(|r| r.lease.as_ref().map(|l| l.holder.clone()))
+    }
+
+    /// Removes `resource`'s lease as an operator would, keeping the token counter.
+    pub fn delete_lease(&self, resource: &str) {
+        if let Some(resource) = self.lock().resources.get_mut(resource) {
+            resource.lease = None;
+        }
+        self.changed();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the table inconsistent:
+        // every update is a single assignment.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|version| *version += 1);
+    }
+}
+
+/// One candidate's handle on an [`InMemoryStore`]; the [`LeaseStore`] the
+/// engine drives.
+#[derive(Clone, Debug)]
+pub struct InMemoryLeaseStore {
+    store: InMemoryStore,
+    candidate_id: String,
+    grace_period: Duration,
+}
+
+impl InMemoryLeaseStore {
+    /// Waits out or fails on an injected fault.
+    async fn check_fault(&self) -> Result<()> {
+        let mut faults = self.store.faults.subscribe();
+        loop {
+            let fault = faults.borrow_and_update().get(&self.candidate_id).copied();
+            match fault {
+                None => return Ok(()),
+                Some(StoreFault::Unavailable) => {
+                    return Err(Error::unavailable("injected fault: store unavailable"))
+                }
+                Some(StoreFault::Hang) => {
+                    if faults.changed().await.is_err() {
+                        return Err(Error::unavailable("store dropped"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn view(&self, resource: Option<&Resource>, now: Instant) -> LeaseView {
+        let Some(resource) = resource else {
+            return LeaseView::default();
+        };
+        match &resource.lease {
+            Some(lease) => LeaseView {
+                holder: Some(lease.holder.clone()),
+                fencing_token: Some(FencingToken(lease.token)),
+                acquirable_in: Some(
+                    (lease.expires_at() + self.grace_period).saturating_duration_since(now),
+                ),
+            },
+            None => LeaseView {
+                holder: None,
+                fencing_token: (resource.last_token > 0).then_some(FencingToken(resource.last_token)),
+                acquirable_in: None,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for InMemoryLeaseStore {
+    type Grant = InMemoryGrant;
+
+    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<InMemoryGrant>> {
+        self.check_fault().await?;
+        let now = Instant::now();
+        let mut state = self.store.lock();
+        let resource = state.resources.entry(claim.resource.clone()).or_default();
+        let free = match &resource.lease {
+            None => true,
+            Some(lease) => {
+                lease.holder == claim.candidate_id
+                    || now >= lease.expires_at() + claim.grace_period
+            }
+        };
+        if !free {
+            return Ok(Acquisition::Held(self.view(Some(resource), now)));
+        }
+        resource.last_token += 1;
+        let token = resource.last_token;
+        resource.lease = Some(Lease {
+            holder: claim.candidate_id.clone(),
+            token,
+            renewed_at: now,
+            duration: claim.lease_duration,
+        });
+        drop(state);
+        self.store.changed();
+        Ok(Acquisition::Acquired {
+            grant: InMemoryGrant {
+                resource: claim.resource.clone(),
+                holder: claim.candidate_id.clone(),
+                token,
+            },
+            fencing_token: FencingToken(token),
+        })
+    }
+
+    async fn renew(&self, grant: &InMemoryGrant) -> Result<Renewal<InMemoryGrant>> {
+        self.check_fault().await?;
+        let now = Instant::now();
+        let mut state = self.store.lock();
+        let resource = state.resources.get_mut(&grant.resource);
+        let ours = resource
+            .as_ref()
+            .and_then(|r| r.lease.as_ref())
+            .is_some_and(|l| l.token == grant.token && l.holder == grant.holder);
+        if !ours {
+            return Ok(Renewal::Lost(Some(self.view(resource.map(|r| &*r), now))));
+        }
+        if let Some(lease) = resource.and_then(|r| r.lease.as_mut()) {
+            lease.renewed_at = now;
+        }
+        drop(state);
+        self.store.changed();
+        Ok(Renewal::Renewed(grant.clone()))
+    }
+
+    async fn release(&self, grant: &InMemoryGrant) -> Result<()> {
+        self.check_fault().await?;
+        let mut state = self.store.lock();
+        let Some(resource) = state.resources.get_mut(&grant.resource) else {
+            return Ok(());
+        };
+        if resource.lease.as_ref().is_some_and(|l| l.token == grant.token) {
+            resource.lease = None;
+            drop(state);
+            self.store.changed();
+        }
+        Ok(())
+    }
+
+    fn watch(&self, resource: &str) -> LeaseWatch {
+        let this = self.clone();
+        let resource = resource.to_owned();
+        let changes = self.store.changes.subscribe();
+        let first = true;
+        stream::unfold(
+            Some((this, resource, changes, first)),
+            |state| async move {
+                let (this, resource, mut changes, first) = state?;
+                if !first && changes.changed().await.is_err() {
+                    return None;
+                }
+                if let Err(error) = this.check_fault().await {
+                    // A broken watch ends after reporting; the engine re-watches.
+                    return Some((Err(error), None));
+                }
+                changes.borrow_and_update();
+                let view = {
+                    let state = this.store.lock();
+                    this.view(state.resources.get(&resource), Instant::now())
+                };
+                Some((Ok(view), Some((this, resource, changes, false))))
+            },
+        )
+        .boxed()
+    }
+
+    async fn publish_candidate(
+        &self,
+        resource: &str,
+        record: &CandidateRecord,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.check_fault().await?;
+        let expires = Instant::now() + ttl;
+        self.store
+            .lock()
+            .resources
+            .entry(resource.to_owned())
+            .or_default()
+            .candidates
+            .insert(record.candidate_id.clone(), (record.clone(), expires));
+        Ok(())
+    }
+
+    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+        self.check_fault().await?;
+        let now = Instant::now();
+        let mut state = self.store.lock();
+        let Some(resource) = state.resources.get_mut(resource) else {
+            return Ok(Vec::new());
+        };
+        resource.candidates.retain(|_, (_, expires)| *expires > now);
+        Ok(resource.candidates.values().map(|(r, _)| r.clone()).collect())
+    }
+
+    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
+        self.check_fault().await?;
+        if let Some(resource) = self.store.lock().resources.get_mut(resource) {
+            resource.candidates.remove(candidate_id);
+        }
+        Ok(())
+    }
+}
