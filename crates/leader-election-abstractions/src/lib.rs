@@ -51,5 +51,7 @@ pub use options::{
     MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
 };
 pub use store::LeaseStore;
-pub use traits::{HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory};
+pub use traits::{
+    HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
+};
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};

@@ -160,9 +160,8 @@ impl LeaderElectionOptions {
                 format!("must be between 0 and 1, got {}", self.minimum_health_score),
             ));
         }
-        names::validate_candidate_id(&self.instance_id).map_err(|e| {
-            Error::invalid_option("instance_id", e.to_string())
-        })?;
+        names::validate_candidate_id(&self.instance_id)
+            .map_err(|e| Error::invalid_option("instance_id", e.to_string()))?;
         validate_metadata(&self.candidate_metadata)
     }
 }

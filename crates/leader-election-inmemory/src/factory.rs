@@ -34,7 +34,13 @@ impl InMemoryLeaderElectionFactory {
     ) -> Result<Election<InMemoryLeaseStore>> {
         let id = candidate_id.unwrap_or(&self.options.instance_id);
         let store = self.store.for_candidate(id, self.options.grace_period);
-        Election::new(store, resource, candidate_id, self.options.clone(), health_based)
+        Election::new(
+            store,
+            resource,
+            candidate_id,
+            self.options.clone(),
+            health_based,
+        )
     }
 
     /// The shared store.

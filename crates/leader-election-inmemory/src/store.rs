@@ -171,7 +171,8 @@ impl InMemoryLeaseStore {
             },
             None => LeaseView {
                 holder: None,
-                fencing_token: (resource.last_token > 0).then_some(FencingToken(resource.last_token)),
+                fencing_token: (resource.last_token > 0)
+                    .then_some(FencingToken(resource.last_token)),
                 acquirable_in: None,
             },
         }
@@ -190,8 +191,7 @@ impl LeaseStore for InMemoryLeaseStore {
         let free = match &resource.lease {
             None => true,
             Some(lease) => {
-                lease.holder == claim.candidate_id
-                    || now >= lease.expires_at() + claim.grace_period
+                lease.holder == claim.candidate_id || now >= lease.expires_at() + claim.grace_period
             }
         };
         if !free {
@@ -243,7 +243,11 @@ impl LeaseStore for InMemoryLeaseStore {
         let Some(resource) = state.resources.get_mut(&grant.resource) else {
             return Ok(());
         };
-        if resource.lease.as_ref().is_some_and(|l| l.token == grant.token) {
+        if resource
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.token == grant.token)
+        {
             resource.lease = None;
             drop(state);
             self.store.changed();
@@ -256,25 +260,22 @@ impl LeaseStore for InMemoryLeaseStore {
         let resource = resource.to_owned();
         let changes = self.store.changes.subscribe();
         let first = true;
-        stream::unfold(
-            Some((this, resource, changes, first)),
-            |state| async move {
-                let (this, resource, mut changes, first) = state?;
-                if !first && changes.changed().await.is_err() {
-                    return None;
-                }
-                if let Err(error) = this.check_fault().await {
-                    // A broken watch ends after reporting; the engine re-watches.
-                    return Some((Err(error), None));
-                }
-                changes.borrow_and_update();
-                let view = {
-                    let state = this.store.lock();
-                    this.view(state.resources.get(&resource), Instant::now())
-                };
-                Some((Ok(view), Some((this, resource, changes, false))))
-            },
-        )
+        stream::unfold(Some((this, resource, changes, first)), |state| async move {
+            let (this, resource, mut changes, first) = state?;
+            if !first && changes.changed().await.is_err() {
+                return None;
+            }
+            if let Err(error) = this.check_fault().await {
+                // A broken watch ends after reporting; the engine re-watches.
+                return Some((Err(error), None));
+            }
+            changes.borrow_and_update();
+            let view = {
+                let state = this.store.lock();
+                this.view(state.resources.get(&resource), Instant::now())
+            };
+            Some((Ok(view), Some((this, resource, changes, false))))
+        })
         .boxed()
     }
 
@@ -304,7 +305,11 @@ impl LeaseStore for InMemoryLeaseStore {
             return Ok(Vec::new());
         };
         resource.candidates.retain(|_, (_, expires)| *expires > now);
-        Ok(resource.candidates.values().map(|(r, _)| r.clone()).collect())
+        Ok(resource
+            .candidates
+            .values()
+            .map(|(r, _)| r.clone())
+            .collect())
     }
 
     async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {

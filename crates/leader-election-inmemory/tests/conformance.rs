@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use leader_election_abstractions::{Election, LeaderElection, LeaderElectionOptions, Result};
-use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryLeaseStore, InMemoryStore, StoreFault};
+use leader_election_inmemory::{
+    InMemoryLeaderElectionFactory, InMemoryLeaseStore, InMemoryStore, StoreFault,
+};
 use leader_election_testkit::{Candidate, CandidateControl, NetworkFault, Provider};
 
 /// Candidates over one shared in-memory store.

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leader_election_abstractions::{
-    HealthBasedLeaderElection, LeaderElectionOptions, Result,
-};
+use leader_election_abstractions::{HealthBasedLeaderElection, LeaderElectionOptions, Result};
 
 /// A network problem between one candidate and its backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

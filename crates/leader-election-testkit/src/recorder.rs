@@ -25,9 +25,12 @@ pub struct LeadershipInterval {
     pub end: Instant,
 }
 
+/// A candidate's open term, if it leads: since when, with which token.
+type OpenTerm = Option<(Instant, Option<FencingToken>)>;
+
 #[derive(Default)]
 struct Recording {
-    watched: Vec<(String, Weak<dyn LeaderElection>, Option<(Instant, Option<FencingToken>)>)>,
+    watched: Vec<(String, Weak<dyn LeaderElection>, OpenTerm)>,
     intervals: Vec<LeadershipInterval>,
     violations: Vec<String>,
     samples: u64,
@@ -149,9 +152,10 @@ fn sample(recording: &mut Recording, now: Instant) {
     }
     recording.intervals.extend(closed);
     if leaders.len() > 1 {
-        recording
-            .violations
-            .push(format!("{} candidates led at once: {leaders:?}", leaders.len()));
+        recording.violations.push(format!(
+            "{} candidates led at once: {leaders:?}",
+            leaders.len()
+        ));
     }
 }
 

@@ -21,8 +21,8 @@ use crate::traits::{HealthBasedLeaderElection, LeaderElection};
 use crate::types::{CandidateHealth, FencingToken};
 
 use run::{Command, Engine, Health};
-pub(crate) use shared::Shared;
 use shared::Phase;
+pub(crate) use shared::Shared;
 
 /// One candidate's election for one resource, driven by the shared engine
 /// over a provider's [`LeaseStore`].

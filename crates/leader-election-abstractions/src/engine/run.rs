@@ -19,7 +19,9 @@ use crate::engine::jitter::{backoff, jitter};
 use crate::engine::shared::Shared;
 use crate::error::Error;
 use crate::options::LeaderElectionOptions;
-use crate::store::{Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal};
+use crate::store::{
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+};
 use crate::types::{FencingToken, LeaderElectionEvent, LossReason};
 
 /// Requests from the handle to the engine task.
@@ -292,11 +294,16 @@ impl<S: LeaseStore> Machine<S> {
         if release {
             match timeout(self.call_timeout(), self.cfg.store.release(&term.grant)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(error = %error, "release failed; the lease will expire"),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "release failed; the lease will expire")
+                }
                 Err(_) => tracing::warn!("release timed out; the lease will expire"),
             }
         }
-        self.cfg.shared.status.send_modify(|status| status.term = None);
+        self.cfg
+            .shared
+            .status
+            .send_modify(|status| status.term = None);
         tracing::info!(fencing_token = term.token.0, reason = %reason, "lost leadership");
         self.cfg.shared.emit(LeaderElectionEvent::LostLeadership {
             candidate_id: self.me().to_owned(),
@@ -361,9 +368,8 @@ impl<S: LeaseStore> Machine<S> {
             (None, _) => small,
             // Our own lease from a term we lost track of: take it back now.
             (Some(holder), _) if holder == self.me() => Duration::ZERO,
-            (Some(_), Some(acquirable_in)) => (acquirable_in + small).min(
-                self.cfg.options.lease_duration + self.cfg.options.grace_period,
-            ),
+            (Some(_), Some(acquirable_in)) => (acquirable_in + small)
+                .min(self.cfg.options.lease_duration + self.cfg.options.grace_period),
             (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
         };
         self.schedule_attempt(now + wait);

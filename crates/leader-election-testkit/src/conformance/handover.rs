@@ -28,7 +28,11 @@ async fn handover(p: &dyn Provider, how: GiveUp) {
     let started = tokio::time::Instant::now();
     match how {
         GiveUp::Stop => group.members[leader].election.stop().await.expect("stop"),
-        GiveUp::Resign => group.members[leader].election.resign().await.expect("resign"),
+        GiveUp::Resign => group.members[leader]
+            .election
+            .resign()
+            .await
+            .expect("resign"),
         GiveUp::Unhealthy => group.members[leader]
             .election
             .update_health(false, None)
@@ -49,7 +53,10 @@ async fn handover(p: &dyn Provider, how: GiveUp) {
     let saw_release = follower_log.events()[before..].iter().any(|e| {
         matches!(
             e,
-            LeaderElectionEvent::LeaderChanged { new_leader_id: None, .. }
+            LeaderElectionEvent::LeaderChanged {
+                new_leader_id: None,
+                ..
+            }
         )
     });
     assert!(
@@ -112,7 +119,11 @@ pub async fn c5_fencing_tokens_strictly_increase(p: &dyn Provider) {
         match round % 3 {
             0 => group.members[leader].election.stop().await.expect("stop"),
             1 => group.members[leader].control.crash(),
-            _ => group.members[leader].election.resign().await.expect("resign"),
+            _ => group.members[leader]
+                .election
+                .resign()
+                .await
+                .expect("resign"),
         }
         if round % 3 != 2 {
             gone.push(leader);
@@ -130,7 +141,10 @@ pub async fn c5_fencing_tokens_strictly_increase(p: &dyn Provider) {
     from_events.dedup();
     assert_eq!(distinct, from_events.len(), "a token was issued twice");
     for token in &seen {
-        assert!(from_events.contains(token), "guard token {token} had no BecameLeader event");
+        assert!(
+            from_events.contains(token),
+            "guard token {token} had no BecameLeader event"
+        );
     }
     group.finish().await;
 }
@@ -145,7 +159,11 @@ pub async fn c6_events_alternate_and_every_candidate_sees_changes(p: &dyn Provid
     for _ in 0..4 {
         let (leader, _) = group.wait_for_leader(&[]).await;
         leaders.push(group.members[leader].id().to_owned());
-        group.members[leader].election.resign().await.expect("resign");
+        group.members[leader]
+            .election
+            .resign()
+            .await
+            .expect("resign");
         // Wait for someone else before the next round.
         group.wait_for_leader(&[leader]).await;
     }
@@ -169,7 +187,10 @@ pub async fn c6_events_alternate_and_every_candidate_sees_changes(p: &dyn Provid
         for event in log.events() {
             match event {
                 LeaderElectionEvent::BecameLeader { fencing_token, .. } => {
-                    assert!(open.is_none(), "c{index}: BecameLeader while already leading");
+                    assert!(
+                        open.is_none(),
+                        "c{index}: BecameLeader while already leading"
+                    );
                     open = Some(fencing_token.get());
                 }
                 LeaderElectionEvent::LostLeadership { fencing_token, .. } => {
@@ -184,8 +205,14 @@ pub async fn c6_events_alternate_and_every_candidate_sees_changes(p: &dyn Provid
                     new_leader_id,
                     ..
                 } => {
-                    assert_eq!(old_leader_id, observed, "c{index}: LeaderChanged out of order");
-                    assert_ne!(old_leader_id, new_leader_id, "c{index}: LeaderChanged without a change");
+                    assert_eq!(
+                        old_leader_id, observed,
+                        "c{index}: LeaderChanged out of order"
+                    );
+                    assert_ne!(
+                        old_leader_id, new_leader_id,
+                        "c{index}: LeaderChanged without a change"
+                    );
                     saw_last |= new_leader_id.as_deref() == Some(last_id.as_str());
                     observed = new_leader_id;
                 }
@@ -193,7 +220,10 @@ pub async fn c6_events_alternate_and_every_candidate_sees_changes(p: &dyn Provid
                 _ => {}
             }
         }
-        assert!(open.is_none(), "c{index}: a term without LostLeadership after stop");
+        assert!(
+            open.is_none(),
+            "c{index}: a term without LostLeadership after stop"
+        );
         assert!(saw_last, "c{index}: never saw LeaderChanged to {last_id}");
     }
     assert!(leaders.len() >= 4);
@@ -211,7 +241,10 @@ pub async fn c6_slow_subscriber_gets_lag_notice_and_never_blocks(p: &dyn Provide
     while group.logs[0].events().len() < 400 {
         let (leader, _) = group.wait_for_leader(&[]).await;
         let election = group.members[leader].election.clone();
-        election.update_health(false, None).await.expect("unhealthy");
+        election
+            .update_health(false, None)
+            .await
+            .expect("unhealthy");
         group.wait_for_leader(&[leader]).await;
         election.update_health(true, None).await.expect("healthy");
         terms += 1;
@@ -230,7 +263,10 @@ pub async fn c6_slow_subscriber_gets_lag_notice_and_never_blocks(p: &dyn Provide
     assert!(
         rest.iter().any(|e| matches!(
             e,
-            LeaderElectionEvent::LostLeadership { reason: LossReason::Stopped, .. }
+            LeaderElectionEvent::LostLeadership {
+                reason: LossReason::Stopped,
+                ..
+            }
         ) || matches!(e, LeaderElectionEvent::LeaderChanged { .. })),
         "{}: no events after the lag notice",
         p.name()

@@ -22,7 +22,12 @@ pub async fn c7_unhealthy_candidate_never_acquires(p: &dyn Provider) {
     group.members[sick].election.start().await.expect("start");
     let healthy = group.add("healthy", true).await;
     let (leader, _) = group.wait_for_leader(&[]).await;
-    assert_eq!(leader, healthy, "{}: the unhealthy candidate acquired", p.name());
+    assert_eq!(
+        leader,
+        healthy,
+        "{}: the unhealthy candidate acquired",
+        p.name()
+    );
     group.members[healthy].election.stop().await.expect("stop");
     tokio::time::sleep((options.lease_duration + options.grace_period) * 2).await;
     assert!(
@@ -55,7 +60,9 @@ pub async fn c7_leader_below_minimum_score_steps_down(p: &dyn Provider) {
         .await
         .expect("update_health_score");
     group
-        .wait_until("the unhealthy leader to step down", || !group.members[leader].is_leader())
+        .wait_until("the unhealthy leader to step down", || {
+            !group.members[leader].is_leader()
+        })
         .await;
     timing(p, "unhealthy step-down", started.elapsed(), p.round_trip());
     group.wait_for_leader(&[leader]).await;
@@ -123,7 +130,11 @@ pub async fn c7_candidate_health_lists_live_candidates_and_drops_dead_ones(p: &d
         };
         assert_eq!(listed.len(), 3, "{}: candidate list {listed:?}", p.name());
         for entry in &listed {
-            assert_eq!(entry.is_leader, entry.candidate_id == leader_id, "{entry:?}");
+            assert_eq!(
+                entry.is_leader,
+                entry.candidate_id == leader_id,
+                "{entry:?}"
+            );
             if entry.candidate_id == follower_id {
                 assert!(!entry.is_healthy && (entry.health_score - 0.5).abs() < 1e-9);
                 assert_eq!(entry.metadata, metadata);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use leader_election_abstractions::{Error, LeaderElectionEvent, LossReason, MAX_METADATA_TOTAL_BYTES};
+use leader_election_abstractions::{
+    Error, LeaderElectionEvent, LossReason, MAX_METADATA_TOTAL_BYTES,
+};
 
 use super::support::{unique_resource, Group};
 use crate::provider::Provider;
@@ -30,28 +32,48 @@ pub async fn c8_lifecycle_start_stop_and_calls_after_stop(p: &dyn Provider) {
     assert!(!guard.is_valid());
     assert_eq!(election.current_leader_id(), None);
 
-    let after: Vec<LeaderElectionEvent> = tokio::time::timeout(Duration::from_secs(5), events.by_ref().collect())
-        .await
-        .expect("the event stream ends after stop");
+    let after: Vec<LeaderElectionEvent> =
+        tokio::time::timeout(Duration::from_secs(5), events.by_ref().collect())
+            .await
+            .expect("the event stream ends after stop");
     assert!(
         after.iter().any(|e| matches!(
             e,
-            LeaderElectionEvent::LostLeadership { reason: LossReason::Stopped, .. }
+            LeaderElectionEvent::LostLeadership {
+                reason: LossReason::Stopped,
+                ..
+            }
         )),
         "{}: no LostLeadership(Stopped) before the stream ended: {after:?}",
         p.name()
     );
     assert!(matches!(election.start().await, Err(Error::Stopped)));
     assert!(matches!(election.resign().await, Err(Error::Stopped)));
-    assert!(matches!(election.update_health(true, None).await, Err(Error::Stopped)));
-    assert!(matches!(election.candidate_health().await, Err(Error::Stopped)));
-    assert!(matches!(election.wait_for_leadership().await, Err(Error::Stopped)));
+    assert!(matches!(
+        election.update_health(true, None).await,
+        Err(Error::Stopped)
+    ));
+    assert!(matches!(
+        election.candidate_health().await,
+        Err(Error::Stopped)
+    ));
+    assert!(matches!(
+        election.wait_for_leadership().await,
+        Err(Error::Stopped)
+    ));
     assert!(election.subscribe().next().await.is_none());
 
     // Stopping an election that never started is fine too.
     let idle = group.add("idle", false).await;
-    group.members[idle].election.stop().await.expect("stop before start");
-    assert!(matches!(group.members[idle].election.start().await, Err(Error::Stopped)));
+    group.members[idle]
+        .election
+        .stop()
+        .await
+        .expect("stop before start");
+    assert!(matches!(
+        group.members[idle].election.start().await,
+        Err(Error::Stopped)
+    ));
     group.finish().await;
 }
 
@@ -84,31 +106,38 @@ pub async fn c8_stopped_election_leaves_no_trace(p: &dyn Provider) {
 /// the name and the rule.
 pub async fn c10_bad_input_is_rejected_with_field_and_rule(p: &dyn Provider) {
     let resource = unique_resource("c10");
-    let expect_error = |result: Result<crate::provider::Candidate, Error>, mentions: &str| match result {
-        Ok(candidate) => panic!(
-            "{}: accepted bad input ({mentions}) for {}",
-            p.name(),
-            candidate.id()
-        ),
-        Err(error) => {
-            let message = error.to_string();
-            assert!(
-                message.contains(mentions),
-                "{}: error {message:?} does not mention {mentions:?}",
-                p.name()
-            );
-            assert!(
-                matches!(error, Error::InvalidOption { .. } | Error::InvalidName { .. }),
-                "{}: wrong error kind: {error:?}",
-                p.name()
-            );
-        }
-    };
+    let expect_error =
+        |result: Result<crate::provider::Candidate, Error>, mentions: &str| match result {
+            Ok(candidate) => panic!(
+                "{}: accepted bad input ({mentions}) for {}",
+                p.name(),
+                candidate.id()
+            ),
+            Err(error) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains(mentions),
+                    "{}: error {message:?} does not mention {mentions:?}",
+                    p.name()
+                );
+                assert!(
+                    matches!(
+                        error,
+                        Error::InvalidOption { .. } | Error::InvalidName { .. }
+                    ),
+                    "{}: wrong error kind: {error:?}",
+                    p.name()
+                );
+            }
+        };
     let base = p.options();
 
     let mut zero_lease = base.clone();
     zero_lease.lease_duration = Duration::ZERO;
-    expect_error(p.candidate(&resource, "a", zero_lease).await, "lease_duration");
+    expect_error(
+        p.candidate(&resource, "a", zero_lease).await,
+        "lease_duration",
+    );
 
     let mut no_room = base.clone();
     no_room.renew_interval = base.lease_duration / 2;
@@ -116,22 +145,43 @@ pub async fn c10_bad_input_is_rejected_with_field_and_rule(p: &dyn Provider) {
 
     let mut bad_score = base.clone();
     bad_score.minimum_health_score = 1.5;
-    expect_error(p.candidate(&resource, "a", bad_score).await, "minimum_health_score");
+    expect_error(
+        p.candidate(&resource, "a", bad_score).await,
+        "minimum_health_score",
+    );
 
     let mut nan_score = base.clone();
     nan_score.minimum_health_score = f64::NAN;
-    expect_error(p.candidate(&resource, "a", nan_score).await, "minimum_health_score");
+    expect_error(
+        p.candidate(&resource, "a", nan_score).await,
+        "minimum_health_score",
+    );
 
     let mut huge_metadata = base.clone();
     huge_metadata.candidate_metadata =
         BTreeMap::from([("blob".to_owned(), "x".repeat(MAX_METADATA_TOTAL_BYTES + 1))]);
-    expect_error(p.candidate(&resource, "a", huge_metadata).await, "candidate_metadata");
+    expect_error(
+        p.candidate(&resource, "a", huge_metadata).await,
+        "candidate_metadata",
+    );
 
     expect_error(p.candidate("", "a", base.clone()).await, "resource name");
-    expect_error(p.candidate("has space", "a", base.clone()).await, "resource name");
-    expect_error(p.candidate(&"r".repeat(300), "a", base.clone()).await, "resource name");
-    expect_error(p.candidate(&resource, "", base.clone()).await, "candidate id");
-    expect_error(p.candidate(&resource, "bad\nid", base.clone()).await, "candidate id");
+    expect_error(
+        p.candidate("has space", "a", base.clone()).await,
+        "resource name",
+    );
+    expect_error(
+        p.candidate(&"r".repeat(300), "a", base.clone()).await,
+        "resource name",
+    );
+    expect_error(
+        p.candidate(&resource, "", base.clone()).await,
+        "candidate id",
+    );
+    expect_error(
+        p.candidate(&resource, "bad\nid", base.clone()).await,
+        "candidate id",
+    );
 
     // Valid input passes, and health updates are checked too.
     let candidate = p
@@ -184,7 +234,8 @@ pub async fn c11_handles_are_safe_to_share_across_threads(p: &dyn Provider) {
     for _ in 0..3 {
         let (leader, _) = group.wait_for_leader(&[]).await;
         let election = group.members[leader].election.clone();
-        let (resigned, health) = tokio::join!(election.resign(), election.update_health(true, None));
+        let (resigned, health) =
+            tokio::join!(election.resign(), election.update_health(true, None));
         resigned.expect("resign");
         health.expect("update_health");
         group.wait_for_leader(&[leader]).await;
@@ -194,7 +245,15 @@ pub async fn c11_handles_are_safe_to_share_across_threads(p: &dyn Provider) {
     for thread in threads {
         inconsistent += thread.join().expect("reader thread panicked");
     }
-    assert!(reads.load(Ordering::Relaxed) > 0, "the reader threads never ran");
-    assert_eq!(inconsistent, 0, "{}: a leader reported no current leader", p.name());
+    assert!(
+        reads.load(Ordering::Relaxed) > 0,
+        "the reader threads never ran"
+    );
+    assert_eq!(
+        inconsistent,
+        0,
+        "{}: a leader reported no current leader",
+        p.name()
+    );
     group.finish().await;
 }

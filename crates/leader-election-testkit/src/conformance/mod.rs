@@ -27,7 +27,7 @@ pub use lifecycle::{
 };
 pub use safety::{
     c1_mutual_exclusion_under_churn, c2_is_leader_false_at_deadline_even_if_runtime_starved,
-    c2_leader_steps_down_at_local_deadline_when_cut_off,
-    c3_crash_failover_within_lease_and_grace, c9_follower_retries_until_backend_returns,
+    c2_leader_steps_down_at_local_deadline_when_cut_off, c3_crash_failover_within_lease_and_grace,
+    c9_follower_retries_until_backend_returns,
     c9_leader_steps_down_during_long_outage_and_recovers, c9_leader_survives_short_outage,
 };

@@ -74,11 +74,18 @@ pub async fn c2_leader_steps_down_at_local_deadline_when_cut_off(p: &dyn Provide
         })
     };
     let waited = group
-        .wait_until("the cut-off leader to step down", || !group.members[leader].is_leader())
+        .wait_until("the cut-off leader to step down", || {
+            !group.members[leader].is_leader()
+        })
         .await;
     // The last successful renewal started before the cut, so the deadline
     // is at most one lease after it.
-    timing(p, "cut-off leader stepped down after", waited, p.options().lease_duration);
+    timing(
+        p,
+        "cut-off leader stepped down after",
+        waited,
+        p.options().lease_duration,
+    );
     let fired_at = guard_fired.await.expect("guard task");
     timing(
         p,
@@ -243,7 +250,10 @@ pub async fn c9_leader_steps_down_during_long_outage_and_recovers(p: &dyn Provid
     let former = leader;
     group
         .wait_until("the former leader to observe the new one", || {
-            group.members[former].election.current_leader_id().as_deref()
+            group.members[former]
+                .election
+                .current_leader_id()
+                .as_deref()
                 == Some(group.members[other].id())
         })
         .await;

@@ -62,7 +62,10 @@ impl EventLog {
     }
 
     pub(crate) fn timed(&self) -> Vec<(Instant, LeaderElectionEvent)> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -77,7 +80,11 @@ pub(crate) struct Group<'p> {
 }
 
 impl<'p> Group<'p> {
-    pub(crate) fn new(provider: &'p dyn Provider, tag: &str, options: LeaderElectionOptions) -> Self {
+    pub(crate) fn new(
+        provider: &'p dyn Provider,
+        tag: &str,
+        options: LeaderElectionOptions,
+    ) -> Self {
         Self {
             provider,
             resource: unique_resource(tag),
@@ -94,8 +101,14 @@ impl<'p> Group<'p> {
             .provider
             .candidate(&self.resource, id, self.options.clone())
             .await
-            .unwrap_or_else(|e| panic!("{}: creating candidate {id} failed: {e}", self.provider.name()));
-        self.logs.push(EventLog::attach(candidate.election.as_ref()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: creating candidate {id} failed: {e}",
+                    self.provider.name()
+                )
+            });
+        self.logs
+            .push(EventLog::attach(candidate.election.as_ref()));
         let watched: Arc<dyn LeaderElection> = candidate.election.clone();
         self.recorder.watch(&watched);
         if start {
@@ -189,7 +202,11 @@ pub(crate) fn timing(provider: &dyn Provider, what: &str, measured: Duration, bo
     println!(
         "{}: {what}: {measured:?} (contract bound {bound:?}{})",
         provider.name(),
-        if provider.virtual_time() { ", virtual time" } else { ", wall clock, not asserted" }
+        if provider.virtual_time() {
+            ", virtual time"
+        } else {
+            ", wall clock, not asserted"
+        }
     );
     if provider.virtual_time() {
         assert!(

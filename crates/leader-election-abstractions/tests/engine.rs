@@ -1,0 +1,318 @@
+//! Engine unit tests in virtual time, against `FakeStore`: a scripted fake
+//! store (allowed only here) that answers what each test needs, including
+//! answers no real backend should give.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use leader_election_abstractions::store::{
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+};
+use leader_election_abstractions::{
+    Election, Error, FencingToken, LeaderElection, LeaderElectionEvent, LeaderElectionExt,
+    LeaderElectionOptions, LossReason, Result,
+};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+/// What the fake answers to `renew`.
+#[derive(Clone, Copy)]
+enum RenewScript {
+    Renew,
+    Reject,
+    Unauthorized,
+    Hang,
+}
+
+struct Script {
+    acquire: VecDeque<Result<Acquisition<u64>>>,
+    renew: RenewScript,
+    acquire_calls: u32,
+    watch: Option<mpsc::UnboundedReceiver<Result<LeaseView>>>,
+}
+
+/// A fake store for engine unit tests: scripted answers, a test-fed watch.
+#[derive(Clone)]
+struct FakeStore {
+    script: Arc<Mutex<Script>>,
+}
+
+impl FakeStore {
+    fn new(renew: RenewScript) -> (Self, mpsc::UnboundedSender<Result<LeaseView>>) {
+        let (feed, watch) = mpsc::unbounded_channel();
+        let store = Self {
+            script: Arc::new(Mutex::new(Script {
+                acquire: VecDeque::new(),
+                renew,
+                acquire_calls: 0,
+                watch: Some(watch),
+            })),
+        };
+        (store, feed)
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().expect("script lock")
+    }
+
+    fn then_acquire(&self, answer: Result<Acquisition<u64>>) {
+        self.script().acquire.push_back(answer);
+    }
+}
+
+#[async_trait]
+impl LeaseStore for FakeStore {
+    type Grant = u64;
+
+    async fn try_acquire(&self, _claim: &LeaseClaim) -> Result<Acquisition<u64>> {
+        let mut script = self.script();
+        script.acquire_calls += 1;
+        script.acquire.pop_front().unwrap_or_else(|| {
+            Ok(Acquisition::Held(LeaseView {
+                holder: Some("someone-else".to_owned()),
+                fencing_token: Some(FencingToken(1)),
+                acquirable_in: None,
+            }))
+        })
+    }
+
+    async fn renew(&self, grant: &u64) -> Result<Renewal<u64>> {
+        let renew = self.script().renew;
+        match renew {
+            RenewScript::Renew => Ok(Renewal::Renewed(*grant)),
+            RenewScript::Reject => Ok(Renewal::Lost(None)),
+            RenewScript::Unauthorized => Err(Error::Unauthorized("no update on leases".into())),
+            RenewScript::Hang => std::future::pending().await,
+        }
+    }
+
+    async fn release(&self, _grant: &u64) -> Result<()> {
+        Ok(())
+    }
+
+    fn watch(&self, _resource: &str) -> LeaseWatch {
+        match self.script().watch.take() {
+            Some(receiver) => UnboundedReceiverStream::new(receiver).boxed(),
+            None => futures_util::stream::pending().boxed(),
+        }
+    }
+
+    async fn publish_candidate(&self, _: &str, _: &CandidateRecord, _: Duration) -> Result<()> {
+        Ok(())
+    }
+
+    async fn list_candidates(&self, _: &str) -> Result<Vec<CandidateRecord>> {
+        Ok(Vec::new())
+    }
+
+    async fn withdraw_candidate(&self, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn acquired(token: u64) -> Result<Acquisition<u64>> {
+    Ok(Acquisition::Acquired {
+        grant: token,
+        fencing_token: FencingToken(token),
+    })
+}
+
+fn election(store: FakeStore) -> Election<FakeStore> {
+    Election::new(
+        store,
+        "engine",
+        Some("me"),
+        LeaderElectionOptions::default(),
+        false,
+    )
+    .expect("valid election")
+}
+
+fn loss_reasons(events: &[LeaderElectionEvent]) -> Vec<LossReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LeaderElectionEvent::LostLeadership { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn drain(stream: &mut leader_election_abstractions::EventStream) -> Vec<LeaderElectionEvent> {
+    let mut events = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1), stream.next()).await
+    {
+        events.push(event);
+    }
+    events
+}
+
+#[tokio::test(start_paused = true)]
+async fn backend_errors_are_retried_with_backoff_and_never_panic() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    for _ in 0..100 {
+        store.then_acquire(Err(Error::Backend(
+            "holderIdentity: expected string".into(),
+        )));
+    }
+    let election = election(store.clone());
+    election.start().await.expect("start");
+    sleep(Duration::from_secs(60)).await;
+    let calls = store.script().acquire_calls;
+    assert!(!election.is_leader());
+    // Backoff doubles from 2 s up to the 15 s lease: about eight tries a minute,
+    // far from the thirty that fixed 2 s polling would make.
+    assert!((4..=12).contains(&calls), "{calls} attempts in a minute");
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_watch_views_are_ignored_and_newer_holders_depose_the_leader() {
+    let (store, feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(5));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    assert_eq!(guard.fencing_token(), FencingToken(5));
+
+    // A view from before our term (token 4, free) must not end it.
+    feed.send(Ok(LeaseView {
+        holder: None,
+        fencing_token: Some(FencingToken(4)),
+        acquirable_in: None,
+    }))
+    .expect("feed");
+    sleep(Duration::from_millis(10)).await;
+    assert!(election.is_leader(), "a stale view deposed the leader");
+
+    feed.send(Ok(LeaseView {
+        holder: Some("usurper".into()),
+        fencing_token: Some(FencingToken(6)),
+        acquirable_in: Some(Duration::from_secs(15)),
+    }))
+    .expect("feed");
+    sleep(Duration::from_millis(10)).await;
+    assert!(!election.is_leader());
+    assert!(!guard.is_valid());
+    assert_eq!(election.current_leader_id().as_deref(), Some("usurper"));
+    let seen = drain(&mut events).await;
+    assert_eq!(loss_reasons(&seen), vec![LossReason::LostToOtherHolder]);
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_rejected_by_the_backend_ends_the_term() {
+    let (store, _feed) = FakeStore::new(RenewScript::Reject);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    sleep(Duration::from_secs(6)).await;
+    assert!(!election.is_leader());
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::RenewRejected]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_keeps_leading_through_errors_until_exactly_its_deadline() {
+    let (store, _feed) = FakeStore::new(RenewScript::Unauthorized);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    let acquired_at = Instant::now();
+    sleep(Duration::from_millis(14_990)).await;
+    assert!(election.is_leader(), "stepped down before the deadline");
+    sleep(Duration::from_millis(20)).await;
+    assert!(!election.is_leader(), "still leading after the deadline");
+    assert!(acquired_at.elapsed() >= Duration::from_secs(15));
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::DeadlineExpired]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_while_leader_cancels_work_at_the_deadline_when_renewals_hang() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    election.start().await.expect("start");
+    let started = Instant::now();
+    let outcome = election
+        .run_while_leader(|_guard| std::future::pending::<()>())
+        .await
+        .expect("run");
+    assert_eq!(outcome, None, "work must be cancelled, not finish");
+    let lasted = started.elapsed();
+    assert!(
+        lasted <= Duration::from_secs(15),
+        "work outlived the lease: {lasted:?}"
+    );
+    assert!(
+        lasted >= Duration::from_secs(14),
+        "work cancelled early: {lasted:?}"
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn callbacks_see_events_in_order() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(3));
+    let election = election(store);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
+    let became = election
+        .on_became_leader(move |token| a.lock().expect("lock").push(format!("became {token}")));
+    let lost = election
+        .on_lost_leadership(move |reason| b.lock().expect("lock").push(format!("lost {reason}")));
+    let changed = election.on_leader_changed(move |old, new| {
+        c.lock()
+            .expect("lock")
+            .push(format!("changed {old:?} -> {new:?}"))
+    });
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    election.stop().await.expect("stop");
+    became.finished().await;
+    lost.finished().await;
+    changed.finished().await;
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.contains(&"became 3".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"lost stopped".to_owned()), "{seen:?}");
+    assert!(
+        seen.contains(&"changed None -> Some(\"me\")".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"changed Some(\"me\") -> None".to_owned()),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_callback_handle_unregisters_the_callback() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let calls = Arc::new(Mutex::new(0));
+    let counter = calls.clone();
+    drop(election.on_event(move |_| *counter.lock().expect("lock") += 1));
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(*calls.lock().expect("lock"), 0);
+    election.stop().await.expect("stop");
+}

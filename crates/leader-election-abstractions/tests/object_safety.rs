@@ -1,0 +1,50 @@
+//! The traits are object-safe: library code holds `Arc<dyn ...>` values.
+
+use std::sync::Arc;
+
+use leader_election_abstractions::{
+    HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
+    LeaderElectionOptions,
+};
+use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
+
+/// Library code that knows only the abstractions.
+async fn library_code(factory: Arc<dyn LeaderElectionFactory>) -> (bool, bool) {
+    let plain: Arc<dyn LeaderElection> = factory
+        .create_election("object-safety", Some("plain"))
+        .expect("create");
+    let health: Arc<dyn HealthBasedLeaderElection> = factory
+        .create_health_based_election("object-safety", Some("health"))
+        .expect("create");
+    // A health-based election is also a plain one (trait upcasting).
+    let upcast: Arc<dyn LeaderElection> = health.clone();
+    plain.start().await.expect("start");
+    let guard = plain.wait_for_leadership().await.expect("leads");
+    let ran = plain
+        .run_while_leader(|g| async move { g.fencing_token() == guard.fencing_token() })
+        .await
+        .expect("run");
+    upcast.start().await.expect("start");
+    let follows = !upcast.is_leader();
+    plain.stop().await.expect("stop");
+    upcast.stop().await.expect("stop");
+    (ran == Some(true), follows)
+}
+
+#[tokio::test(start_paused = true)]
+async fn arc_dyn_traits_work_end_to_end() {
+    let factory: Arc<dyn LeaderElectionFactory> = Arc::new(
+        InMemoryLeaderElectionFactory::new(InMemoryStore::new(), LeaderElectionOptions::default())
+            .expect("factory"),
+    );
+    assert_eq!(library_code(factory).await, (true, true));
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+    assert_send_sync::<dyn LeaderElection>();
+    assert_send_sync::<dyn HealthBasedLeaderElection>();
+    assert_send_sync::<dyn LeaderElectionFactory>();
+    assert_send_sync::<leader_election_abstractions::LeadershipGuard>();
+}
