@@ -176,8 +176,10 @@ impl LeadershipReport {
     pub fn assert_safe(&self) {
         assert!(
             self.violations.is_empty(),
-            "mutual exclusion violated: {:?}",
-            self.violations
+            "mutual exclusion violated at {} of {} samples, first: {:?}",
+            self.violations.len(),
+            self.samples,
+            self.violations.iter().take(3).collect::<Vec<_>>()
         );
         check_no_overlap(&self.intervals).unwrap_or_else(|e| panic!("{e}"));
     }
