@@ -364,12 +364,15 @@ impl<S: LeaseStore> Machine<S> {
         self.observe(view.holder.clone());
         let now = Instant::now();
         let small = jitter(self.cfg.options.retry_interval / 100, 1.0);
+        // A hint beyond one lease plus grace is not trusted: look again then.
+        let cap = self.cfg.options.lease_duration + self.cfg.options.grace_period;
         let wait = match (view.holder.as_deref(), view.acquirable_in) {
-            (None, _) => small,
-            // Our own lease from a term we lost track of: take it back now.
-            (Some(holder), _) if holder == self.me() => Duration::ZERO,
-            (Some(_), Some(acquirable_in)) => (acquirable_in + small)
-                .min(self.cfg.options.lease_duration + self.cfg.options.grace_period),
+            // Free, or free but still blocked for a while (Consul's lock-delay).
+            (None, None) => small,
+            (None, Some(blocked_for)) => (blocked_for + small).min(cap),
+            // Our own lease from a term we lost track of: take it back soon.
+            (Some(holder), _) if holder == self.me() => small,
+            (Some(_), Some(acquirable_in)) => (acquirable_in + small).min(cap),
             (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
         };
         self.schedule_attempt(now + wait);
