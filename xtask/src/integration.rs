@@ -99,9 +99,15 @@ fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String
         println!("xtask: integration {name}: cargo test printed no `test result:` line");
     }
     println!("xtask: integration {name}: finished in {secs:.1}s");
+    // A provider crate whose suite runs nothing must not look green.
+    let none_ran = passed + failed == 0;
     Ok(Outcome {
-        line: format!("{name}: {passed} passed, {failed} failed"),
-        failed: failed > 0 || !status.success() || results == 0,
+        line: if none_ran {
+            format!("{name}: 0 passed, 0 failed - no #[ignore]d integration test ran, which counts as a failure")
+        } else {
+            format!("{name}: {passed} passed, {failed} failed")
+        },
+        failed: failed > 0 || !status.success() || results == 0 || none_ran,
     })
 }
 
