@@ -169,11 +169,7 @@ fn build(pin: &Pin, dest: &Path) -> Result<(), String> {
     command
         .args(&args)
         .current_dir(&wrapper)
-        .env("CGO_ENABLED", "0")
-        .env(
-            "GOTOOLCHAIN",
-            env::var("GOTOOLCHAIN").unwrap_or_else(|_| "local".into()),
-        );
+        .env("CGO_ENABLED", "0");
     for (var, sub) in [("GOMODCACHE", "gomod"), ("GOCACHE", "gocache")] {
         if env::var_os(var).is_none() {
             command.env(var, cache.join(sub));
