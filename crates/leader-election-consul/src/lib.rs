@@ -1,0 +1,54 @@
+//! Consul provider for leader-election-rs: each election holds a Consul
+//! session and contends for the KV lock `<prefix>/<resource>/.lock`, the same
+//! key and flags as `consul lock <prefix>/<resource>` and Go's `api.Lock`, so
+//! all of them contend correctly with each other.
+//!
+//! - **Session**: TTL = `lease_duration`, lock-delay = `grace_period` (capped at
+//!   Consul's 60 s), no node checks unless [`ConsulConfig::node_checks`] asks.
+//! - **Acquire** with `?acquire=`, then a consistent read; the fencing token is
+//!   the key's `ModifyIndex` after the acquire, which grows with every write in
+//!   the cluster, so it stays increasing even if the key is deleted and re-created.
+//! - **Renew**: session renew plus a consistent read of the key; a 404 or a
+//!   foreign `Session` means lost. The leader steps down at its local deadline
+//!   whatever Consul answers, unlike Go's lock, which can notice a lost lock
+//!   minutes late.
+//! - **Watch**: blocking queries on the key; followers react to a release or
+//!   an invalidated session at once.
+//! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to the
+//!   candidate's session.
+//!
+//! ACL policy the token needs:
+//!
+//! ```hcl
+//! key_prefix "service/leader-election/" { policy = "write" }
+//! session_prefix "" { policy = "write" }
+//! ```
+//!
+//! ```no_run
+//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
+//! use leader_election_consul::ConsulLeaderElectionFactory;
+//!
+//! # async fn run() -> leader_election_abstractions::Result<()> {
+//! let factory = ConsulLeaderElectionFactory::from_env(LeaderElectionOptions::default())?;
+//! let election = factory.election("nightly-report", Some("worker-1"), false)?;
+//! election.start().await?;
+//! let guard = election.wait_for_leadership().await?;
+//! println!("leading with fencing token {}", guard.fencing_token());
+//! election.stop().await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod client;
+mod config;
+mod factory;
+mod store;
+
+pub use config::{
+    AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_SESSION_TTL_MIN, MAX_LOCK_DELAY,
+    MAX_SESSION_TTL,
+};
+pub use factory::ConsulLeaderElectionFactory;
+pub use store::{ConsulGrant, ConsulLeaseStore};

@@ -1,0 +1,426 @@
+//! [`ConsulLeaseStore`]: the engine's lease operations over one Consul
+//! session and the lock key `<prefix>/<resource>/.lock`.
+//!
+//! Why the session's TTL equals the lease duration: Consul invalidates a
+//! session no earlier than TTL after the last renewal reached the server
+//! (in practice about 2 × TTL), while our leader stops leading at the start
+//! of its last successful renewal plus the lease duration (contract C2). So
+//! the leader always stops before the lock can pass to anyone else.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures_util::{stream, StreamExt};
+use leader_election_abstractions::store::{
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+};
+use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::client::{ConsulClient, KvEntry, KvRead, LOCK_FLAG};
+use crate::config::{encode_segment, Consistency, MAX_LOCK_DELAY, MAX_SESSION_TTL};
+
+/// Consul's default `kv_max_value_size`.
+const MAX_VALUE_BYTES: usize = 512 * 1024;
+
+/// What we write into the lock key: who holds it.
+#[derive(Serialize, Deserialize)]
+struct HolderValue {
+    candidate_id: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// What we write into a candidate-registry key.
+#[derive(Serialize, Deserialize)]
+struct CandidateValue {
+    candidate_id: String,
+    is_healthy: bool,
+    health_score: f64,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    updated_unix_ms: u64,
+    ttl_ms: u64,
+}
+
+/// A held Consul lock: the session that holds it and the `ModifyIndex` of
+/// the acquiring write, which is also the fencing token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsulGrant {
+    session: String,
+    key: String,
+    modify_index: u64,
+}
+
+/// The per-election Consul store: one session, created on first use and
+/// re-created if Consul invalidates it.
+#[derive(Debug)]
+pub struct ConsulLeaseStore {
+    client: ConsulClient,
+    candidate_id: String,
+    resource: String,
+    lease_duration: Duration,
+    lock_delay: Duration,
+    session: Mutex<Option<String>>,
+}
+
+impl ConsulLeaseStore {
+    pub(crate) fn new(
+        client: ConsulClient,
+        resource: &str,
+        candidate_id: &str,
+        options: &LeaderElectionOptions,
+    ) -> Self {
+        Self {
+            client,
+            candidate_id: candidate_id.to_owned(),
+            resource: resource.to_owned(),
+            lease_duration: options.lease_duration,
+            lock_delay: options.grace_period.min(MAX_LOCK_DELAY),
+            session: Mutex::new(None),
+        }
+    }
+
+    /// `<prefix>/<resource>/.lock`, the key `consul lock <prefix>/<resource>` uses.
+    pub fn lock_key(&self) -> String {
+        lock_key(&self.client.config().key_prefix, &self.resource)
+    }
+
+    fn candidates_prefix(&self, resource: &str) -> String {
+        format!("{}/{resource}/candidates/", self.client.config().key_prefix)
+    }
+
+    /// The id of this election's current session, if one exists.
+    pub async fn session_id(&self) -> Option<String> {
+        self.session.lock().await.clone()
+    }
+
+    /// Returns a live session: renews the current one, or creates a new one
+    /// when there is none or Consul no longer knows it.
+    async fn live_session(&self) -> Result<String> {
+        let mut session = self.session.lock().await;
+        if let Some(id) = session.as_ref() {
+            if self.client.renew_session(id).await? {
+                return Ok(id.clone());
+            }
+            tracing::info!(session = %id, "Consul session is gone; creating a new one");
+        }
+        let name = format!("leader-election-rs {} {}", self.resource, self.candidate_id);
+        let id = self
+            .client
+            .create_session(&name, self.lease_duration, self.lock_delay)
+            .await
+            .map_err(|error| match error {
+                Error::BackendUnavailable { message, .. }
+                    if message.contains("Invalid Session TTL") =>
+                {
+                    Error::invalid_option(
+                        "lease_duration",
+                        format!("Consul rejected it as the session TTL: {message}"),
+                    )
+                }
+                other => other,
+            })?;
+        *session = Some(id.clone());
+        Ok(id)
+    }
+
+    async fn forget_session(&self, id: &str) {
+        let mut session = self.session.lock().await;
+        if session.as_deref() == Some(id) {
+            *session = None;
+        }
+    }
+
+    fn holder_value(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+        let value = serde_json::to_vec(&HolderValue {
+            candidate_id: self.candidate_id.clone(),
+            metadata: metadata.clone(),
+        })
+        .map_err(|e| Error::Backend(format!("encoding the lock value: {e}")))?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(Error::invalid_option(
+                "candidate_metadata",
+                "the lock value exceeds Consul's 512 KiB limit",
+            ));
+        }
+        Ok(value)
+    }
+
+    /// What a read of the lock key says about the lease.
+    fn view(&self, read: &KvRead) -> LeaseView {
+        self.viewer().view(read)
+    }
+
+    fn viewer(&self) -> ViewMaker {
+        ViewMaker {
+            lease_duration: self.lease_duration,
+            lock_delay: self.lock_delay,
+        }
+    }
+}
+
+/// The lock key of a resource.
+pub(crate) fn lock_key(prefix: &str, resource: &str) -> String {
+    format!("{prefix}/{resource}/.lock")
+}
+
+/// The candidate id in a lock value we wrote; for other clients (`consul
+/// lock`, Go's `api.Lock`) the holding session.
+fn holder_of(entry: &KvEntry, session: &str) -> String {
+    entry
+        .value_bytes()
+        .and_then(|bytes| serde_json::from_slice::<HolderValue>(&bytes).ok())
+        .map(|value| value.candidate_id)
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| format!("consul-session:{session}"))
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl LeaseStore for ConsulLeaseStore {
+    type Grant = ConsulGrant;
+
+    fn validate(
+        &self,
+        _resource: &str,
+        _candidate_id: &str,
+        options: &LeaderElectionOptions,
+    ) -> Result<()> {
+        let min = self.client.config().session_ttl_min;
+        if options.lease_duration < min || options.lease_duration > MAX_SESSION_TTL {
+            return Err(Error::invalid_option(
+                "lease_duration",
+                format!(
+                    "is the Consul session TTL, so it must be between session_ttl_min ({min:?}) and 24 h, got {:?}",
+                    options.lease_duration
+                ),
+            ));
+        }
+        self.holder_value(&options.candidate_metadata).map(drop)
+    }
+
+    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<ConsulGrant>> {
+        let key = self.lock_key();
+        let current = self.client.read(&key, Consistency::Default, None).await?;
+        if let Some(entry) = &current.entry {
+            if entry.flags != LOCK_FLAG && entry.flags != 0 {
+                return Err(Error::Backend(format!(
+                    "{key} carries flags {:#x}, not a lock's: another kind of client (a semaphore?) uses it",
+                    entry.flags
+                )));
+            }
+            let ours = self.session.lock().await.clone();
+            match entry.holder_session() {
+                Some(holder) if Some(holder) != ours.as_deref() => {
+                    return Ok(Acquisition::Held(self.view(&current)));
+                }
+                _ => {}
+            }
+        }
+        let session = self.live_session().await?;
+        let value = self.holder_value(&claim.holder_metadata)?;
+        if !self
+            .client
+            .acquire(&key, &session, LOCK_FLAG, value)
+            .await?
+        {
+            let after = self
+                .client
+                .read(&key, Consistency::Consistent, None)
+                .await?;
+            let mut view = self.view(&after);
+            if view.holder.is_none() {
+                // Free but refused: Consul's lock-delay after the previous
+                // holder's session died. Try again when it has passed.
+                view.acquirable_in = Some(self.lock_delay);
+            }
+            return Ok(Acquisition::Held(view));
+        }
+        let after = self
+            .client
+            .read(&key, Consistency::Consistent, None)
+            .await?;
+        match after.entry {
+            Some(entry) if entry.holder_session() == Some(session.as_str()) => {
+                Ok(Acquisition::Acquired {
+                    fencing_token: FencingToken(entry.modify_index),
+                    grant: ConsulGrant {
+                        session,
+                        key,
+                        modify_index: entry.modify_index,
+                    },
+                })
+            }
+            // Lost between the acquire and the read (deleted or invalidated).
+            _ => Ok(Acquisition::Held(self.view(&after))),
+        }
+    }
+
+    async fn renew(&self, grant: &ConsulGrant) -> Result<Renewal<ConsulGrant>> {
+        if !self.client.renew_session(&grant.session).await? {
+            self.forget_session(&grant.session).await;
+            return Ok(Renewal::Lost(None));
+        }
+        let read = self
+            .client
+            .read(&grant.key, Consistency::Consistent, None)
+            .await?;
+        match &read.entry {
+            Some(entry)
+                if entry.holder_session() == Some(grant.session.as_str())
+                    && entry.modify_index == grant.modify_index =>
+            {
+                Ok(Renewal::Renewed(grant.clone()))
+            }
+            _ => Ok(Renewal::Lost(Some(self.view(&read)))),
+        }
+    }
+
+    async fn release(&self, grant: &ConsulGrant) -> Result<()> {
+        // `?release` before any destroy: a destroy alone would impose the
+        // lock-delay on the next holder.
+        self.client
+            .release(&grant.key, &grant.session)
+            .await
+            .map(drop)
+    }
+
+    fn watch(&self, _resource: &str) -> LeaseWatch {
+        let client = self.client.clone();
+        let key = self.lock_key();
+        let wait = client.config().watch_wait;
+        let consistency = client.config().consistency;
+        let viewer = self.viewer();
+        stream::unfold(
+            (client, key, 0u64),
+            move |(client, key, index)| async move {
+                let block = (index > 0).then_some((index, wait));
+                let started = tokio::time::Instant::now();
+                match client.read(&key, consistency, block).await {
+                    Ok(read) => {
+                        // Reset when the index goes backwards (a restored
+                        // snapshot, a new leader); never block on 0.
+                        let next = if read.index < index {
+                            0
+                        } else {
+                            read.index.max(1)
+                        };
+                        if next == index && started.elapsed() < Duration::from_millis(50) {
+                            // The server answered at once without news: pace the loop.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Some((Ok(viewer.view(&read)), (client, key, next)))
+                    }
+                    Err(error) => Some((Err(error), (client, key, 0))),
+                }
+            },
+        )
+        .boxed()
+    }
+
+    async fn publish_candidate(
+        &self,
+        resource: &str,
+        record: &CandidateRecord,
+        ttl: Duration,
+    ) -> Result<()> {
+        let session = self.live_session().await?;
+        let value = serde_json::to_vec(&CandidateValue {
+            candidate_id: record.candidate_id.clone(),
+            is_healthy: record.is_healthy,
+            health_score: record.health_score,
+            metadata: record.metadata.clone(),
+            updated_unix_ms: unix_ms(record.updated_at),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        })
+        .map_err(|e| Error::Backend(format!("encoding the candidate record: {e}")))?;
+        let key = format!(
+            "{}{}",
+            self.candidates_prefix(resource),
+            encode_segment(&record.candidate_id)
+        );
+        // Binding the entry to our session makes Consul clear it when we die.
+        if !self.client.acquire(&key, &session, 0, value).await? {
+            return Err(Error::unavailable(format!(
+                "Consul refused to bind {key} to our session"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+        let now = unix_ms(SystemTime::now());
+        let entries = self.client.list(&self.candidates_prefix(resource)).await?;
+        let live = entries
+            .iter()
+            // Unbound: its session died. Expired: it stopped publishing.
+            .filter(|entry| entry.holder_session().is_some())
+            .filter_map(|entry| {
+                serde_json::from_slice::<CandidateValue>(&entry.value_bytes()?).ok()
+            })
+            .filter(|value| value.updated_unix_ms.saturating_add(value.ttl_ms) > now)
+            .map(|value| CandidateRecord {
+                candidate_id: value.candidate_id,
+                is_healthy: value.is_healthy,
+                health_score: value.health_score,
+                metadata: value.metadata,
+                updated_at: UNIX_EPOCH + Duration::from_millis(value.updated_unix_ms),
+            })
+            .collect();
+        Ok(live)
+    }
+
+    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
+        let key = format!(
+            "{}{}",
+            self.candidates_prefix(resource),
+            encode_segment(candidate_id)
+        );
+        self.client.delete(&key).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let session = self.session.lock().await.take();
+        match session {
+            Some(id) => self.client.destroy_session(&id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The part of the store a watch stream needs to turn reads into views.
+#[derive(Clone, Copy)]
+struct ViewMaker {
+    lease_duration: Duration,
+    lock_delay: Duration,
+}
+
+impl ViewMaker {
+    /// What a read of the lock key says about the lease.
+    fn view(&self, read: &KvRead) -> LeaseView {
+        match &read.entry {
+            None => LeaseView {
+                holder: None,
+                fencing_token: Some(FencingToken(read.index)),
+                acquirable_in: None,
+            },
+            Some(entry) => LeaseView {
+                holder: entry
+                    .holder_session()
+                    .map(|session| holder_of(entry, session)),
+                fencing_token: Some(FencingToken(entry.modify_index)),
+                acquirable_in: entry
+                    .holder_session()
+                    .map(|_| self.lease_duration * 2 + self.lock_delay),
+            },
+        }
+    }
+}
