@@ -39,8 +39,11 @@ pub trait LeaderElection: Send + Sync {
     fn fencing_token(&self) -> Option<FencingToken>;
 
     /// Starts taking part: the background task tries to acquire and, once
-    /// leader, renews. Calling it on a running election does nothing; on a
-    /// stopped one it returns [`Error::Stopped`](crate::Error::Stopped).
+    /// leader, renews. It returns before the first attempt, so `is_leader()`
+    /// right after `start` is false; await
+    /// [`wait_for_leadership`](Self::wait_for_leadership) to know. Calling it
+    /// on a running election does nothing; on a stopped one it returns
+    /// [`Error::Stopped`](crate::Error::Stopped). Needs a Tokio runtime.
     async fn start(&self) -> Result<()>;
 
     /// Stops taking part. A leader releases its lease first, so a waiting
@@ -74,7 +77,9 @@ pub trait LeaderElection: Send + Sync {
 #[async_trait]
 pub trait HealthBasedLeaderElection: LeaderElection {
     /// Reports health as healthy (score 1) or unhealthy (score 0), with
-    /// optional metadata that replaces the published metadata.
+    /// optional metadata. It is published on top of the options'
+    /// `candidate_metadata` (its keys win) and replaces the metadata of the
+    /// previous health report.
     async fn update_health(
         &self,
         is_healthy: bool,
@@ -145,6 +150,10 @@ pub trait LeaderElectionExt: LeaderElection {
     /// seed's `event` handlers). The callback runs until the returned handle
     /// is dropped, unless it is [detached](EventCallback::detach). Must be
     /// called inside a Tokio runtime.
+    ///
+    /// Each registration has its own task: one callback sees events in order,
+    /// but two callbacks may run in either order for the same moment. Register
+    /// one `on_event` callback when the relative order matters.
     fn on_event<F>(&self, callback: F) -> EventCallback
     where
         F: FnMut(&LeaderElectionEvent) + Send + 'static,

@@ -235,7 +235,8 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
                     health: inner.health.subscribe(),
                     commands: receiver,
                 };
-                let span = tracing::info_span!(
+                // WARN level, so the fields reach warnings even under a `warn` filter.
+                let span = tracing::warn_span!(
                     "leader_election",
                     resource = %inner.shared.resource,
                     candidate = %inner.shared.candidate_id

@@ -421,9 +421,12 @@ impl<S: LeaseStore> Machine<S> {
             candidate_id: self.me().to_owned(),
             is_healthy: health.score >= self.cfg.options.minimum_health_score,
             health_score: health.score,
-            metadata: health
-                .metadata
-                .unwrap_or_else(|| self.cfg.options.candidate_metadata.clone()),
+            // Health metadata adds to (and overrides keys of) the configured metadata.
+            metadata: {
+                let mut metadata = self.cfg.options.candidate_metadata.clone();
+                metadata.extend(health.metadata.unwrap_or_default());
+                metadata
+            },
             updated_at: SystemTime::now(),
         };
         let ttl = self.cfg.options.lease_duration + self.cfg.options.grace_period;
