@@ -289,11 +289,14 @@ impl ConsulClient {
         self.boolean("kv acquire", request).await
     }
 
-    /// `PUT /v1/kv/<key>?release=<session>`; true when it was ours.
-    pub(crate) async fn release(&self, key: &str, session: &str) -> Result<bool> {
-        let request = self
-            .request(Method::PUT, &format!("kv/{key}"))
-            .query(&[("release", session)]);
+    /// `PUT /v1/kv/<key>?release=<session>&flags=..`; true when it was ours.
+    /// A release rewrites the key's flags like any PUT, so they are sent
+    /// again: Go's `api.Lock` refuses keys without its flag.
+    pub(crate) async fn release(&self, key: &str, session: &str, flags: u64) -> Result<bool> {
+        let request = self.request(Method::PUT, &format!("kv/{key}")).query(&[
+            ("release", session.to_owned()),
+            ("flags", flags.to_string()),
+        ]);
         self.boolean("kv release", request).await
     }
 

@@ -8,6 +8,7 @@
 //! the leader always stops before the lock can pass to anyone else.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -31,6 +32,11 @@ struct HolderValue {
     candidate_id: String,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// Differs on every acquisition. Consul skips a write that changes
+    /// nothing, so without it a re-acquisition by the same session would
+    /// keep the old `ModifyIndex` and repeat a fencing token.
+    #[serde(default)]
+    acquisition: u64,
 }
 
 /// What we write into a candidate-registry key.
@@ -135,9 +141,13 @@ impl ConsulLeaseStore {
     }
 
     fn holder_value(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+        static ACQUISITIONS: AtomicU64 = AtomicU64::new(0);
         let value = serde_json::to_vec(&HolderValue {
             candidate_id: self.candidate_id.clone(),
             metadata: metadata.clone(),
+            acquisition: unix_ms(SystemTime::now())
+                .wrapping_mul(1_000)
+                .wrapping_add(ACQUISITIONS.fetch_add(1, Ordering::Relaxed) % 1_000),
         })
         .map_err(|e| Error::Backend(format!("encoding the lock value: {e}")))?;
         if value.len() > MAX_VALUE_BYTES {
@@ -288,7 +298,7 @@ impl LeaseStore for ConsulLeaseStore {
         // `?release` before any destroy: a destroy alone would impose the
         // lock-delay on the next holder.
         self.client
-            .release(&grant.key, &grant.session)
+            .release(&grant.key, &grant.session, LOCK_FLAG)
             .await
             .map(drop)
     }

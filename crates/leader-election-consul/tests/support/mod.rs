@@ -137,3 +137,122 @@ impl Provider for ConsulProvider {
         })
     }
 }
+
+/// The Consul binary: `LE_CONSUL_BIN` (set by xtask), else `consul` on PATH.
+pub fn consul_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("LE_CONSUL_BIN") {
+        return path.into();
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("consul"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("no Consul binary: set LE_CONSUL_BIN or run `cargo xtask integration consul`")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A Consul agent of the test's own, so the test may stop and restart it.
+pub struct PrivateAgent {
+    dir: std::path::PathBuf,
+    http: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateAgent {
+    /// Starts a single-server agent on free loopback ports and waits for a leader.
+    pub async fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("le-consul-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("agent dir");
+        let (http, serf_lan, serf_wan, server) =
+            (free_port(), free_port(), free_port(), free_port());
+        let config = serde_json::json!({
+            "server": true, "bootstrap": true, "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
+            "data_dir": dir.join("data"), "disable_update_check": true, "log_level": "warn",
+            "performance": { "raft_multiplier": 1 }, "session_ttl_min": "1s",
+            "ports": { "http": http, "dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
+                       "serf_lan": serf_lan, "serf_wan": serf_wan, "server": server }
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("agent config");
+        let mut agent = Self {
+            dir,
+            http,
+            child: None,
+        };
+        agent.restart().await;
+        agent
+    }
+
+    /// The agent's HTTP address.
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http))
+    }
+
+    /// Kills the agent process at once, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// (Re)starts the agent on the same ports and data, and waits for a leader.
+    pub async fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
+        let child = tokio::process::Command::new(consul_binary())
+            .arg("agent")
+            .arg("-config-file")
+            .arg(self.dir.join("config.json"))
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning the Consul agent");
+        self.child = Some(child);
+        let url = format!("http://{}/v1/status/leader", self.address());
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(response) = client.get(&url).send().await {
+                if response.text().await.is_ok_and(|t| t.contains(':')) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the private Consul agent in {} never elected a leader",
+            self.dir.display()
+        );
+    }
+}
+
+impl Drop for PrivateAgent {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A raw HTTP call to the agent, as an operator's `curl` would make.
+pub async fn raw(method: reqwest::Method, address: SocketAddr, path: &str) -> String {
+    reqwest::Client::new()
+        .request(method, format!("http://{address}/v1/{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("raw call {path}: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}

@@ -1,0 +1,296 @@
+//! Consul-specific behaviour against a real agent: operators and Consul
+//! itself taking the lock away, agent restarts, black holes, and interop
+//! with the real `consul lock` command.
+//! Run with `cargo xtask integration consul`.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use leader_election_abstractions::{LeaderElection, LeaderElectionEvent, LossReason};
+use leader_election_testkit::{Fault, LeadershipRecorder};
+use reqwest::Method;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::{timeout, Instant};
+
+use support::{raw, ConsulProvider, PrivateAgent};
+
+fn resource(tag: &str) -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("behaviour-{tag}-{nonce}")
+}
+
+async fn next_loss(events: &mut leader_election_abstractions::EventStream) -> LossReason {
+    loop {
+        match timeout(Duration::from_secs(30), events.next()).await {
+            Ok(Some(LeaderElectionEvent::LostLeadership { reason, .. })) => return reason,
+            Ok(Some(_)) => continue,
+            other => panic!("no LostLeadership event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn session_destroyed_behind_our_back_ends_leadership_at_once() {
+    let provider = ConsulProvider::new();
+    let resource = resource("destroy");
+    let (leader, _) = provider
+        .concrete(&resource, "a", support::test_options())
+        .await
+        .expect("candidate");
+    let mut events = leader.subscribe();
+    leader.start().await.expect("start");
+    let first = leader.wait_for_leadership().await.expect("leads");
+    let session = leader.store().session_id().await.expect("a session");
+
+    let destroyed = Instant::now();
+    raw(
+        Method::PUT,
+        support::agent_address(),
+        &format!("session/destroy/{session}"),
+    )
+    .await;
+    let reason = next_loss(&mut events).await;
+    println!(
+        "consul: lost leadership {:?} after the session was destroyed ({reason})",
+        destroyed.elapsed()
+    );
+    assert!(
+        matches!(
+            reason,
+            LossReason::RenewRejected | LossReason::LostToOtherHolder
+        ),
+        "unexpected reason {reason}"
+    );
+    // It re-acquires with a new session once the lock-delay has passed.
+    let second = leader.wait_for_leadership().await.expect("leads again");
+    assert!(second.fencing_token() > first.fencing_token());
+    leader.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn key_deleted_by_an_operator_deposes_the_leader_and_reelection_has_a_higher_token() {
+    let provider = ConsulProvider::new();
+    let resource = resource("delete");
+    let (a, _) = provider
+        .concrete(&resource, "a", support::test_options())
+        .await
+        .expect("a");
+    let (b, _) = provider
+        .concrete(&resource, "b", support::test_options())
+        .await
+        .expect("b");
+    a.start().await.expect("start");
+    let first = a.wait_for_leadership().await.expect("a leads");
+    b.start().await.expect("start");
+    let mut events = a.subscribe();
+    let key = a.store().lock_key();
+    raw(
+        Method::DELETE,
+        support::agent_address(),
+        &format!("kv/{key}"),
+    )
+    .await;
+    let reason = next_loss(&mut events).await;
+    assert_eq!(reason, LossReason::RenewRejected);
+    let next = tokio::select! {
+        guard = a.wait_for_leadership() => guard,
+        guard = b.wait_for_leadership() => guard,
+    }
+    .expect("someone leads again");
+    assert!(
+        next.fencing_token() > first.fencing_token(),
+        "token {} after deletion is not above {}",
+        next.fencing_token(),
+        first.fencing_token()
+    );
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul binary: cargo xtask integration consul"]
+async fn agent_down_longer_than_the_lease_then_restarted_never_yields_two_leaders() {
+    let mut agent = PrivateAgent::start("restart").await;
+    let options = support::test_options();
+    let factory = leader_election_consul::ConsulLeaderElectionFactory::new(
+        support::config_for(agent.address()),
+        options.clone(),
+    )
+    .expect("factory");
+    let resource = resource("restart");
+    let recorder = LeadershipRecorder::start(Duration::from_millis(5));
+    let mut elections = Vec::new();
+    for id in ["a", "b", "c"] {
+        let election = factory
+            .election(&resource, Some(id), false)
+            .expect("election");
+        let handle: std::sync::Arc<dyn LeaderElection> = std::sync::Arc::new(election.clone());
+        recorder.watch(&handle);
+        election.start().await.expect("start");
+        elections.push((election, handle));
+    }
+    let leader = loop {
+        if let Some((e, _)) = elections.iter().find(|(e, _)| e.is_leader()) {
+            break e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    agent.kill().await;
+    let killed = Instant::now();
+    // Its last renewal started before the kill, so one lease later it has stepped down.
+    tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
+    assert!(
+        !leader.is_leader(),
+        "still leading {:?} after the agent died",
+        killed.elapsed()
+    );
+    tokio::time::sleep(options.lease_duration).await;
+    assert!(
+        elections.iter().all(|(e, _)| !e.is_leader()),
+        "a leader without an agent"
+    );
+    agent.restart().await;
+    let restarted = Instant::now();
+    loop {
+        let leaders = elections.iter().filter(|(e, _)| e.is_leader()).count();
+        if leaders == 1 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "no leader after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "consul: one leader again {:?} after the agent restarted",
+        restarted.elapsed()
+    );
+    tokio::time::sleep(options.lease_duration * 2).await;
+    for (election, _) in &elections {
+        election.stop().await.expect("stop");
+    }
+    let report = recorder.finish();
+    report.assert_safe();
+    assert!(report.intervals.len() >= 2, "{:?}", report.leaders());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn black_holed_leader_steps_down_before_anyone_else_can_acquire() {
+    let provider = ConsulProvider::new();
+    let resource = resource("blackhole");
+    let options = support::test_options();
+    let recorder = LeadershipRecorder::start(Duration::from_millis(2));
+    let (a, a_proxy) = provider
+        .concrete(&resource, "a", options.clone())
+        .await
+        .expect("a");
+    let (b, b_proxy) = provider
+        .concrete(&resource, "b", options.clone())
+        .await
+        .expect("b");
+    for election in [&a, &b] {
+        let handle: std::sync::Arc<dyn LeaderElection> = std::sync::Arc::new(election.clone());
+        recorder.watch(&handle);
+        election.start().await.expect("start");
+    }
+    let (leader, proxy, other) = tokio::select! {
+        _ = a.wait_for_leadership() => (&a, &a_proxy, &b),
+        _ = b.wait_for_leadership() => (&b, &b_proxy, &a),
+    };
+    proxy.set_fault(Fault::BlackHole);
+    let cut = Instant::now();
+    other
+        .wait_for_leadership()
+        .await
+        .expect("the other takes over");
+    let stepped_down_in_time = !leader.is_leader();
+    println!(
+        "consul: takeover {:?} after black-holing the leader",
+        cut.elapsed()
+    );
+    proxy.set_fault(Fault::PassThrough);
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
+    assert!(stepped_down_in_time);
+    recorder.finish().assert_safe();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent and binary: cargo xtask integration consul"]
+async fn consul_lock_command_and_our_candidates_never_hold_the_lock_together() {
+    let provider = ConsulProvider::new();
+    let resource = resource("cli");
+    let (ours, _) = provider
+        .concrete(&resource, "ours", support::test_options())
+        .await
+        .expect("ours");
+    ours.start().await.expect("start");
+    let first = ours.wait_for_leadership().await.expect("ours leads");
+    // `consul lock <prefix>/<resource>` locks `<prefix>/<resource>/.lock`: our key.
+    let key = ours.store().lock_key();
+    let prefix = key
+        .strip_suffix("/.lock")
+        .expect("lock keys end in /.lock")
+        .to_owned();
+
+    let mut cli = tokio::process::Command::new(support::consul_binary())
+        .arg("lock")
+        .arg(format!("-http-addr=http://{}", support::agent_address()))
+        .arg(&prefix)
+        .arg("echo LOCKED; sleep 3; echo DONE")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning consul lock");
+    let mut lines = BufReader::new(cli.stdout.take().expect("stdout")).lines();
+    // While we hold the lock, the command must wait.
+    let early = timeout(Duration::from_secs(2), lines.next_line()).await;
+    assert!(
+        early.is_err(),
+        "consul lock ran its child while we held the lock: {early:?}"
+    );
+    assert!(ours.is_leader());
+
+    let (follower, _) = provider
+        .concrete(&resource, "follower", support::test_options())
+        .await
+        .expect("follower");
+    follower.start().await.expect("start");
+    ours.stop().await.expect("stop");
+    let locked = timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("consul lock acquired after our release")
+        .expect("read");
+    assert_eq!(locked.as_deref(), Some("LOCKED"));
+    let mut saw_cli_holder = false;
+    let done = loop {
+        tokio::select! {
+            line = lines.next_line() => break line.expect("read"),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {
+                assert!(!follower.is_leader(), "we led while consul lock held the lock");
+                saw_cli_holder |= follower
+                    .current_leader_id()
+                    .is_some_and(|id| id.starts_with("consul-session:"));
+            }
+        }
+    };
+    assert_eq!(done.as_deref(), Some("DONE"));
+    assert!(saw_cli_holder, "we never saw consul lock as the holder");
+    let status = cli.wait().await.expect("consul lock exits");
+    assert!(status.success(), "consul lock failed: {status}");
+    let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
+        .await
+        .expect("we lead again after consul lock released")
+        .expect("leads");
+    assert!(after.fencing_token() > first.fencing_token());
+    follower.stop().await.expect("stop");
+}
