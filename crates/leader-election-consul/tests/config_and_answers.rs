@@ -1,0 +1,215 @@
+//! Consul configuration checks (contract C10) and the provider's handling of
+//! answers no healthy agent gives (C9), against `FakeAgent`: a fake HTTP
+//! responder for these unit tests only. Runs in plain `cargo test`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leader_election_abstractions::{
+    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionOptions,
+};
+use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn options() -> LeaderElectionOptions {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(10))
+        .renew_interval(Duration::from_secs(3))
+        .instance_id("unit")
+        .build()
+        .expect("valid")
+}
+
+fn field(error: Error) -> String {
+    match error {
+        Error::InvalidOption { field, .. } => field.into_owned(),
+        other => panic!("expected an invalid option, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_configuration_is_rejected_naming_the_field() {
+    let cases: Vec<(ConsulConfig, &str)> = vec![
+        (
+            ConsulConfig {
+                address: "127.0.0.1:8500".into(),
+                ..Default::default()
+            },
+            "address",
+        ),
+        (
+            ConsulConfig {
+                key_prefix: "/leading".into(),
+                ..Default::default()
+            },
+            "key_prefix",
+        ),
+        (
+            ConsulConfig {
+                key_prefix: "a/../b".into(),
+                ..Default::default()
+            },
+            "key_prefix",
+        ),
+        (
+            ConsulConfig {
+                key_prefix: "spaces here".into(),
+                ..Default::default()
+            },
+            "key_prefix",
+        ),
+        (
+            ConsulConfig {
+                request_timeout: Duration::ZERO,
+                ..Default::default()
+            },
+            "request_timeout",
+        ),
+        (
+            ConsulConfig {
+                watch_wait: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            "watch_wait",
+        ),
+        (
+            ConsulConfig {
+                datacenter: Some("dc 1".into()),
+                ..Default::default()
+            },
+            "datacenter",
+        ),
+    ];
+    for (config, expected) in cases {
+        let error = ConsulLeaderElectionFactory::new(config, options()).expect_err(expected);
+        assert_eq!(field(error), expected);
+    }
+}
+
+#[test]
+fn lease_duration_must_fit_the_session_ttl_bounds() {
+    let factory =
+        ConsulLeaderElectionFactory::new(ConsulConfig::default(), options()).expect("factory");
+    let short = LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(5))
+        .renew_interval(Duration::from_secs(1))
+        .instance_id("unit")
+        .build()
+        .expect("valid in general");
+    let error = factory
+        .election_with("jobs", None, short, false)
+        .expect_err("below Consul's default session_ttl_min");
+    assert!(error.to_string().contains("session_ttl_min"), "{error}");
+    assert_eq!(field(error), "lease_duration");
+}
+
+#[test]
+fn the_acl_token_never_appears_in_debug_output() {
+    let config = ConsulConfig {
+        token: Some(AclToken::new("s3cr3t-token")),
+        ..Default::default()
+    };
+    let factory = ConsulLeaderElectionFactory::new(config.clone(), options()).expect("factory");
+    for shown in [format!("{config:?}"), format!("{factory:?}")] {
+        assert!(!shown.contains("s3cr3t"), "token leaked: {shown}");
+    }
+}
+
+/// A fake agent: answers every request with the next canned response.
+struct FakeAgent {
+    address: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeAgent {
+    async fn start(responses: Vec<&'static str>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            let mut index = 0;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..read])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().expect("lock").push(request);
+                let body = responses[index % responses.len()];
+                index += 1;
+                let (status, body) = body.split_once('|').unwrap_or(("200 OK", body));
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Consul-Index: 7\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        Self { address, requests }
+    }
+
+    fn factory(&self) -> ConsulLeaderElectionFactory {
+        let config = ConsulConfig {
+            address: format!("http://{}", self.address),
+            request_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        ConsulLeaderElectionFactory::new(config, options()).expect("factory")
+    }
+}
+
+#[tokio::test]
+async fn malformed_answers_are_errors_and_never_panics() {
+    let agent = FakeAgent::start(vec![
+        "{not json",
+        "[{\"Key\": 42}]",
+        "500 Internal Server Error|No cluster leader",
+        "[{\"Key\":\"service/leader-election/jobs/.lock\",\"ModifyIndex\":\"nan\"}]",
+        "",
+        "true",
+        "[]",
+        "{\"ID\": 5}",
+    ])
+    .await;
+    let election = agent
+        .factory()
+        .election("jobs", Some("a"), true)
+        .expect("election");
+    election.start().await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!election.is_leader(), "led on garbage answers");
+    for _ in 0..5 {
+        // One-shot calls surface the problem as an error value.
+        let _ = election.candidate_health().await;
+    }
+    election.stop().await.expect("stop");
+    assert!(
+        agent.requests.lock().expect("lock").len() > 3,
+        "the engine gave up instead of retrying"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_answers_say_which_acl_permission_is_missing() {
+    let agent = FakeAgent::start(vec!["403 Forbidden|Permission denied"]).await;
+    let election = agent
+        .factory()
+        .election("jobs", Some("a"), true)
+        .expect("election");
+    let error = election.candidate_health().await.expect_err("forbidden");
+    match error {
+        Error::Unauthorized(message) => {
+            assert!(
+                message.contains("key_prefix") && message.contains("session"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
