@@ -294,3 +294,83 @@ async fn consul_lock_command_and_our_candidates_never_hold_the_lock_together() {
     assert!(after.fencing_token() > first.fencing_token());
     follower.stop().await.expect("stop");
 }
+
+/// The Go program using `github.com/hashicorp/consul/api`'s `Lock`, built by xtask.
+fn go_lock_peer() -> std::path::PathBuf {
+    std::env::var_os("LE_CONSUL_LOCK_PEER_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            panic!("LE_CONSUL_LOCK_PEER_BIN is not set: run `cargo xtask integration consul`, which builds the Go api.Lock peer")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent and the Go peer: cargo xtask integration consul"]
+async fn go_api_lock_and_our_candidates_hand_the_lock_back_and_forth_safely() {
+    let provider = ConsulProvider::new();
+    let resource = resource("golock");
+    let (ours, _) = provider
+        .concrete(&resource, "ours", support::test_options())
+        .await
+        .expect("ours");
+    ours.start().await.expect("start");
+    let first = ours.wait_for_leadership().await.expect("ours leads");
+    let key = ours.store().lock_key();
+
+    // Go waits while we hold the lock.
+    let mut peer = tokio::process::Command::new(go_lock_peer())
+        .arg(format!("-addr={}", support::agent_address()))
+        .arg(format!("-key={key}"))
+        .arg("-hold=3s")
+        .arg("-ttl=10s")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning the Go api.Lock peer");
+    let mut lines = BufReader::new(peer.stdout.take().expect("stdout")).lines();
+    let waiting = lines.next_line().await.expect("read");
+    assert_eq!(waiting.as_deref(), Some("WAITING"));
+    let early = timeout(Duration::from_secs(2), lines.next_line()).await;
+    assert!(
+        early.is_err(),
+        "api.Lock acquired while we held the lock: {early:?}"
+    );
+
+    // We hand over to Go; our other candidate must wait for Go to release.
+    let (follower, _) = provider
+        .concrete(&resource, "follower", support::test_options())
+        .await
+        .expect("follower");
+    follower.start().await.expect("start");
+    ours.stop().await.expect("stop");
+    let locked = timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("api.Lock acquired after our release")
+        .expect("read");
+    assert_eq!(locked.as_deref(), Some("LOCKED"));
+    let mut saw_go_holder = false;
+    let released = loop {
+        tokio::select! {
+            line = lines.next_line() => break line.expect("read"),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {
+                assert!(!follower.is_leader(), "we led while api.Lock held the lock");
+                saw_go_holder |= follower
+                    .current_leader_id()
+                    .is_some_and(|id| id.starts_with("consul-session:"));
+            }
+        }
+    };
+    assert_eq!(
+        released.as_deref(),
+        Some("RELEASED"),
+        "the Go peer lost the lock instead of releasing it"
+    );
+    assert!(saw_go_holder, "we never saw the Go peer as the holder");
+    assert!(peer.wait().await.expect("peer exits").success());
+    let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
+        .await
+        .expect("we lead again after Go released")
+        .expect("leads");
+    assert!(after.fencing_token() > first.fencing_token());
+    follower.stop().await.expect("stop");
+}
