@@ -126,76 +126,146 @@ fn check_wrapper(pin: &Pin, wrapper: &Path) -> Result<(), String> {
 
 /// Builds `pin` from its wrapper module into `dest`.
 fn build(pin: &Pin, dest: &Path) -> Result<(), String> {
-    let name = pin.name;
     let wrapper = workspace_root().join("xtask/go").join(pin.wrapper_dir);
     check_wrapper(pin, &wrapper)?;
-    let go_version = Command::new("go").arg("version").output().map_err(|e| {
-        format!(
-            "{name} {} is not available and cannot be built: `go` not found ({e}). \
-                 Install Go >= 1.26, or point {} at a binary.",
-            pin.version, pin.env_var
-        )
-    })?;
+    let what = format!("{} {}", pin.module, pin.version);
+    let help = format!("Install Go >= 1.26, or point {} at a binary.", pin.env_var);
     println!(
-        "xtask: {name}: building {} {} from {} with {} (cold: {}; later runs reuse the cache)",
-        pin.module,
-        pin.version,
-        wrapper.display(),
-        String::from_utf8_lossy(&go_version.stdout).trim(),
-        pin.cold_build_hint
+        "xtask: {}: building {what} (cold: {}; later runs reuse the cache)",
+        pin.name, pin.cold_build_hint
     );
-    let cache = cache_dir();
-    let bin_dir = cache.join("bin");
-    fs::create_dir_all(&bin_dir)
-        .map_err(|e| format!("cannot create {}: {e}", bin_dir.display()))?;
-    let tmp = bin_dir.join(format!(".{name}-{}.partial", pin.version));
-    let mut args: Vec<String> = vec![
-        "-n".into(),
-        "19".into(),
-        "go".into(),
-        "build".into(),
-        "-mod=readonly".into(),
-        "-trimpath".into(),
-        "-buildvcs=false".into(),
-    ];
-    if !pin.tags.is_empty() {
-        args.push(format!("-tags={}", pin.tags));
+    let build = GoBuild {
+        name: pin.name,
+        dir: &wrapper,
+        package: pin.package,
+        tags: pin.tags,
+        ldflags: &versions::ldflags(pin),
+    };
+    build.run(dest, &help)
+}
+
+/// One `go build` of a main package inside a module directory.
+pub(crate) struct GoBuild<'a> {
+    /// Name for messages and the temporary file.
+    pub(crate) name: &'a str,
+    /// Module directory (holds `go.mod` and `go.sum`).
+    pub(crate) dir: &'a Path,
+    /// Package path (or `.`).
+    pub(crate) package: &'a str,
+    /// Build tags, empty for none.
+    pub(crate) tags: &'a str,
+    /// `-ldflags` value, empty for none.
+    pub(crate) ldflags: &'a str,
+}
+
+impl GoBuild<'_> {
+    /// Builds into `dest` (atomically, through a temporary file), at the
+    /// lowest CPU priority, with `GOMODCACHE`/`GOCACHE` in our cache unless
+    /// already set. `help` says what to do when Go is missing.
+    pub(crate) fn run(&self, dest: &Path, help: &str) -> Result<(), String> {
+        let name = self.name;
+        let go_version = Command::new("go")
+            .arg("version")
+            .output()
+            .map_err(|e| format!("cannot build {name}: `go` not found ({e}). {help}"))?;
+        let cache = cache_dir();
+        let bin_dir = cache.join("bin");
+        fs::create_dir_all(&bin_dir)
+            .map_err(|e| format!("cannot create {}: {e}", bin_dir.display()))?;
+        let tmp = bin_dir.join(format!(".{name}.partial"));
+        let mut args: Vec<String> = ["-n", "19", "go", "build", "-mod=readonly", "-trimpath"]
+            .into_iter()
+            .chain(["-buildvcs=false"])
+            .map(String::from)
+            .collect();
+        if !self.tags.is_empty() {
+            args.push(format!("-tags={}", self.tags));
+        }
+        if !self.ldflags.is_empty() {
+            args.push(format!("-ldflags={}", self.ldflags));
+        }
+        args.extend(["-o".into(), tmp.display().to_string(), self.package.into()]);
+        let mut command = Command::new("nice");
+        command
+            .args(&args)
+            .current_dir(self.dir)
+            .env("CGO_ENABLED", "0");
+        for (var, sub) in [("GOMODCACHE", "gomod"), ("GOCACHE", "gocache")] {
+            if env::var_os(var).is_none() {
+                command.env(var, cache.join(sub));
+            }
+        }
+        println!(
+            "xtask: {name}: $ (cd {}) nice {}   [{}]",
+            self.dir.display(),
+            args[2..].join(" "),
+            String::from_utf8_lossy(&go_version.stdout).trim()
+        );
+        let started = Instant::now();
+        let status = command
+            .status()
+            .map_err(|e| format!("cannot run `nice go build`: {e}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        if !status.success() {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "building {name} failed with {status} after {secs:.0}s (output above)"
+            ));
+        }
+        fs::rename(&tmp, dest)
+            .map_err(|e| format!("cannot move the build to {}: {e}", dest.display()))?;
+        println!("xtask: {name}: built {} in {secs:.1}s", dest.display());
+        Ok(())
     }
-    args.push(format!("-ldflags={}", versions::ldflags(pin)));
-    args.push("-o".into());
-    args.push(tmp.display().to_string());
-    args.push(pin.package.into());
-    let mut command = Command::new("nice");
-    command
-        .args(&args)
-        .current_dir(&wrapper)
-        .env("CGO_ENABLED", "0");
-    for (var, sub) in [("GOMODCACHE", "gomod"), ("GOCACHE", "gocache")] {
-        if env::var_os(var).is_none() {
-            command.env(var, cache.join(sub));
+}
+
+/// Returns the binary of a small Go program of ours in `xtask/go/<dir>`
+/// (an interop peer): `env_var` if set, else the cache entry keyed by a hash
+/// of the program's sources, else a fresh build.
+pub(crate) fn ensure_program(dir: &str, env_var: &str) -> Result<PathBuf, String> {
+    if let Some(value) = env::var_os(env_var) {
+        println!(
+            "xtask: {dir}: using {} from {env_var}",
+            PathBuf::from(&value).display()
+        );
+        return Ok(PathBuf::from(value));
+    }
+    let src = workspace_root().join("xtask/go").join(dir);
+    let mut files: Vec<PathBuf> = fs::read_dir(&src)
+        .map_err(|e| format!("cannot read {}: {e}", src.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "go" || x == "mod" || x == "sum")
+        })
+        .collect();
+    files.sort();
+    // FNV-1a over names and contents: any edit gives a new cache entry.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in &files {
+        let name = file.file_name().map(|n| n.as_encoded_bytes().to_vec());
+        let body = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        for byte in name.unwrap_or_default().iter().chain(body.iter()) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    println!(
-        "xtask: {name}: $ (cd {}) nice {}",
-        wrapper.display(),
-        args[2..].join(" ")
-    );
-    let started = Instant::now();
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run `nice go build`: {e}"))?;
-    let secs = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let _ = fs::remove_file(&tmp);
-        return Err(format!(
-            "building {name} {} failed with {status} after {secs:.0}s (output above)",
-            pin.version
-        ));
+    let dest = cache_dir().join("bin").join(format!("{dir}-{hash:016x}"));
+    if is_executable(&dest) {
+        println!("xtask: {dir}: using cached {}", dest.display());
+        return Ok(dest);
     }
-    fs::rename(&tmp, dest)
-        .map_err(|e| format!("cannot move the build to {}: {e}", dest.display()))?;
-    println!("xtask: {name}: built {} in {secs:.1}s", dest.display());
-    Ok(())
+    let build = GoBuild {
+        name: dir,
+        dir: &src,
+        package: ".",
+        tags: "",
+        ldflags: "-s -w",
+    };
+    build.run(
+        &dest,
+        &format!("Install Go, or point {env_var} at a binary."),
+    )?;
+    Ok(dest)
 }
 
 /// `cargo xtask servers build`: provisions every binary (for CI warm-up and

@@ -121,7 +121,18 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
             }
             (Runtime::Process, _) => {
                 let bin = provision::ensure(&versions::CONSUL)?;
-                consul::start(&bin, &temp_dir(name)?, detach)?
+                // The provider's interop tests run `consul lock` and Go's
+                // `api.Lock` against the agent.
+                let peer =
+                    provision::ensure_program("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")?;
+                let mut record = consul::start(&bin, &temp_dir(name)?, detach)?;
+                record
+                    .env
+                    .insert("LE_CONSUL_BIN".into(), bin.display().to_string());
+                record
+                    .env
+                    .insert("LE_CONSUL_LOCK_PEER_BIN".into(), peer.display().to_string());
+                record
             }
         };
         state.servers.insert(name.to_string(), record);
