@@ -1,0 +1,663 @@
+//! [`KubernetesLeaseStore`]: the engine's lease operations over one
+//! `coordination.k8s.io/v1` Lease, wire-compatible with client-go's `LeaseLock`.
+//!
+//! Expiry follows client-go's observed-time rule: a lease held by someone
+//! else may be taken once `leaseDurationSeconds` (from the record) plus our
+//! grace period have passed on *our* monotonic clock since we first saw the
+//! record in its current form. The remote `renewTime` is never compared with
+//! the local clock, so clock skew between machines does not matter (only
+//! clock *rate* does, which the grace period covers).
+//!
+//! Every write is a PUT carrying `metadata.resourceVersion`; a 409 Conflict
+//! means someone else wrote first, and we re-read rather than overwrite.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{stream, StreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use leader_election_abstractions::store::{
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+};
+use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, Result};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::{stable_hash, validate_resource};
+
+/// Label on candidate Leases: a hash of the resource they stand for.
+const RESOURCE_LABEL: &str = "leader-election-rs/resource-hash";
+/// Annotation on candidate Leases with the health record (JSON).
+const HEALTH_ANNOTATION: &str = "leader-election-rs/health";
+
+/// A held Lease: the object as we last wrote it (with its resourceVersion)
+/// and the term's `leaseTransitions`, which is the fencing token.
+#[derive(Clone, Debug)]
+pub struct KubernetesGrant {
+    lease: Lease,
+    transitions: i32,
+}
+
+/// The fields that make a record "the same" for the observed-time rule.
+#[derive(Clone, Debug, PartialEq)]
+struct RecordKey {
+    holder: Option<String>,
+    duration: Option<i32>,
+    acquire: Option<MicroTime>,
+    renew: Option<MicroTime>,
+    transitions: Option<i32>,
+}
+
+#[derive(Debug, Default)]
+struct Observation {
+    record: Option<(RecordKey, Instant)>,
+    /// The highest `leaseTransitions` seen, so a re-created Lease continues
+    /// above it instead of restarting at 0.
+    highest_transitions: Option<i32>,
+}
+
+/// The per-election Kubernetes store.
+#[derive(Clone)]
+pub struct KubernetesLeaseStore {
+    api: Api<Lease>,
+    namespace: String,
+    name: String,
+    candidate_id: String,
+    lease_seconds: i32,
+    grace: Duration,
+    timeout: Duration,
+    observed: Arc<Mutex<Observation>>,
+}
+
+impl std::fmt::Debug for KubernetesLeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesLeaseStore")
+            .field("namespace", &self.namespace)
+            .field("lease", &self.name)
+            .field("candidate_id", &self.candidate_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> MicroTime {
+    MicroTime(Timestamp::now())
+}
+
+/// `leaseDurationSeconds` for a lease duration: whole seconds, rounded up,
+/// so observers never take the lease before our own deadline passed.
+pub(crate) fn whole_seconds(duration: Duration) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX).max(1)
+}
+
+/// Maps a kube error to the engine's error kinds.
+fn classify(what: &str, error: kube::Error) -> Error {
+    match &error {
+        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::Unauthorized(format!(
+            "Kubernetes refused {what}: {}; the Role needs the verbs get, list, watch, create, update and delete on `leases` in the API group `coordination.k8s.io`",
+            status.message
+        )),
+        kube::Error::Api(status) if status.code >= 500 || status.code == 429 => {
+            Error::unavailable(format!("Kubernetes {what}: {} ({})", status.message, status.code))
+        }
+        kube::Error::Api(status) => Error::Backend(format!("Kubernetes {what}: {} ({})", status.message, status.code)),
+        _ => Error::BackendUnavailable {
+            message: format!("Kubernetes {what}: {error}"),
+            source: Some(Box::new(error)),
+        },
+    }
+}
+
+fn status_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+impl KubernetesLeaseStore {
+    pub(crate) fn new(
+        client: kube::Client,
+        namespace: &str,
+        resource: &str,
+        candidate_id: &str,
+        options: &LeaderElectionOptions,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            name: resource.to_owned(),
+            candidate_id: candidate_id.to_owned(),
+            lease_seconds: whole_seconds(options.lease_duration),
+            grace: options.grace_period,
+            timeout,
+            observed: Arc::new(Mutex::new(Observation::default())),
+        }
+    }
+
+    /// The Lease's name (the resource name).
+    pub fn lease_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace of the Lease.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<kube::Result<T>> {
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
+            Error::unavailable(format!(
+                "Kubernetes {what} timed out after {:?}",
+                self.timeout
+            ))
+        })
+    }
+
+    async fn get(&self) -> Result<Option<Lease>> {
+        self.call("get lease", self.api.get_opt(&self.name))
+            .await?
+            .map_err(|e| classify("get lease", e))
+    }
+
+    /// Records a read of the Lease (or its absence) and says what it means.
+    fn observe(&self, lease: Option<&Lease>) -> LeaseView {
+        observe(&self.observed, lease, self.grace)
+    }
+
+    fn spec_for_us(&self, transitions: i32) -> LeaseSpec {
+        let stamp = now();
+        LeaseSpec {
+            holder_identity: Some(self.candidate_id.clone()),
+            lease_duration_seconds: Some(self.lease_seconds),
+            acquire_time: Some(stamp.clone()),
+            renew_time: Some(stamp),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    fn candidate_lease_name(&self, resource: &str, candidate_id: &str) -> String {
+        format!("{resource}-candidate-{}", stable_hash(candidate_id))
+    }
+}
+
+fn record_key(spec: Option<&LeaseSpec>) -> RecordKey {
+    let spec = spec.cloned().unwrap_or_default();
+    RecordKey {
+        holder: spec.holder_identity.filter(|h| !h.is_empty()),
+        duration: spec.lease_duration_seconds,
+        acquire: spec.acquire_time,
+        renew: spec.renew_time,
+        transitions: spec.lease_transitions,
+    }
+}
+
+fn observe(observed: &Mutex<Observation>, lease: Option<&Lease>, grace: Duration) -> LeaseView {
+    let now = Instant::now();
+    let mut observation = observed.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(lease) = lease else {
+        observation.record = None;
+        return LeaseView::default();
+    };
+    let key = record_key(lease.spec.as_ref());
+    if let Some(transitions) = key.transitions {
+        observation.highest_transitions = Some(
+            observation
+                .highest_transitions
+                .map_or(transitions, |h| h.max(transitions)),
+        );
+    }
+    let first_seen = match &observation.record {
+        Some((previous, at)) if *previous == key => *at,
+        _ => now,
+    };
+    observation.record = Some((key.clone(), first_seen));
+    let acquirable_in = key.holder.as_ref().map(|_| {
+        // A missing or nonsensical duration counts as one second, like a release.
+        let seconds = u64::try_from(key.duration.unwrap_or(1).max(1)).unwrap_or(1);
+        (first_seen + Duration::from_secs(seconds) + grace).saturating_duration_since(now)
+    });
+    LeaseView {
+        holder: key.holder,
+        fencing_token: key
+            .transitions
+            .and_then(|t| u64::try_from(t).ok())
+            .map(FencingToken),
+        acquirable_in,
+    }
+}
+
+/// What we store in a candidate Lease's annotation.
+#[derive(Serialize, Deserialize)]
+struct HealthAnnotation {
+    candidate_id: String,
+    resource: String,
+    is_healthy: bool,
+    health_score: f64,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl LeaseStore for KubernetesLeaseStore {
+    type Grant = KubernetesGrant;
+
+    fn validate(
+        &self,
+        resource: &str,
+        _candidate_id: &str,
+        _options: &LeaderElectionOptions,
+    ) -> Result<()> {
+        validate_resource(resource)
+    }
+
+    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<KubernetesGrant>> {
+        let current = self.get().await?;
+        let Some(mut lease) = current else {
+            // Continue above any token seen before a deletion.
+            let transitions = self
+                .observed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .highest_transitions
+                .map_or(0, |t| t.saturating_add(1));
+            let fresh = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    namespace: Some(self.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec_for_us(transitions)),
+            };
+            return match self
+                .call(
+                    "create lease",
+                    self.api.create(&PostParams::default(), &fresh),
+                )
+                .await?
+            {
+                Ok(created) => {
+                    self.observe(Some(&created));
+                    Ok(Acquisition::Acquired {
+                        grant: KubernetesGrant {
+                            lease: created,
+                            transitions,
+                        },
+                        fencing_token: FencingToken(u64::try_from(transitions).unwrap_or(0)),
+                    })
+                }
+                // AlreadyExists: another candidate created it first.
+                Err(e) if status_code(&e) == Some(409) => {
+                    Ok(Acquisition::Held(self.observe(self.get().await?.as_ref())))
+                }
+                Err(e) => Err(classify("create lease", e)),
+            };
+        };
+        let view = self.observe(Some(&lease));
+        let ours = view.holder.as_deref() == Some(claim.candidate_id.as_str());
+        let free = view.holder.is_none() || ours || view.acquirable_in == Some(Duration::ZERO);
+        if !free {
+            return Ok(Acquisition::Held(view));
+        }
+        let previous = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_transitions)
+            .unwrap_or(0);
+        let transitions = previous.max(0).saturating_add(1);
+        lease.spec = Some(self.spec_for_us(transitions));
+        match self
+            .call(
+                "update lease",
+                self.api.replace(&self.name, &PostParams::default(), &lease),
+            )
+            .await?
+        {
+            Ok(updated) => {
+                self.observe(Some(&updated));
+                Ok(Acquisition::Acquired {
+                    grant: KubernetesGrant {
+                        lease: updated,
+                        transitions,
+                    },
+                    fencing_token: FencingToken(u64::try_from(transitions).unwrap_or(0)),
+                })
+            }
+            // Someone wrote between our read and our update: never overwrite.
+            Err(e) if status_code(&e) == Some(409) => {
+                Ok(Acquisition::Held(self.observe(self.get().await?.as_ref())))
+            }
+            Err(e) => Err(classify("update lease", e)),
+        }
+    }
+
+    async fn renew(&self, grant: &KubernetesGrant) -> Result<Renewal<KubernetesGrant>> {
+        let mut lease = grant.lease.clone();
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        spec.renew_time = Some(now());
+        spec.lease_duration_seconds = Some(self.lease_seconds);
+        lease.spec = Some(spec);
+        // Fast path like client-go: update the cached object without a GET.
+        match self
+            .call(
+                "renew lease",
+                self.api.replace(&self.name, &PostParams::default(), &lease),
+            )
+            .await?
+        {
+            Ok(updated) => {
+                self.observe(Some(&updated));
+                Ok(Renewal::Renewed(KubernetesGrant {
+                    lease: updated,
+                    transitions: grant.transitions,
+                }))
+            }
+            Err(e) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
+                let current = self.get().await?;
+                let view = self.observe(current.as_ref());
+                let still_ours = view.holder.as_deref() == Some(self.candidate_id.as_str())
+                    && view.fencing_token
+                        == u64::try_from(grant.transitions).ok().map(FencingToken);
+                match current {
+                    // Our term is intact (someone touched other fields): renew on the fresh object.
+                    Some(fresh) if still_ours => {
+                        let retry = KubernetesGrant {
+                            lease: fresh,
+                            transitions: grant.transitions,
+                        };
+                        Box::pin(self.renew(&retry)).await
+                    }
+                    _ => Ok(Renewal::Lost(Some(view))),
+                }
+            }
+            Err(e) => Err(classify("renew lease", e)),
+        }
+    }
+
+    async fn release(&self, grant: &KubernetesGrant) -> Result<()> {
+        let mut lease = grant.lease.clone();
+        for _ in 0..3 {
+            // client-go's release: empty holder, one-second duration, same transitions.
+            let stamp = now();
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            spec.holder_identity = Some(String::new());
+            spec.lease_duration_seconds = Some(1);
+            spec.acquire_time = Some(stamp.clone());
+            spec.renew_time = Some(stamp);
+            spec.lease_transitions = Some(grant.transitions);
+            lease.spec = Some(spec);
+            match self
+                .call(
+                    "release lease",
+                    self.api.replace(&self.name, &PostParams::default(), &lease),
+                )
+                .await?
+            {
+                Ok(released) => {
+                    self.observe(Some(&released));
+                    return Ok(());
+                }
+                Err(e) if status_code(&e) == Some(409) => {
+                    // A racing renew bumped the resourceVersion: release the fresh
+                    // object if it is still our term, else there is nothing to do.
+                    let Some(fresh) = self.get().await? else {
+                        return Ok(());
+                    };
+                    let spec = fresh.spec.clone().unwrap_or_default();
+                    let ours = spec.holder_identity.as_deref() == Some(self.candidate_id.as_str())
+                        && spec.lease_transitions == Some(grant.transitions);
+                    if !ours {
+                        return Ok(());
+                    }
+                    lease = fresh;
+                }
+                Err(e) if status_code(&e) == Some(404) => return Ok(()),
+                Err(e) => return Err(classify("release lease", e)),
+            }
+        }
+        Err(Error::unavailable(
+            "Kubernetes release kept conflicting; the lease will expire",
+        ))
+    }
+
+    fn watch(&self, _resource: &str) -> LeaseWatch {
+        let store = self.clone();
+        // State: the resourceVersion to resume from and the open watch, if any.
+        type Events = futures_util::stream::BoxStream<'static, kube::Result<WatchEvent<Lease>>>;
+        let initial: (Option<String>, Option<Events>) = (None, None);
+        stream::unfold((store, initial), |(store, (version, events))| async move {
+            let (version, mut events) = match (version, events) {
+                (Some(version), Some(events)) => (version, events),
+                (version, None) => {
+                    let version = match version {
+                        Some(version) => version,
+                        None => {
+                            // (Re)list: one view now and a version to watch from.
+                            let params = ListParams::default()
+                                .fields(&format!("metadata.name={}", store.name));
+                            let listed =
+                                match store.call("list lease", store.api.list(&params)).await {
+                                    Ok(Ok(list)) => list,
+                                    Ok(Err(e)) => {
+                                        return Some((
+                                            Err(classify("list lease", e)),
+                                            (store, (None, None)),
+                                        ))
+                                    }
+                                    Err(e) => return Some((Err(e), (store, (None, None)))),
+                                };
+                            let view = store.observe(listed.items.first());
+                            let version = listed.metadata.resource_version.unwrap_or_default();
+                            return Some((Ok(view), (store, (Some(version), None))));
+                        }
+                    };
+                    let params = WatchParams::default()
+                        .fields(&format!("metadata.name={}", store.name))
+                        .timeout(290);
+                    match store.api.watch(&params, &version).await {
+                        Ok(events) => (version, events.boxed()),
+                        Err(e) => {
+                            return Some((Err(classify("watch lease", e)), (store, (None, None))))
+                        }
+                    }
+                }
+                (None, Some(_)) => {
+                    return Some((
+                        Err(Error::unavailable("watch lost its version")),
+                        (store, (None, None)),
+                    ))
+                }
+            };
+            loop {
+                match events.next().await {
+                    Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
+                        let next = lease.metadata.resource_version.clone().unwrap_or(version);
+                        let view = store.observe(Some(&lease));
+                        return Some((Ok(view), (store, (Some(next), Some(events)))));
+                    }
+                    Some(Ok(WatchEvent::Deleted(lease))) => {
+                        let next = lease.metadata.resource_version.clone().unwrap_or(version);
+                        let view = store.observe(None);
+                        return Some((Ok(view), (store, (Some(next), Some(events)))));
+                    }
+                    Some(Ok(WatchEvent::Bookmark(_))) => continue,
+                    // 410 Gone and other errors: start over with a fresh list.
+                    Some(Ok(WatchEvent::Error(status))) => {
+                        let error = Error::unavailable(format!(
+                            "Kubernetes watch: {} ({})",
+                            status.message, status.code
+                        ));
+                        return Some((Err(error), (store, (None, None))));
+                    }
+                    Some(Err(e)) => {
+                        return Some((Err(classify("watch lease", e)), (store, (None, None))))
+                    }
+                    // The server closed the watch (timeout): resume from where we were.
+                    None => {
+                        return Some((Ok(store.current_view()), (store, (Some(version), None))))
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn publish_candidate(
+        &self,
+        resource: &str,
+        record: &CandidateRecord,
+        ttl: Duration,
+    ) -> Result<()> {
+        let name = self.candidate_lease_name(resource, &record.candidate_id);
+        let annotation = serde_json::to_string(&HealthAnnotation {
+            candidate_id: record.candidate_id.clone(),
+            resource: resource.to_owned(),
+            is_healthy: record.is_healthy,
+            health_score: record.health_score,
+            metadata: record.metadata.clone(),
+        })
+        .map_err(|e| Error::Backend(format!("encoding the candidate record: {e}")))?;
+        let existing = self
+            .call("get candidate lease", self.api.get_opt(&name))
+            .await?
+            .map_err(|e| classify("get candidate lease", e))?;
+        let mut lease = existing.clone().unwrap_or_default();
+        lease.metadata.name = Some(name.clone());
+        lease.metadata.namespace = Some(self.namespace.clone());
+        lease
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(RESOURCE_LABEL.to_owned(), stable_hash(resource));
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(HEALTH_ANNOTATION.to_owned(), annotation);
+        let stamp = now();
+        lease.spec = Some(LeaseSpec {
+            holder_identity: Some(record.candidate_id.clone()),
+            lease_duration_seconds: Some(whole_seconds(ttl)),
+            renew_time: Some(stamp),
+            ..LeaseSpec::default()
+        });
+        let written = match existing {
+            Some(_) => {
+                self.call(
+                    "update candidate lease",
+                    self.api.replace(&name, &PostParams::default(), &lease),
+                )
+                .await?
+            }
+            None => {
+                self.call(
+                    "create candidate lease",
+                    self.api.create(&PostParams::default(), &lease),
+                )
+                .await?
+            }
+        };
+        match written {
+            Ok(_) => Ok(()),
+            // Only this candidate writes its own record; a conflict is a retry away.
+            Err(e) if status_code(&e) == Some(409) => {
+                Err(Error::unavailable("candidate lease changed concurrently"))
+            }
+            Err(e) => Err(classify("write candidate lease", e)),
+        }
+    }
+
+    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+        let params =
+            ListParams::default().labels(&format!("{RESOURCE_LABEL}={}", stable_hash(resource)));
+        let listed = self
+            .call("list candidate leases", self.api.list(&params))
+            .await?
+            .map_err(|e| classify("list candidate leases", e))?;
+        let now = Timestamp::now();
+        let mut records = Vec::new();
+        for lease in listed.items {
+            let spec = lease.spec.clone().unwrap_or_default();
+            let Some(health) = lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HEALTH_ANNOTATION))
+                .and_then(|json| serde_json::from_str::<HealthAnnotation>(json).ok())
+            else {
+                continue;
+            };
+            if health.resource != resource {
+                continue;
+            }
+            // Registry entries are informational, so wall-clock expiry is
+            // acceptable here (unlike the main lease).
+            let (Some(renewed), Some(seconds)) = (spec.renew_time, spec.lease_duration_seconds)
+            else {
+                continue;
+            };
+            let expires = renewed.0.as_second().saturating_add(i64::from(seconds));
+            if expires <= now.as_second() {
+                continue;
+            }
+            let updated = std::time::UNIX_EPOCH
+                + Duration::from_millis(u64::try_from(renewed.0.as_millisecond()).unwrap_or(0));
+            records.push(CandidateRecord {
+                candidate_id: health.candidate_id,
+                is_healthy: health.is_healthy,
+                health_score: health.health_score,
+                metadata: health.metadata,
+                updated_at: updated,
+            });
+        }
+        Ok(records)
+    }
+
+    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
+        let name = self.candidate_lease_name(resource, candidate_id);
+        match self
+            .call(
+                "delete candidate lease",
+                self.api.delete(&name, &DeleteParams::default()),
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(classify("delete candidate lease", e)),
+        }
+    }
+}
+
+impl KubernetesLeaseStore {
+    /// The view from the last observation, for a watch that closed quietly.
+    fn current_view(&self) -> LeaseView {
+        let observation = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        match &observation.record {
+            None => LeaseView::default(),
+            Some((key, first_seen)) => LeaseView {
+                holder: key.holder.clone(),
+                fencing_token: key
+                    .transitions
+                    .and_then(|t| u64::try_from(t).ok())
+                    .map(FencingToken),
+                acquirable_in: key.holder.as_ref().map(|_| {
+                    let seconds = u64::try_from(key.duration.unwrap_or(1).max(1)).unwrap_or(1);
+                    (*first_seen + Duration::from_secs(seconds) + self.grace)
+                        .saturating_duration_since(Instant::now())
+                }),
+            },
+        }
+    }
+}
