@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use crate::provision::workspace_root;
 use crate::servers::{self, Runtime, Target};
-use crate::state::State;
+use crate::state::{Record, State};
 
 /// One suite: a provider crate and the servers it needs.
 struct Suite {
     name: &'static str,
     krate: &'static str,
     target: Target,
+    /// Go peer programs (`xtask/go/<dir>`, env var) its interop tests run.
+    peers: &'static [(&'static str, &'static str)],
 }
 
 const SUITES: [Suite; 2] = [
@@ -27,27 +29,33 @@ const SUITES: [Suite; 2] = [
         name: "kubernetes",
         krate: "leader-election-kubernetes",
         target: Target::Kubernetes,
+        peers: &[("client-go-peer", "LE_CLIENT_GO_PEER_BIN")],
     },
     Suite {
         name: "consul",
         krate: "leader-election-consul",
         target: Target::Consul,
+        peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
     },
 ];
 
-/// Stops, on drop, the servers this run started.
-struct Teardown(Vec<&'static str>);
+/// Stops, on drop, exactly the servers this run started (from the records
+/// in memory, so a state file changed meanwhile cannot make it miss one).
+struct Teardown(Vec<(String, Record)>);
 
 impl Drop for Teardown {
     fn drop(&mut self) {
         if self.0.is_empty() {
             return;
         }
+        let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
         println!(
             "xtask: integration: stopping the servers it started: {}",
-            self.0.join(", ")
+            names.join(", ")
         );
-        if let Err(e) = servers::down_names(&self.0) {
+        // kube-apiserver before etcd: reverse start order.
+        self.0.reverse();
+        if let Err(e) = servers::stop_records(&self.0) {
             eprintln!("xtask: integration: teardown: {e}");
         }
     }
@@ -181,15 +189,23 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let mut outcomes = Vec::new();
     for suite in suites {
         let before = State::load()?;
-        let already: Vec<String> = before.servers.keys().cloned().collect();
         let up = servers::up(suite.target, runtime, false);
-        // Tear down exactly what this suite started, whatever happens next.
-        let started_here: Vec<&'static str> = suite
+        // Tear down exactly what this suite started, whatever happens next;
+        // servers that were already up before stay up.
+        let after = match &up {
+            Ok(state) => state.clone(),
+            Err(_) => State::load()?,
+        };
+        let started_here: Vec<(String, Record)> = suite
             .target
             .servers()
             .iter()
-            .copied()
-            .filter(|n| !already.iter().any(|a| a == n))
+            .filter_map(|&n| {
+                let record = after.servers.get(n)?;
+                let old = before.servers.get(n);
+                let new = old.is_none_or(|o| o.pid != record.pid || o.dir != record.dir);
+                new.then(|| (n.to_string(), record.clone()))
+            })
             .collect();
         let _teardown = Teardown(started_here);
         let state = match up {
@@ -207,7 +223,17 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
             .join(suite.krate)
             .join("Cargo.toml");
         let outcome = if manifest.exists() {
-            let env: Vec<(String, String)> = state.env().into_iter().collect();
+            let mut env = state.env();
+            // Servers started by an older xtask may lack a peer variable.
+            for &(dir, var) in suite.peers {
+                if !env.contains_key(var) {
+                    match servers::optional_program(dir, var) {
+                        Ok(peer) => env.extend(peer),
+                        Err(e) => println!("xtask: integration {}: {e}", suite.name),
+                    }
+                }
+            }
+            let env: Vec<(String, String)> = env.into_iter().collect();
             cargo_test(suite, &env).unwrap_or_else(|e| Outcome {
                 line: format!("{}: {e}", suite.name),
                 failed: true,

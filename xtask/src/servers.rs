@@ -77,6 +77,25 @@ fn temp_dir(name: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// Builds the Go peer program in `xtask/go/<dir>` if that directory exists,
+/// returning `env_var=<binary>` for the test environment.
+pub(crate) fn optional_program(
+    dir: &str,
+    env_var: &str,
+) -> Result<Option<(String, String)>, String> {
+    if !provision::workspace_root()
+        .join("xtask/go")
+        .join(dir)
+        .join("go.mod")
+        .exists()
+    {
+        println!("xtask: {dir}: xtask/go/{dir} does not exist; {env_var} stays unset");
+        return Ok(None);
+    }
+    let bin = provision::ensure_program(dir, env_var)?;
+    Ok(Some((env_var.to_string(), bin.display().to_string())))
+}
+
 /// True when the recorded server is still up.
 fn running(record: &Record) -> bool {
     match (record.pid, &record.binary) {
@@ -100,6 +119,8 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
             }
             println!("xtask: {name}: recorded but not running; starting a new one");
             let _ = fs::remove_dir_all(&record.dir);
+            let stale = record.clone();
+            State::update(|s| forget(s, name, &stale))?;
             state.servers.remove(name);
         }
         let record = match (runtime, name) {
@@ -117,28 +138,29 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
                     .get("etcd")
                     .map(|r| r.url.clone())
                     .ok_or("kube-apiserver needs etcd, which is not running")?;
-                kube::start(&bin, &temp_dir(name)?, &etcd_url, detach)?
+                // The provider's interop test runs a client-go elector.
+                let peer = optional_program("client-go-peer", "LE_CLIENT_GO_PEER_BIN")?;
+                let mut record = kube::start(&bin, &temp_dir(name)?, &etcd_url, detach)?;
+                record.env.extend(peer);
+                record
             }
             (Runtime::Process, _) => {
                 let bin = provision::ensure(&versions::CONSUL)?;
                 // The provider's interop tests run `consul lock` and Go's
                 // `api.Lock` against the agent.
-                let peer =
-                    provision::ensure_program("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")?;
+                let peer = optional_program("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")?;
                 let mut record = consul::start(&bin, &temp_dir(name)?, detach)?;
                 record
                     .env
                     .insert("LE_CONSUL_BIN".into(), bin.display().to_string());
-                record
-                    .env
-                    .insert("LE_CONSUL_LOCK_PEER_BIN".into(), peer.display().to_string());
+                record.env.extend(peer);
                 record
             }
         };
+        let saved = record.clone();
+        State::update(|s| s.servers.insert(name.to_string(), saved))?;
         state.servers.insert(name.to_string(), record);
-        state.save()?;
     }
-    state.save()?;
     println!(
         "xtask: servers up ({:?}) in {:.1}s; state in {}",
         target,
@@ -156,15 +178,35 @@ pub(crate) fn down(target: Target) -> Result<(), String> {
 
 /// Stops the named servers, in reverse start order.
 pub(crate) fn down_names(names: &[&str]) -> Result<(), String> {
-    let mut state = State::load()?;
+    let state = State::load()?;
+    let records: Vec<(String, Record)> = names
+        .iter()
+        .rev()
+        .filter_map(|&n| state.servers.get(n).map(|r| (n.to_string(), r.clone())))
+        .collect();
+    stop_records(&records)
+}
+
+/// Removes `name` from `state` if it is still the given record (not one
+/// that another xtask process has started since).
+fn forget(state: &mut State, name: &str, record: &Record) {
+    let same = state
+        .servers
+        .get(name)
+        .is_some_and(|r| r.pid == record.pid && r.dir == record.dir);
+    if same {
+        state.servers.remove(name);
+    }
+}
+
+/// Stops exactly these servers (by recorded pid or container), removes
+/// their temporary directories and their entries in the state file.
+pub(crate) fn stop_records(records: &[(String, Record)]) -> Result<(), String> {
     let mut errors = Vec::new();
-    for &name in names.iter().rev() {
-        let Some(record) = state.servers.get(name).cloned() else {
-            continue;
-        };
+    for (name, record) in records {
         let outcome = match (record.pid, &record.binary) {
             (Some(pid), Some(binary)) => proc::stop(pid, binary, Duration::from_secs(15)),
-            _ => docker::stop(&record),
+            _ => docker::stop(record),
         };
         match outcome {
             Ok(what) => println!("xtask: {name}: {what}"),
@@ -178,8 +220,7 @@ pub(crate) fn down_names(names: &[&str]) -> Result<(), String> {
                 ));
             }
         }
-        state.servers.remove(name);
-        state.save()?;
+        State::update(|s| forget(s, name, record))?;
     }
     if errors.is_empty() {
         Ok(())

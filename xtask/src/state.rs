@@ -43,7 +43,7 @@ pub(crate) struct Record {
 
 /// Every server started by `cargo xtask servers up`, keyed by name
 /// (`etcd`, `kube-apiserver`, `consul`).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct State {
     /// The servers.
     pub(crate) servers: BTreeMap<String, Record>,
@@ -94,6 +94,28 @@ impl State {
         fs::write(env_file(), self.env_block())
             .map_err(|e| format!("cannot write {}: {e}", env_file().display()))?;
         Ok(())
+    }
+
+    /// Read-modify-write under an exclusive lock on
+    /// `target/test-servers/state.lock`, so that two xtask processes (say,
+    /// `servers up kubernetes` in one shell and `integration consul` in
+    /// another) never overwrite each other's records.
+    pub(crate) fn update<T>(change: impl FnOnce(&mut Self) -> T) -> Result<T, String> {
+        let dir = state_dir();
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let lock_path = dir.join("state.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let mut state = Self::load()?;
+        let out = change(&mut state);
+        state.save()?;
+        Ok(out)
     }
 
     /// All connection variables of all servers.
