@@ -127,13 +127,13 @@ impl<S: LeaseStore> Machine<S> {
                 biased;
                 command = self.cfg.commands.recv() => match command {
                     Some(Command::Resign(ack)) => {
-                        self.step_down(LossReason::Resigned, true).await;
+                        self.step_down(LossReason::Resigned, true, None).await;
                         let _ = ack.send(());
                     }
                     // A dropped handle stops the election like `stop()` does.
                     Some(Command::Stop) | None => break,
                 },
-                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, false).await,
+                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, false, None).await,
                 changed = self.cfg.health.changed() => match changed {
                     Ok(()) => self.on_health().await,
                     Err(_) => break,
@@ -235,7 +235,7 @@ impl<S: LeaseStore> Machine<S> {
         self.observe(Some(self.me().to_owned()));
         if !self.eligible() && self.cfg.options.step_down_when_unhealthy {
             // Health fell while the acquire was in flight.
-            self.step_down(LossReason::Unhealthy, true).await;
+            self.step_down(LossReason::Unhealthy, true, None).await;
         }
     }
 
@@ -247,7 +247,10 @@ impl<S: LeaseStore> Machine<S> {
         let started = Instant::now();
         let outcome = timeout_at(deadline, self.cfg.store.renew(&term.grant)).await;
         match outcome {
-            Err(_) => self.step_down(LossReason::DeadlineExpired, false).await,
+            Err(_) => {
+                self.step_down(LossReason::DeadlineExpired, false, None)
+                    .await
+            }
             Ok(Ok(Renewal::Renewed(grant))) => {
                 self.failures = 0;
                 let new_deadline = (started + self.cfg.options.lease_duration).max(deadline);
@@ -263,7 +266,8 @@ impl<S: LeaseStore> Machine<S> {
                     Some(holder) if holder != self.me() => LossReason::LostToOtherHolder,
                     _ => LossReason::RenewRejected,
                 };
-                self.step_down(reason, false).await;
+                let holder = view.as_ref().and_then(|v| v.holder.clone());
+                self.step_down(reason, false, holder).await;
                 if let Some(view) = view {
                     self.follow(view);
                 }
@@ -284,8 +288,9 @@ impl<S: LeaseStore> Machine<S> {
     }
 
     /// Ends the current term: readers see it at once, then the lease is
-    /// released (when asked), then `LostLeadership` is emitted.
-    async fn step_down(&mut self, reason: LossReason, release: bool) {
+    /// released (when asked), then `LostLeadership` is emitted, followed by
+    /// `LeaderChanged` to `next_leader` (the holder we know of now, if any).
+    async fn step_down(&mut self, reason: LossReason, release: bool, next_leader: Option<String>) {
         let Some(term) = self.term.take() else {
             return;
         };
@@ -304,6 +309,8 @@ impl<S: LeaseStore> Machine<S> {
             .shared
             .status
             .send_modify(|status| status.term = None);
+        // Readers see the new leader (or none) by the time the event arrives.
+        let changed = self.set_observed(next_leader);
         tracing::info!(fencing_token = term.token.0, reason = %reason, "lost leadership");
         self.cfg.shared.emit(LeaderElectionEvent::LostLeadership {
             candidate_id: self.me().to_owned(),
@@ -312,8 +319,9 @@ impl<S: LeaseStore> Machine<S> {
             reason,
             timestamp: SystemTime::now(),
         });
-        // We no longer know of a leader until the store tells us of one.
-        self.observe(None);
+        if let Some(old) = changed {
+            self.emit_leader_changed(old);
+        }
         let now = Instant::now();
         if reason == LossReason::Resigned {
             // Give the others a whole lease to take over before competing again.
@@ -353,7 +361,7 @@ impl<S: LeaseStore> Machine<S> {
             } else {
                 LossReason::RenewRejected
             };
-            self.step_down(reason, false).await;
+            self.step_down(reason, false, view.holder.clone()).await;
         }
         self.follow(view);
     }
@@ -385,18 +393,30 @@ impl<S: LeaseStore> Machine<S> {
 
     /// Emits `LeaderChanged` when the observed leader differs from before.
     fn observe(&mut self, leader: Option<String>) {
+        if let Some(old) = self.set_observed(leader) {
+            self.emit_leader_changed(old);
+        }
+    }
+
+    /// Records the observed leader for readers; returns the previous one if
+    /// it changed.
+    fn set_observed(&mut self, leader: Option<String>) -> Option<Option<String>> {
         if leader == self.observed {
-            return;
+            return None;
         }
         let old = std::mem::replace(&mut self.observed, leader.clone());
         self.cfg
             .shared
             .status
-            .send_modify(|status| status.observed_leader = leader.clone());
+            .send_modify(|status| status.observed_leader = leader);
+        Some(old)
+    }
+
+    fn emit_leader_changed(&self, old: Option<String>) {
         self.cfg.shared.emit(LeaderElectionEvent::LeaderChanged {
             resource: self.cfg.shared.resource.clone(),
             old_leader_id: old,
-            new_leader_id: leader,
+            new_leader_id: self.observed.clone(),
             timestamp: SystemTime::now(),
         });
     }
@@ -407,7 +427,7 @@ impl<S: LeaseStore> Machine<S> {
         }
         let eligible = self.eligible();
         if !eligible && self.term.is_some() && self.cfg.options.step_down_when_unhealthy {
-            self.step_down(LossReason::Unhealthy, true).await;
+            self.step_down(LossReason::Unhealthy, true, None).await;
         }
         if eligible && self.term.is_none() {
             self.schedule_attempt(self.next_attempt.min(Instant::now()));
@@ -449,7 +469,7 @@ impl<S: LeaseStore> Machine<S> {
     }
 
     async fn shutdown(&mut self) {
-        self.step_down(LossReason::Stopped, true).await;
+        self.step_down(LossReason::Stopped, true, None).await;
         let limit = self.call_timeout();
         if self.published {
             let call = self

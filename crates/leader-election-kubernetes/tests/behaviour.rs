@@ -1,0 +1,448 @@
+//! Kubernetes-specific behaviour against a real kube-apiserver: Leases edited
+//! or deleted behind our back, an unreachable apiserver, a black-holed
+//! leader, least-privilege RBAC, and interop with client-go's own elector.
+//! Run with `cargo xtask integration kubernetes`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{Api, DeleteParams, PostParams};
+use leader_election_abstractions::store::{LeaseClaim, LeaseStore};
+use leader_election_abstractions::{
+    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionEvent, LossReason,
+};
+use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
+use leader_election_testkit::{Fault, LeadershipRecorder};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::{timeout, Instant};
+
+use support::{admin_client, test_options, KubernetesProvider};
+
+fn resource(tag: &str) -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("behaviour-{tag}-{nonce}")
+}
+
+fn namespace() -> String {
+    std::env::var("LE_KUBE_NAMESPACE").unwrap_or_else(|_| "default".to_owned())
+}
+
+async fn next_loss(events: &mut leader_election_abstractions::EventStream) -> LossReason {
+    loop {
+        match timeout(Duration::from_secs(30), events.next()).await {
+            Ok(Some(LeaderElectionEvent::LostLeadership { reason, .. })) => return reason,
+            Ok(Some(_)) => continue,
+            other => panic!("no LostLeadership event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
+    let provider = KubernetesProvider::new();
+    let resource = resource("edit");
+    let (leader, _) = provider
+        .concrete(&resource, "a", test_options())
+        .await
+        .expect("a");
+    let mut events = leader.subscribe();
+    leader.start().await.expect("start");
+    leader.wait_for_leadership().await.expect("leads");
+
+    let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
+    let mut lease = leases.get(&resource).await.expect("the lease exists");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("operator".to_owned());
+    spec.lease_transitions = spec.lease_transitions.map(|t| t + 1);
+    let edited = Instant::now();
+    leases
+        .replace(&resource, &PostParams::default(), &lease)
+        .await
+        .expect("raw update");
+    let reason = next_loss(&mut events).await;
+    println!(
+        "kubernetes: lost leadership {:?} after the raw update ({reason})",
+        edited.elapsed()
+    );
+    assert_eq!(reason, LossReason::LostToOtherHolder);
+    assert!(!leader.is_leader());
+    assert_eq!(leader.current_leader_id().as_deref(), Some("operator"));
+    leader.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn lease_deleted_means_reelection_with_a_higher_token() {
+    let provider = KubernetesProvider::new();
+    let resource = resource("delete");
+    let (a, _) = provider
+        .concrete(&resource, "a", test_options())
+        .await
+        .expect("a");
+    let (b, _) = provider
+        .concrete(&resource, "b", test_options())
+        .await
+        .expect("b");
+    a.start().await.expect("start");
+    let first = a.wait_for_leadership().await.expect("a leads");
+    b.start().await.expect("start");
+    let mut events = a.subscribe();
+    let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
+    leases
+        .delete(&resource, &DeleteParams::default())
+        .await
+        .expect("raw delete");
+    let reason = next_loss(&mut events).await;
+    assert_eq!(reason, LossReason::RenewRejected);
+    let next = tokio::select! {
+        guard = a.wait_for_leadership() => guard,
+        guard = b.wait_for_leadership() => guard,
+    }
+    .expect("someone leads again");
+    assert!(
+        next.fencing_token() > first.fencing_token(),
+        "token {} after deletion is not above {}",
+        next.fencing_token(),
+        first.fencing_token()
+    );
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() {
+    let provider = KubernetesProvider::new();
+    let resource = resource("outage");
+    let options = test_options();
+    let recorder = LeadershipRecorder::start(Duration::from_millis(5));
+    let mut candidates = Vec::new();
+    for id in ["a", "b", "c"] {
+        let (election, proxy) = provider
+            .concrete(&resource, id, options.clone())
+            .await
+            .expect("candidate");
+        let handle: Arc<dyn LeaderElection> = Arc::new(election.clone());
+        recorder.watch(&handle);
+        election.start().await.expect("start");
+        candidates.push((election, proxy));
+    }
+    let leader = loop {
+        if let Some((e, _)) = candidates.iter().find(|(e, _)| e.is_leader()) {
+            break e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Every client loses the apiserver at once: connections reset, new ones refused.
+    for (_, proxy) in &candidates {
+        proxy.set_fault(Fault::Reset);
+    }
+    tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
+    assert!(
+        !leader.is_leader(),
+        "still leading a lease past its deadline without the apiserver"
+    );
+    tokio::time::sleep(options.lease_duration).await;
+    assert!(
+        candidates.iter().all(|(e, _)| !e.is_leader()),
+        "a leader without an apiserver"
+    );
+    for (_, proxy) in &candidates {
+        proxy.set_fault(Fault::PassThrough);
+    }
+    let back = Instant::now();
+    while candidates.iter().filter(|(e, _)| e.is_leader()).count() != 1 {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "no leader after the apiserver came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "kubernetes: one leader again {:?} after the apiserver came back",
+        back.elapsed()
+    );
+    tokio::time::sleep(options.lease_duration * 2).await;
+    for (election, _) in &candidates {
+        election.stop().await.expect("stop");
+    }
+    recorder.finish().assert_safe();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn black_holed_leader_steps_down_before_anyone_else_can_acquire() {
+    let provider = KubernetesProvider::new();
+    let resource = resource("blackhole");
+    let recorder = LeadershipRecorder::start(Duration::from_millis(2));
+    let (a, a_proxy) = provider
+        .concrete(&resource, "a", test_options())
+        .await
+        .expect("a");
+    let (b, b_proxy) = provider
+        .concrete(&resource, "b", test_options())
+        .await
+        .expect("b");
+    for election in [&a, &b] {
+        let handle: Arc<dyn LeaderElection> = Arc::new(election.clone());
+        recorder.watch(&handle);
+        election.start().await.expect("start");
+    }
+    let (leader, proxy, other) = tokio::select! {
+        _ = a.wait_for_leadership() => (&a, &a_proxy, &b),
+        _ = b.wait_for_leadership() => (&b, &b_proxy, &a),
+    };
+    proxy.set_fault(Fault::BlackHole);
+    let cut = Instant::now();
+    other
+        .wait_for_leadership()
+        .await
+        .expect("the other takes over");
+    let stepped_down_in_time = !leader.is_leader();
+    println!(
+        "kubernetes: takeover {:?} after black-holing the leader",
+        cut.elapsed()
+    );
+    proxy.set_fault(Fault::PassThrough);
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
+    assert!(stepped_down_in_time);
+    recorder.finish().assert_safe();
+}
+
+/// The Role of `examples/kubernetes/rbac.yaml`, applied for the limited user.
+async fn bind_example_role(name: &str, verbs: &[&str]) {
+    let user = std::env::var("LE_KUBE_LIMITED_USER").unwrap_or_else(|_| {
+        panic!("LE_KUBE_LIMITED_USER is not set: run `cargo xtask integration kubernetes`")
+    });
+    let client = admin_client().await;
+    let roles: Api<Role> = Api::namespaced(client.clone(), &namespace());
+    let role = Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["coordination.k8s.io".to_owned()]),
+            resources: Some(vec!["leases".to_owned()]),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+            ..Default::default()
+        }]),
+    };
+    let _ = roles.delete(name, &DeleteParams::default()).await;
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create role");
+    let bindings: Api<RoleBinding> = Api::namespaced(client, &namespace());
+    let binding = RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".to_owned(),
+            name: user,
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            ..Default::default()
+        }]),
+    };
+    let _ = bindings.delete(name, &DeleteParams::default()).await;
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create binding");
+    // RBAC changes reach the authorizer's cache within moments.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn limited_factory() -> KubernetesLeaderElectionFactory {
+    let token = std::env::var("LE_KUBE_LIMITED_TOKEN").unwrap_or_else(|_| {
+        panic!("LE_KUBE_LIMITED_TOKEN is not set: run `cargo xtask integration kubernetes`")
+    });
+    let mut config = support::kube_config().await;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(config).expect("client");
+    KubernetesLeaderElectionFactory::new(client, KubernetesConfig::default(), test_options())
+        .expect("factory")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
+    let role = "leader-election-test";
+    bind_example_role(
+        role,
+        &["get", "list", "watch", "create", "update", "delete"],
+    )
+    .await;
+    let factory = limited_factory().await;
+    let resource = resource("rbac");
+    let a = factory.election(&resource, Some("a"), true).expect("a");
+    let b = factory.election(&resource, Some("b"), true).expect("b");
+    a.start().await.expect("start");
+    b.start().await.expect("start");
+    let first = tokio::select! {
+        _ = a.wait_for_leadership() => &a,
+        _ = b.wait_for_leadership() => &b,
+    };
+    let other = if std::ptr::eq(first, &a) { &b } else { &a };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listed = first
+        .candidate_health()
+        .await
+        .expect("list as the limited user");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    first.stop().await.expect("stop");
+    other
+        .wait_for_leadership()
+        .await
+        .expect("handover as the limited user");
+    other.stop().await.expect("stop");
+
+    // Without `update`, taking over an existing Lease fails with a clear error.
+    bind_example_role(role, &["get", "list", "watch", "create", "delete"]).await;
+    let store = factory.election(&resource, Some("c"), false).expect("c");
+    let claim = LeaseClaim {
+        resource: resource.clone(),
+        candidate_id: "c".to_owned(),
+        lease_duration: Duration::from_secs(2),
+        grace_period: Duration::from_secs(1),
+        holder_metadata: Default::default(),
+    };
+    match store.store().try_acquire(&claim).await {
+        Err(Error::Unauthorized(message)) => {
+            assert!(
+                message.contains("update") && message.contains("coordination.k8s.io"),
+                "{message}"
+            );
+        }
+        other => panic!("expected an unauthorized error, got {other:?}"),
+    }
+}
+
+/// client-go's elector, built by xtask from `k8s.io/client-go`.
+fn client_go_peer() -> std::path::PathBuf {
+    std::env::var_os("LE_CLIENT_GO_PEER_BIN").map(Into::into).unwrap_or_else(|| {
+        panic!("LE_CLIENT_GO_PEER_BIN is not set: run `cargo xtask integration kubernetes`, which builds the client-go peer")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
+async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
+    let provider = KubernetesProvider::new();
+    let resource = resource("clientgo");
+    let (ours, _) = provider
+        .concrete(&resource, "ours", test_options())
+        .await
+        .expect("ours");
+    ours.start().await.expect("start");
+    let first = ours.wait_for_leadership().await.expect("ours leads");
+
+    // Same timing as ours: lease 2 s; client-go needs lease > renew deadline > 1.2 × retry.
+    let mut peer = tokio::process::Command::new(client_go_peer())
+        .args([
+            "-name",
+            &resource,
+            "-namespace",
+            &namespace(),
+            "-id",
+            "client-go",
+        ])
+        .args([
+            "-lease-duration=2s",
+            "-renew-deadline=1500ms",
+            "-retry-period=500ms",
+            "-hold=3s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning the client-go peer");
+    let mut lines = BufReader::new(peer.stdout.take().expect("stdout")).lines();
+    let seen = timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("client-go observes a leader")
+        .expect("read");
+    assert_eq!(
+        seen.as_deref(),
+        Some("NEW_LEADER ours"),
+        "client-go sees us as the holder"
+    );
+    let early = timeout(Duration::from_secs(3), lines.next_line()).await;
+    assert!(
+        early.is_err(),
+        "client-go led while we held the Lease: {early:?}"
+    );
+
+    // We hand over to client-go.
+    let released = Instant::now();
+    ours.stop().await.expect("stop");
+    let leading = timeout(Duration::from_secs(30), async {
+        loop {
+            match lines.next_line().await.expect("read").as_deref() {
+                Some("LEADING") => return,
+                Some(_) => continue,
+                None => panic!("client-go exited without leading"),
+            }
+        }
+    })
+    .await;
+    assert!(leading.is_ok(), "client-go never led after our release");
+    println!(
+        "kubernetes: client-go took over {:?} after our release",
+        released.elapsed()
+    );
+
+    // While client-go leads, our new candidate sees it as the holder and waits.
+    let (follower, _) = provider
+        .concrete(&resource, "follower", test_options())
+        .await
+        .expect("follower");
+    follower.start().await.expect("start");
+    let mut saw_client_go = false;
+    let stopped = loop {
+        tokio::select! {
+            line = lines.next_line() => match line.expect("read").as_deref() {
+                Some("STOPPED") => break Instant::now(),
+                Some(_) => {}
+                None => panic!("client-go exited without STOPPED"),
+            },
+            () = tokio::time::sleep(Duration::from_millis(5)) => {
+                assert!(!follower.is_leader(), "we led while client-go held the Lease");
+                saw_client_go |= follower.current_leader_id().as_deref() == Some("client-go");
+            }
+        }
+    };
+    assert!(saw_client_go, "we never saw client-go as the holder");
+    assert!(peer.wait().await.expect("peer exits").success());
+    // client-go released on exit (ReleaseOnCancel): we take over without waiting out the lease.
+    let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
+        .await
+        .expect("we lead again after client-go released")
+        .expect("leads");
+    println!(
+        "kubernetes: we took over {:?} after client-go stopped leading",
+        stopped.elapsed()
+    );
+    assert!(after.fencing_token() > first.fencing_token());
+    follower.stop().await.expect("stop");
+}
