@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo xtask servers up consul        # or any agent you have
-//! eval "$(cargo xtask servers env)"    # exports CONSUL_HTTP_ADDR
+//! source target/test-servers/env       # exports CONSUL_HTTP_ADDR
 //! cargo run -p examples --example consul_singleton
 //! ```
 //!

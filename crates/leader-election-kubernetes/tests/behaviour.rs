@@ -446,3 +446,105 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     assert!(after.fencing_token() > first.fencing_token());
     follower.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn leases_with_missing_fields_from_other_clients_are_tolerated() {
+    let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
+    let provider = KubernetesProvider::new();
+    // An empty spec (a released lease of some other client): free at once.
+    let empty = resource("empty");
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(empty.clone()),
+            ..Default::default()
+        },
+        spec: Some(Default::default()),
+    };
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create empty lease");
+    let (a, _) = provider
+        .concrete(&empty, "a", test_options())
+        .await
+        .expect("a");
+    a.start().await.expect("start");
+    timeout(Duration::from_secs(10), a.wait_for_leadership())
+        .await
+        .expect("an empty lease is free")
+        .expect("leads");
+    a.stop().await.expect("stop");
+
+    // A holder without duration or times: treated as a one-second lease,
+    // counted from when we first saw it, then taken over.
+    let stale = resource("stale");
+    let mut lease = lease.clone();
+    lease.metadata.name = Some(stale.clone());
+    lease.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+        holder_identity: Some("someone-gone".to_owned()),
+        ..Default::default()
+    });
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create stale lease");
+    let (b, _) = provider
+        .concrete(&stale, "b", test_options())
+        .await
+        .expect("b");
+    b.start().await.expect("start");
+    let started = Instant::now();
+    timeout(Duration::from_secs(10), b.wait_for_leadership())
+        .await
+        .expect("a stale foreign lease is taken over")
+        .expect("leads");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "taken before one second plus grace"
+    );
+    let written = leases.get(&stale).await.expect("read back");
+    let spec = written.spec.expect("spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_duration_seconds, Some(2));
+    assert_eq!(spec.lease_transitions, Some(1));
+    b.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn names_kubernetes_cannot_store_are_rejected_up_front() {
+    // No apiserver needed: validation happens before any request.
+    let config = kube::Config::new("https://127.0.0.1:1".parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+    let factory = KubernetesLeaderElectionFactory::new(
+        client.clone(),
+        KubernetesConfig::default(),
+        test_options(),
+    )
+    .expect("factory");
+    for bad in [
+        "Upper-case",
+        "under_score",
+        "trailing-.dot",
+        &"a".repeat(230),
+    ] {
+        let error = factory.election(bad, Some("a"), false).expect_err(bad);
+        assert!(error.to_string().contains("DNS-1123"), "{error}");
+    }
+    factory
+        .election("fine.name-1", Some("a"), false)
+        .expect("valid");
+    let error = KubernetesLeaderElectionFactory::new(
+        client,
+        KubernetesConfig {
+            namespace: Some("Bad_NS".into()),
+            ..Default::default()
+        },
+        test_options(),
+    )
+    .expect_err("bad namespace");
+    assert!(
+        matches!(error, Error::InvalidOption { ref field, .. } if field == "namespace"),
+        "{error}"
+    );
+}
