@@ -52,6 +52,7 @@ pub use options::{
 };
 pub use store::LeaseStore;
 pub use traits::{
-    HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
+    ElectionFactory, HealthBasedLeaderElection, LeaderElection, LeaderElectionExt,
+    LeaderElectionFactory,
 };
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};

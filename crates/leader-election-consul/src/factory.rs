@@ -1,11 +1,6 @@
 //! [`ConsulLeaderElectionFactory`]: elections over a Consul agent.
 
-use std::sync::Arc;
-
-use leader_election_abstractions::{
-    Election, HealthBasedLeaderElection, LeaderElection, LeaderElectionFactory,
-    LeaderElectionOptions, Result,
-};
+use leader_election_abstractions::{Election, ElectionFactory, LeaderElectionOptions, Result};
 
 use crate::client::ConsulClient;
 use crate::config::ConsulConfig;
@@ -64,20 +59,15 @@ impl ConsulLeaderElectionFactory {
     }
 }
 
-impl LeaderElectionFactory for ConsulLeaderElectionFactory {
-    fn create_election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn LeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, false)?))
-    }
+impl ElectionFactory for ConsulLeaderElectionFactory {
+    type Store = ConsulLeaseStore;
 
-    fn create_health_based_election(
+    fn election(
         &self,
         resource: &str,
         candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn HealthBasedLeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, true)?))
+        health_based: bool,
+    ) -> Result<Election<ConsulLeaseStore>> {
+        ConsulLeaderElectionFactory::election(self, resource, candidate_id, health_based)
     }
 }

@@ -1,11 +1,6 @@
 //! [`InMemoryLeaderElectionFactory`]: elections over a shared [`InMemoryStore`].
 
-use std::sync::Arc;
-
-use leader_election_abstractions::{
-    Election, HealthBasedLeaderElection, LeaderElection, LeaderElectionFactory,
-    LeaderElectionOptions, Result,
-};
+use leader_election_abstractions::{Election, ElectionFactory, LeaderElectionOptions, Result};
 
 use crate::store::{InMemoryLeaseStore, InMemoryStore};
 
@@ -49,20 +44,15 @@ impl InMemoryLeaderElectionFactory {
     }
 }
 
-impl LeaderElectionFactory for InMemoryLeaderElectionFactory {
-    fn create_election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn LeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, false)?))
-    }
+impl ElectionFactory for InMemoryLeaderElectionFactory {
+    type Store = InMemoryLeaseStore;
 
-    fn create_health_based_election(
+    fn election(
         &self,
         resource: &str,
         candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn HealthBasedLeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, true)?))
+        health_based: bool,
+    ) -> Result<Election<InMemoryLeaseStore>> {
+        InMemoryLeaderElectionFactory::election(self, resource, candidate_id, health_based)
     }
 }

@@ -1,14 +1,11 @@
 //! The whole conformance suite against the in-memory store, in virtual time.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leader_election_abstractions::{Election, LeaderElection, LeaderElectionOptions, Result};
-use leader_election_inmemory::{
-    InMemoryLeaderElectionFactory, InMemoryLeaseStore, InMemoryStore, StoreFault,
-};
-use leader_election_testkit::{Candidate, CandidateControl, NetworkFault, Provider};
+use leader_election_abstractions::{LeaderElectionOptions, Result};
+use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore, StoreFault};
+use leader_election_testkit::{Candidate, NetworkFault, Provider};
 
 /// Candidates over one shared in-memory store.
 struct InMemoryProvider {
@@ -20,25 +17,6 @@ impl InMemoryProvider {
         Self {
             store: InMemoryStore::new(),
         }
-    }
-}
-
-struct Control {
-    election: Election<InMemoryLeaseStore>,
-    store: InMemoryStore,
-}
-
-impl CandidateControl for Control {
-    fn crash(&self) {
-        self.election.abort_without_release();
-    }
-
-    fn set_network_fault(&self, fault: Option<NetworkFault>) {
-        let fault = fault.map(|f| match f {
-            NetworkFault::BlackHole => StoreFault::Hang,
-            _ => StoreFault::Unavailable,
-        });
-        self.store.set_fault(self.election.candidate_id(), fault);
     }
 }
 
@@ -77,13 +55,14 @@ impl Provider for InMemoryProvider {
     ) -> Result<Candidate> {
         let factory = InMemoryLeaderElectionFactory::new(self.store.clone(), options)?;
         let election = factory.election(resource, Some(candidate_id), true)?;
-        Ok(Candidate {
-            election: Arc::new(election.clone()),
-            control: Arc::new(Control {
-                election,
-                store: self.store.clone(),
-            }),
-        })
+        let (store, id) = (self.store.clone(), candidate_id.to_owned());
+        Ok(Candidate::from_election(election, move |fault| {
+            let fault = fault.map(|f| match f {
+                NetworkFault::BlackHole => StoreFault::Hang,
+                _ => StoreFault::Unavailable,
+            });
+            store.set_fault(&id, fault);
+        }))
     }
 }
 

@@ -1,11 +1,9 @@
 //! [`KubernetesLeaderElectionFactory`]: elections over Lease objects.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Election, Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionFactory,
-    LeaderElectionOptions, Result,
+    Election, ElectionFactory, Error, LeaderElectionOptions, Result,
 };
 
 use crate::config::KubernetesConfig;
@@ -103,20 +101,15 @@ impl KubernetesLeaderElectionFactory {
     }
 }
 
-impl LeaderElectionFactory for KubernetesLeaderElectionFactory {
-    fn create_election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn LeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, false)?))
-    }
+impl ElectionFactory for KubernetesLeaderElectionFactory {
+    type Store = KubernetesLeaseStore;
 
-    fn create_health_based_election(
+    fn election(
         &self,
         resource: &str,
         candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn HealthBasedLeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, true)?))
+        health_based: bool,
+    ) -> Result<Election<KubernetesLeaseStore>> {
+        KubernetesLeaderElectionFactory::election(self, resource, candidate_id, health_based)
     }
 }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leader_election_abstractions::{HealthBasedLeaderElection, LeaderElectionOptions, Result};
+use leader_election_abstractions::{
+    Election, HealthBasedLeaderElection, LeaderElectionOptions, LeaseStore, Result,
+};
+
+use crate::proxy::{Fault, FaultHandle};
 
 /// A network problem between one candidate and its backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +49,32 @@ impl std::fmt::Debug for Candidate {
 }
 
 impl Candidate {
+    /// A candidate over the shared engine. `network` injects or lifts a
+    /// network fault; a crash aborts the engine without releasing anything
+    /// and cuts the network, since a dead process sends nothing.
+    pub fn from_election<S, N>(election: Election<S>, network: N) -> Self
+    where
+        S: LeaseStore,
+        N: Fn(Option<NetworkFault>) + Send + Sync + 'static,
+    {
+        Self {
+            election: Arc::new(election.clone()),
+            control: Arc::new(EngineControl { election, network }),
+        }
+    }
+
+    /// A candidate whose backend traffic goes through a [`FaultProxy`](crate::FaultProxy):
+    /// a black hole drops packets, anything else resets connections.
+    pub fn behind_proxy<S: LeaseStore>(election: Election<S>, proxy: FaultHandle) -> Self {
+        Self::from_election(election, move |fault| {
+            proxy.set_fault(match fault {
+                None => Fault::PassThrough,
+                Some(NetworkFault::BlackHole) => Fault::BlackHole,
+                Some(_) => Fault::Reset,
+            });
+        })
+    }
+
     /// The candidate's id.
     pub fn id(&self) -> &str {
         self.election.candidate_id()
@@ -84,4 +114,25 @@ pub trait Provider: Send + Sync {
         candidate_id: &str,
         options: LeaderElectionOptions,
     ) -> Result<Candidate>;
+}
+
+/// Controls for a candidate built on the shared engine.
+struct EngineControl<S: LeaseStore, N> {
+    election: Election<S>,
+    network: N,
+}
+
+impl<S, N> CandidateControl for EngineControl<S, N>
+where
+    S: LeaseStore,
+    N: Fn(Option<NetworkFault>) + Send + Sync + 'static,
+{
+    fn crash(&self) {
+        (self.network)(Some(NetworkFault::BlackHole));
+        self.election.abort_without_release();
+    }
+
+    fn set_network_fault(&self, fault: Option<NetworkFault>) {
+        (self.network)(fault);
+    }
 }

@@ -4,15 +4,13 @@
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use leader_election_abstractions::{Election, LeaderElectionOptions, Result};
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory, ConsulLeaseStore};
-use leader_election_testkit::{
-    Candidate, CandidateControl, Fault, FaultHandle, FaultProxy, NetworkFault, Provider,
-};
+use leader_election_testkit::{Candidate, FaultHandle, FaultProxy, Provider};
 
 /// The agent's HTTP address; integration tests fail loudly without it.
 pub fn agent_address() -> SocketAddr {
@@ -85,27 +83,6 @@ impl ConsulProvider {
     }
 }
 
-struct Control {
-    election: Election<ConsulLeaseStore>,
-    proxy: FaultHandle,
-}
-
-impl CandidateControl for Control {
-    fn crash(&self) {
-        // A dead process sends nothing: no release, no session destroy.
-        self.proxy.set_fault(Fault::BlackHole);
-        self.election.abort_without_release();
-    }
-
-    fn set_network_fault(&self, fault: Option<NetworkFault>) {
-        self.proxy.set_fault(match fault {
-            None => Fault::PassThrough,
-            Some(NetworkFault::BlackHole) => Fault::BlackHole,
-            Some(_) => Fault::Reset,
-        });
-    }
-}
-
 #[async_trait]
 impl Provider for ConsulProvider {
     fn name(&self) -> &str {
@@ -131,10 +108,7 @@ impl Provider for ConsulProvider {
         options: LeaderElectionOptions,
     ) -> Result<Candidate> {
         let (election, proxy) = self.concrete(resource, candidate_id, options).await?;
-        Ok(Candidate {
-            election: Arc::new(election.clone()),
-            control: Arc::new(Control { election, proxy }),
-        })
+        Ok(Candidate::behind_proxy(election, proxy))
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,9 +12,7 @@ use leader_election_abstractions::{Election, LeaderElectionOptions, Result};
 use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
-use leader_election_testkit::{
-    Candidate, CandidateControl, Fault, FaultHandle, FaultProxy, NetworkFault, Provider,
-};
+use leader_election_testkit::{Candidate, FaultHandle, FaultProxy, Provider};
 
 /// The kubeconfig's client configuration; fails loudly without `KUBECONFIG`.
 pub async fn kube_config() -> kube::Config {
@@ -102,26 +100,6 @@ impl KubernetesProvider {
     }
 }
 
-struct Control {
-    election: Election<KubernetesLeaseStore>,
-    proxy: FaultHandle,
-}
-
-impl CandidateControl for Control {
-    fn crash(&self) {
-        self.proxy.set_fault(Fault::BlackHole);
-        self.election.abort_without_release();
-    }
-
-    fn set_network_fault(&self, fault: Option<NetworkFault>) {
-        self.proxy.set_fault(match fault {
-            None => Fault::PassThrough,
-            Some(NetworkFault::BlackHole) => Fault::BlackHole,
-            Some(_) => Fault::Reset,
-        });
-    }
-}
-
 #[async_trait]
 impl Provider for KubernetesProvider {
     fn name(&self) -> &str {
@@ -147,9 +125,6 @@ impl Provider for KubernetesProvider {
         options: LeaderElectionOptions,
     ) -> Result<Candidate> {
         let (election, proxy) = self.concrete(resource, candidate_id, options).await?;
-        Ok(Candidate {
-            election: Arc::new(election.clone()),
-            control: Arc::new(Control { election, proxy }),
-        })
+        Ok(Candidate::behind_proxy(election, proxy))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use leader_election_abstractions::{LeaderElectionEvent, LossReason};
+use leader_election_abstractions::LossReason;
 
 use super::support::{timing, Group};
 use crate::provider::Provider;
@@ -66,14 +66,7 @@ pub async fn c7_leader_below_minimum_score_steps_down(p: &dyn Provider) {
         .await;
     timing(p, "unhealthy step-down", started.elapsed(), p.round_trip());
     group.wait_for_leader(&[leader]).await;
-    let reasons: Vec<LossReason> = group.logs[leader]
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            LeaderElectionEvent::LostLeadership { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let reasons = super::support::loss_reasons(&group.logs[leader]);
     assert_eq!(reasons, vec![LossReason::Unhealthy]);
     group.finish().await;
 }

@@ -232,14 +232,7 @@ pub async fn c9_leader_steps_down_during_long_outage_and_recovers(p: &dyn Provid
         .control
         .set_network_fault(Some(NetworkFault::Unavailable));
     let (other, _) = group.wait_for_leader(&[leader]).await;
-    let reasons: Vec<LossReason> = group.logs[leader]
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            LeaderElectionEvent::LostLeadership { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let reasons = super::support::loss_reasons(&group.logs[leader]);
     assert_eq!(
         reasons,
         vec![LossReason::DeadlineExpired],

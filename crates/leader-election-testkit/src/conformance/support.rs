@@ -227,3 +227,14 @@ pub(crate) fn became_tokens(log: &EventLog) -> Vec<u64> {
         })
         .collect()
 }
+
+/// The reasons of every `LostLeadership` in a log, in order.
+pub(crate) fn loss_reasons(log: &EventLog) -> Vec<leader_election_abstractions::LossReason> {
+    log.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            LeaderElectionEvent::LostLeadership { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
