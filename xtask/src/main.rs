@@ -44,7 +44,7 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci [--integration]\n      fmt check, clippy -D warnings, workspace tests (unit, doc, conformance), docs\n      \
+         ci [--integration]\n      fmt check, clippy -D warnings, cargo deny (licences, bans, sources), workspace tests (unit, doc, conformance), docs\n      \
          without warnings; with --integration also `integration all`\n  \
          servers up|down|status|check|build [etcd|kubernetes|consul|all] [--runtime process|docker]\n      \
          test servers on free loopback ports: etcd + kube-apiserver, a Consul agent.\n      \
@@ -81,6 +81,12 @@ fn ci(args: &[String]) -> Result<(), String> {
             "-D",
             "warnings",
         ],
+        &[],
+    )?;
+    // Licences, bans and sources (advisories need the network; see deny.toml).
+    run(
+        "cargo",
+        &["deny", "check", "licenses", "bans", "sources"],
         &[],
     )?;
     run("cargo", &["test", "--workspace"], &[])?;
