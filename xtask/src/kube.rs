@@ -183,6 +183,8 @@ pub(crate) fn start(
             ("LE_KUBE_LIMITED_TOKEN", limited_token),
             ("LE_KUBE_LIMITED_USER", "le-limited".to_string()),
             ("LE_KUBE_NAMESPACE", "default".to_string()),
+            // Lets a test freeze (SIGSTOP) and resume (SIGCONT) the apiserver.
+            ("LE_KUBE_APISERVER_PID", pid.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

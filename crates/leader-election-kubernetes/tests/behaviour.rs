@@ -137,16 +137,17 @@ async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() 
         let handle: Arc<dyn LeaderElection> = Arc::new(election.clone());
         recorder.watch(&handle);
         election.start().await.expect("start");
-        candidates.push((election, proxy));
+        // The recorder holds candidates weakly: keep the handle alive.
+        candidates.push((election, proxy, handle));
     }
     let leader = loop {
-        if let Some((e, _)) = candidates.iter().find(|(e, _)| e.is_leader()) {
+        if let Some((e, _, _)) = candidates.iter().find(|(e, _, _)| e.is_leader()) {
             break e.clone();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // Every client loses the apiserver at once: connections reset, new ones refused.
-    for (_, proxy) in &candidates {
+    for (_, proxy, _) in &candidates {
         proxy.set_fault(Fault::Reset);
     }
     tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
@@ -156,14 +157,14 @@ async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() 
     );
     tokio::time::sleep(options.lease_duration).await;
     assert!(
-        candidates.iter().all(|(e, _)| !e.is_leader()),
+        candidates.iter().all(|(e, _, _)| !e.is_leader()),
         "a leader without an apiserver"
     );
-    for (_, proxy) in &candidates {
+    for (_, proxy, _) in &candidates {
         proxy.set_fault(Fault::PassThrough);
     }
     let back = Instant::now();
-    while candidates.iter().filter(|(e, _)| e.is_leader()).count() != 1 {
+    while candidates.iter().filter(|(e, _, _)| e.is_leader()).count() != 1 {
         assert!(
             back.elapsed() < Duration::from_secs(60),
             "no leader after the apiserver came back"
@@ -175,10 +176,12 @@ async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() 
         back.elapsed()
     );
     tokio::time::sleep(options.lease_duration * 2).await;
-    for (election, _) in &candidates {
+    for (election, _, _) in &candidates {
         election.stop().await.expect("stop");
     }
-    recorder.finish().assert_safe();
+    let report = recorder.finish();
+    report.assert_safe();
+    assert!(report.intervals.len() >= 2, "{:?}", report.leaders());
 }
 
 /// The Role of `examples/kubernetes/rbac.yaml`, applied for the limited user.
