@@ -9,11 +9,12 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use leader_election_abstractions::{LeaderElection, LeaderElectionEvent, LossReason};
-use leader_election_testkit::LeadershipRecorder;
+use leader_election_testkit::{assert_safe_through_outage, Outage};
 use reqwest::Method;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{timeout, Instant};
@@ -129,61 +130,35 @@ async fn agent_down_longer_than_the_lease_then_restarted_never_yields_two_leader
     )
     .expect("factory");
     let resource = resource("restart");
-    let recorder = LeadershipRecorder::start(Duration::from_millis(5));
-    let mut elections = Vec::new();
+    let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
     for id in ["a", "b", "c"] {
         let election = factory
             .election(&resource, Some(id), false)
             .expect("election");
-        let handle: std::sync::Arc<dyn LeaderElection> = std::sync::Arc::new(election.clone());
-        recorder.watch(&handle);
         election.start().await.expect("start");
-        elections.push((election, handle));
+        elections.push(Arc::new(election));
     }
-    let leader = loop {
-        if let Some((e, _)) = elections.iter().find(|(e, _)| e.is_leader()) {
-            break e.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    agent.kill().await;
-    let killed = Instant::now();
-    // Its last renewal started before the kill, so one lease later it has stepped down.
-    tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
-    assert!(
-        !leader.is_leader(),
-        "still leading {:?} after the agent died",
-        killed.elapsed()
-    );
-    tokio::time::sleep(options.lease_duration).await;
-    assert!(
-        elections.iter().all(|(e, _)| !e.is_leader()),
-        "a leader without an agent"
-    );
-    agent.restart().await;
-    let restarted = Instant::now();
-    loop {
-        let leaders = elections.iter().filter(|(e, _)| e.is_leader()).count();
-        if leaders == 1 {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(60),
-            "no leader after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_safe_through_outage(
+        "consul",
+        &elections,
+        options.lease_duration,
+        &mut KillAndRestart(&mut agent),
+    )
+    .await;
+}
+
+/// The agent process killed, then started again on the same data and ports.
+struct KillAndRestart<'a>(&'a mut PrivateAgent);
+
+#[async_trait::async_trait]
+impl Outage for KillAndRestart<'_> {
+    async fn begin(&mut self) {
+        self.0.kill().await;
     }
-    println!(
-        "consul: one leader again {:?} after the agent restarted",
-        restarted.elapsed()
-    );
-    tokio::time::sleep(options.lease_duration * 2).await;
-    for (election, _) in &elections {
-        election.stop().await.expect("stop");
+
+    async fn end(&mut self) {
+        self.0.restart().await;
     }
-    let report = recorder.finish();
-    report.assert_safe();
-    assert!(report.intervals.len() >= 2, "{:?}", report.leaders());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,9 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use leader_election_abstractions::LeaderElection;
-use leader_election_testkit::LeadershipRecorder;
-use tokio::time::Instant;
+use leader_election_testkit::{assert_safe_through_outage, Outage};
 
 use support::{test_options, KubernetesProvider};
 
@@ -26,10 +24,22 @@ fn signal(pid: &str, signal: &str) {
     assert!(status.success(), "kill {signal} {pid} failed: {status}");
 }
 
-/// Continues the apiserver even if the test fails half-way.
-struct Resume(String);
+/// SIGSTOP then SIGCONT on the apiserver; continued on drop too, so a failed
+/// test never leaves it frozen for the tests after it.
+struct Freeze(String);
 
-impl Drop for Resume {
+#[async_trait::async_trait]
+impl Outage for Freeze {
+    async fn begin(&mut self) {
+        signal(&self.0, "-STOP");
+    }
+
+    async fn end(&mut self) {
+        signal(&self.0, "-CONT");
+    }
+}
+
+impl Drop for Freeze {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-CONT", &self.0])
@@ -52,64 +62,20 @@ async fn apiserver_stopped_longer_than_the_lease_then_continued_never_yields_two
             .unwrap_or(0)
     );
     let options = test_options();
-    let recorder = LeadershipRecorder::start(Duration::from_millis(5));
-    let mut elections = Vec::new();
-    // The recorder holds candidates weakly: keep the handles it watches alive.
-    let mut watched = Vec::new();
+    let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
     for id in ["a", "b", "c"] {
         let (election, _) = provider
             .concrete(&resource, id, options.clone())
             .await
             .expect("candidate");
-        let handle: Arc<dyn LeaderElection> = Arc::new(election.clone());
-        recorder.watch(&handle);
-        watched.push(handle);
         election.start().await.expect("start");
-        elections.push(election);
+        elections.push(Arc::new(election));
     }
-    let leader = loop {
-        if let Some(e) = elections.iter().find(|e| e.is_leader()) {
-            break e.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // Let a renewal land so the deadline is a renewal's, not the acquisition's.
-    tokio::time::sleep(options.renew_interval * 2).await;
-
-    signal(&pid, "-STOP");
-    let resume = Resume(pid.clone());
-    let stopped = Instant::now();
-    tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
-    assert!(
-        !leader.is_leader(),
-        "still leading {:?} after the apiserver stopped",
-        stopped.elapsed()
-    );
-    tokio::time::sleep(options.lease_duration).await;
-    assert!(
-        elections.iter().all(|e| !e.is_leader()),
-        "a leader while the apiserver is stopped"
-    );
-    signal(&pid, "-CONT");
-    drop(resume);
-
-    let continued = Instant::now();
-    while elections.iter().filter(|e| e.is_leader()).count() != 1 {
-        assert!(
-            continued.elapsed() < Duration::from_secs(60),
-            "no leader after the apiserver continued"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!(
-        "kubernetes: one leader again {:?} after the apiserver continued",
-        continued.elapsed()
-    );
-    tokio::time::sleep(options.lease_duration * 2).await;
-    for election in &elections {
-        election.stop().await.expect("stop");
-    }
-    let report = recorder.finish();
-    report.assert_safe();
-    assert!(report.intervals.len() >= 2, "{:?}", report.leaders());
+    assert_safe_through_outage(
+        "kubernetes",
+        &elections,
+        options.lease_duration,
+        &mut Freeze(pid),
+    )
+    .await;
 }

@@ -20,7 +20,7 @@ use leader_election_abstractions::{
     Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionEvent, LossReason,
 };
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
-use leader_election_testkit::{Fault, LeadershipRecorder};
+use leader_election_testkit::{assert_safe_through_outage, Fault, FaultHandle, Outage};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{timeout, Instant};
 
@@ -127,61 +127,43 @@ async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() 
     let provider = KubernetesProvider::new();
     let resource = resource("outage");
     let options = test_options();
-    let recorder = LeadershipRecorder::start(Duration::from_millis(5));
-    let mut candidates = Vec::new();
+    let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
+    let mut proxies = Vec::new();
     for id in ["a", "b", "c"] {
         let (election, proxy) = provider
             .concrete(&resource, id, options.clone())
             .await
             .expect("candidate");
-        let handle: Arc<dyn LeaderElection> = Arc::new(election.clone());
-        recorder.watch(&handle);
         election.start().await.expect("start");
-        // The recorder holds candidates weakly: keep the handle alive.
-        candidates.push((election, proxy, handle));
+        elections.push(Arc::new(election));
+        proxies.push(proxy);
     }
-    let leader = loop {
-        if let Some((e, _, _)) = candidates.iter().find(|(e, _, _)| e.is_leader()) {
-            break e.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // Every client loses the apiserver at once: connections reset, new ones refused.
-    for (_, proxy, _) in &candidates {
-        proxy.set_fault(Fault::Reset);
+    assert_safe_through_outage(
+        "kubernetes",
+        &elections,
+        options.lease_duration,
+        &mut ResetAll(proxies),
+    )
+    .await;
+}
+
+/// Every client's connections reset and new ones refused, as when the
+/// apiserver is down.
+struct ResetAll(Vec<FaultHandle>);
+
+#[async_trait::async_trait]
+impl Outage for ResetAll {
+    async fn begin(&mut self) {
+        self.0
+            .iter()
+            .for_each(|proxy| proxy.set_fault(Fault::Reset));
     }
-    tokio::time::sleep(options.lease_duration + Duration::from_millis(100)).await;
-    assert!(
-        !leader.is_leader(),
-        "still leading a lease past its deadline without the apiserver"
-    );
-    tokio::time::sleep(options.lease_duration).await;
-    assert!(
-        candidates.iter().all(|(e, _, _)| !e.is_leader()),
-        "a leader without an apiserver"
-    );
-    for (_, proxy, _) in &candidates {
-        proxy.set_fault(Fault::PassThrough);
+
+    async fn end(&mut self) {
+        self.0
+            .iter()
+            .for_each(|proxy| proxy.set_fault(Fault::PassThrough));
     }
-    let back = Instant::now();
-    while candidates.iter().filter(|(e, _, _)| e.is_leader()).count() != 1 {
-        assert!(
-            back.elapsed() < Duration::from_secs(60),
-            "no leader after the apiserver came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!(
-        "kubernetes: one leader again {:?} after the apiserver came back",
-        back.elapsed()
-    );
-    tokio::time::sleep(options.lease_duration * 2).await;
-    for (election, _, _) in &candidates {
-        election.stop().await.expect("stop");
-    }
-    let report = recorder.finish();
-    report.assert_safe();
-    assert!(report.intervals.len() >= 2, "{:?}", report.leaders());
 }
 
 /// The Role of `examples/kubernetes/rbac.yaml`, applied for the limited user.

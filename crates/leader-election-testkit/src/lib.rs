@@ -16,10 +16,12 @@
 #![warn(unreachable_pub)]
 
 pub mod conformance;
+mod outage;
 mod provider;
 pub mod proxy;
 mod recorder;
 
+pub use outage::{assert_safe_through_outage, Outage};
 pub use provider::{Candidate, CandidateControl, NetworkFault, Provider};
 pub use proxy::{Fault, FaultHandle, FaultProxy};
 pub use recorder::{check_no_overlap, LeadershipInterval, LeadershipRecorder, LeadershipReport};
