@@ -161,39 +161,40 @@ impl Outage for KillAndRestart<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a Consul agent and binary: cargo xtask integration consul"]
-async fn consul_lock_command_and_our_candidates_never_hold_the_lock_together() {
+/// Our candidate leads while `peer` (another client of Consul's lock on our
+/// key) waits; we stop and the peer takes the lock (it prints `LOCKED`);
+/// until it prints `end`, our next candidate never leads and sees the peer's
+/// session as the holder; then we lead again with a higher fencing token.
+async fn hand_over_to_a_peer_and_back(
+    tag: &str,
+    peer: impl FnOnce(&str) -> tokio::process::Command,
+    first_line: Option<&str>,
+    end: &str,
+) {
     let provider = ConsulProvider::new();
-    let resource = resource("cli");
+    let resource = resource(tag);
     let (ours, _) = provider
         .concrete(&resource, "ours", support::test_options())
         .await
         .expect("ours");
     ours.start().await.expect("start");
     let first = ours.wait_for_leadership().await.expect("ours leads");
-    // `consul lock <prefix>/<resource>` locks `<prefix>/<resource>/.lock`: our key.
-    let key = ours.store().lock_key();
-    let prefix = key
-        .strip_suffix("/.lock")
-        .expect("lock keys end in /.lock")
-        .to_owned();
 
-    let mut cli = tokio::process::Command::new(support::consul_binary())
-        .arg("lock")
-        .arg(format!("-http-addr=http://{}", support::agent_address()))
-        .arg(&prefix)
-        .arg("echo LOCKED; sleep 3; echo DONE")
+    let mut child = peer(&ours.store().lock_key())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawning consul lock");
-    let mut lines = BufReader::new(cli.stdout.take().expect("stdout")).lines();
-    // While we hold the lock, the command must wait.
+        .unwrap_or_else(|e| panic!("{tag}: spawning the peer: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    if let Some(expected) = first_line {
+        let line = lines.next_line().await.expect("read");
+        assert_eq!(line.as_deref(), Some(expected));
+    }
+    // While we hold the lock, the peer must wait.
     let early = timeout(Duration::from_secs(2), lines.next_line()).await;
     assert!(
         early.is_err(),
-        "consul lock ran its child while we held the lock: {early:?}"
+        "{tag}: the peer got the lock while we held it: {early:?}"
     );
     assert!(ours.is_leader());
 
@@ -205,31 +206,55 @@ async fn consul_lock_command_and_our_candidates_never_hold_the_lock_together() {
     ours.stop().await.expect("stop");
     let locked = timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .expect("consul lock acquired after our release")
+        .unwrap_or_else(|_| panic!("{tag}: the peer never got the lock after our release"))
         .expect("read");
     assert_eq!(locked.as_deref(), Some("LOCKED"));
-    let mut saw_cli_holder = false;
-    let done = loop {
+    let mut saw_peer = false;
+    let last = loop {
         tokio::select! {
             line = lines.next_line() => break line.expect("read"),
             () = tokio::time::sleep(Duration::from_millis(5)) => {
-                assert!(!follower.is_leader(), "we led while consul lock held the lock");
-                saw_cli_holder |= follower
+                assert!(!follower.is_leader(), "{tag}: we led while the peer held the lock");
+                saw_peer |= follower
                     .current_leader_id()
                     .is_some_and(|id| id.starts_with("consul-session:"));
             }
         }
     };
-    assert_eq!(done.as_deref(), Some("DONE"));
-    assert!(saw_cli_holder, "we never saw consul lock as the holder");
-    let status = cli.wait().await.expect("consul lock exits");
-    assert!(status.success(), "consul lock failed: {status}");
+    assert_eq!(
+        last.as_deref(),
+        Some(end),
+        "{tag}: the peer did not end as expected"
+    );
+    assert!(saw_peer, "{tag}: we never saw the peer as the holder");
+    let status = child.wait().await.expect("the peer exits");
+    assert!(status.success(), "{tag}: the peer failed: {status}");
     let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
         .await
-        .expect("we lead again after consul lock released")
+        .unwrap_or_else(|_| panic!("{tag}: we never led again after the peer released"))
         .expect("leads");
     assert!(after.fencing_token() > first.fencing_token());
     follower.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent and binary: cargo xtask integration consul"]
+async fn consul_lock_command_and_our_candidates_never_hold_the_lock_together() {
+    // `consul lock <prefix>/<resource>` locks `<prefix>/<resource>/.lock`: our key.
+    let cli = |key: &str| {
+        let prefix = key
+            .strip_suffix("/.lock")
+            .expect("lock keys end in /.lock")
+            .to_owned();
+        let mut command = tokio::process::Command::new(support::consul_binary());
+        command
+            .arg("lock")
+            .arg(format!("-http-addr=http://{}", support::agent_address()))
+            .arg(prefix)
+            .arg("echo LOCKED; sleep 3; echo DONE");
+        command
+    };
+    hand_over_to_a_peer_and_back("cli", cli, None, "DONE").await;
 }
 
 /// The Go program using `github.com/hashicorp/consul/api`'s `Lock`, built by xtask.
@@ -244,70 +269,14 @@ fn go_lock_peer() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Consul agent and the Go peer: cargo xtask integration consul"]
 async fn go_api_lock_and_our_candidates_hand_the_lock_back_and_forth_safely() {
-    let provider = ConsulProvider::new();
-    let resource = resource("golock");
-    let (ours, _) = provider
-        .concrete(&resource, "ours", support::test_options())
-        .await
-        .expect("ours");
-    ours.start().await.expect("start");
-    let first = ours.wait_for_leadership().await.expect("ours leads");
-    let key = ours.store().lock_key();
-
-    // Go waits while we hold the lock.
-    let mut peer = tokio::process::Command::new(go_lock_peer())
-        .arg(format!("-addr={}", support::agent_address()))
-        .arg(format!("-key={key}"))
-        .arg("-hold=3s")
-        .arg("-ttl=10s")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning the Go api.Lock peer");
-    let mut lines = BufReader::new(peer.stdout.take().expect("stdout")).lines();
-    let waiting = lines.next_line().await.expect("read");
-    assert_eq!(waiting.as_deref(), Some("WAITING"));
-    let early = timeout(Duration::from_secs(2), lines.next_line()).await;
-    assert!(
-        early.is_err(),
-        "api.Lock acquired while we held the lock: {early:?}"
-    );
-
-    // We hand over to Go; our other candidate must wait for Go to release.
-    let (follower, _) = provider
-        .concrete(&resource, "follower", support::test_options())
-        .await
-        .expect("follower");
-    follower.start().await.expect("start");
-    ours.stop().await.expect("stop");
-    let locked = timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("api.Lock acquired after our release")
-        .expect("read");
-    assert_eq!(locked.as_deref(), Some("LOCKED"));
-    let mut saw_go_holder = false;
-    let released = loop {
-        tokio::select! {
-            line = lines.next_line() => break line.expect("read"),
-            () = tokio::time::sleep(Duration::from_millis(5)) => {
-                assert!(!follower.is_leader(), "we led while api.Lock held the lock");
-                saw_go_holder |= follower
-                    .current_leader_id()
-                    .is_some_and(|id| id.starts_with("consul-session:"));
-            }
-        }
+    let go = |key: &str| {
+        let mut command = tokio::process::Command::new(go_lock_peer());
+        command
+            .arg(format!("-addr={}", support::agent_address()))
+            .arg(format!("-key={key}"))
+            .args(["-hold=3s", "-ttl=10s"]);
+        command
     };
-    assert_eq!(
-        released.as_deref(),
-        Some("RELEASED"),
-        "the Go peer lost the lock instead of releasing it"
-    );
-    assert!(saw_go_holder, "we never saw the Go peer as the holder");
-    assert!(peer.wait().await.expect("peer exits").success());
-    let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
-        .await
-        .expect("we lead again after Go released")
-        .expect("leads");
-    assert!(after.fencing_token() > first.fencing_token());
-    follower.stop().await.expect("stop");
+    // RELEASED, not LOST: the Go lock must end by its own release.
+    hand_over_to_a_peer_and_back("golock", go, Some("WAITING"), "RELEASED").await;
 }
