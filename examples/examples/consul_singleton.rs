@@ -15,13 +15,10 @@
 //! The lease is 10 s (Consul's default `session_ttl_min`); the lock-delay is
 //! the grace period, 2 s.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use examples::{init_tracing, stamp};
-use leader_election_abstractions::{
-    LeaderElection, LeaderElectionFactory, LeaderElectionOptions, Result,
-};
+use examples::{init_tracing, singleton_rounds, stamp};
+use leader_election_abstractions::{LeaderElectionFactory, LeaderElectionOptions, Result};
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
 
 #[tokio::main]
@@ -37,48 +34,12 @@ async fn main() -> Result<()> {
     println!("{} Consul agent at {}", stamp(), config.address);
     let factory = ConsulLeaderElectionFactory::new(config, options)?;
 
-    let workers: Vec<Arc<dyn LeaderElection>> = vec![
+    let workers = [
         factory.create_election("consul-singleton", Some("worker-a"))?,
         factory.create_election("consul-singleton", Some("worker-b"))?,
     ];
     for worker in &workers {
         worker.start().await?;
     }
-
-    for round in 0..8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for worker in &workers {
-            if let Some(token) = worker.fencing_token() {
-                println!(
-                    "{} {} runs the job (round {round}, fencing token {token})",
-                    stamp(),
-                    worker.candidate_id()
-                );
-            }
-        }
-        if round == 3 {
-            if let Some(leader) = workers.iter().position(|w| w.is_leader()) {
-                let next = &workers[1 - leader];
-                println!(
-                    "{} {} stops; it releases the lock",
-                    stamp(),
-                    workers[leader].candidate_id()
-                );
-                let started = Instant::now();
-                workers[leader].stop().await?;
-                let guard = next.wait_for_leadership().await?;
-                println!(
-                    "{} {} took over {:?} after the release (fencing token {})",
-                    stamp(),
-                    next.candidate_id(),
-                    started.elapsed(),
-                    guard.fencing_token()
-                );
-            }
-        }
-    }
-    for worker in &workers {
-        worker.stop().await?;
-    }
-    Ok(())
+    singleton_rounds(workers).await
 }

@@ -16,10 +16,10 @@
 //!
 //! Needs the RBAC of `examples/kubernetes/rbac.yaml`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use examples::{init_tracing, stamp};
-use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, Result};
+use examples::{init_tracing, singleton_rounds, stamp};
+use leader_election_abstractions::{LeaderElectionFactory, LeaderElectionOptions, Result};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 
 #[tokio::main]
@@ -35,46 +35,11 @@ async fn main() -> Result<()> {
         KubernetesLeaderElectionFactory::infer(KubernetesConfig::default(), options).await?;
     println!("{} Leases in namespace {:?}", stamp(), factory.namespace());
     let workers = [
-        factory.election("kubernetes-singleton", Some("worker-a"), false)?,
-        factory.election("kubernetes-singleton", Some("worker-b"), false)?,
+        factory.create_election("kubernetes-singleton", Some("worker-a"))?,
+        factory.create_election("kubernetes-singleton", Some("worker-b"))?,
     ];
     for worker in &workers {
         worker.start().await?;
     }
-    for round in 0..8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for worker in &workers {
-            if let Some(token) = worker.fencing_token() {
-                println!(
-                    "{} {} runs the job (round {round}, fencing token {token})",
-                    stamp(),
-                    worker.candidate_id()
-                );
-            }
-        }
-        if round == 3 {
-            if let Some(leader) = workers.iter().position(|w| w.is_leader()) {
-                let next = &workers[1 - leader];
-                println!(
-                    "{} {} stops; it releases the Lease",
-                    stamp(),
-                    workers[leader].candidate_id()
-                );
-                let started = Instant::now();
-                workers[leader].stop().await?;
-                let guard = next.wait_for_leadership().await?;
-                println!(
-                    "{} {} took over {:?} after the release (fencing token {})",
-                    stamp(),
-                    next.candidate_id(),
-                    started.elapsed(),
-                    guard.fencing_token()
-                );
-            }
-        }
-    }
-    for worker in &workers {
-        worker.stop().await?;
-    }
-    Ok(())
+    singleton_rounds(workers).await
 }

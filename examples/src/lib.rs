@@ -80,3 +80,48 @@ pub fn describe(event: &LeaderElectionEvent) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// The singleton-job demo the backend examples share: two started workers,
+/// eight rounds of 500 ms in which the leader runs the job with its fencing
+/// token; after round 3 the leader stops (releasing the lease) and the time
+/// until the other takes over is printed. Stops both at the end.
+pub async fn singleton_rounds(
+    workers: [std::sync::Arc<dyn leader_election_abstractions::LeaderElection>; 2],
+) -> Result<()> {
+    for round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for worker in &workers {
+            if let Some(token) = worker.fencing_token() {
+                println!(
+                    "{} {} runs the job (round {round}, fencing token {token})",
+                    stamp(),
+                    worker.candidate_id()
+                );
+            }
+        }
+        if round == 3 {
+            if let Some(leader) = workers.iter().position(|w| w.is_leader()) {
+                let next = &workers[1 - leader];
+                println!(
+                    "{} {} stops; it releases the lease",
+                    stamp(),
+                    workers[leader].candidate_id()
+                );
+                let started = Instant::now();
+                workers[leader].stop().await?;
+                let guard = next.wait_for_leadership().await?;
+                println!(
+                    "{} {} took over {:?} after the release (fencing token {})",
+                    stamp(),
+                    next.candidate_id(),
+                    started.elapsed(),
+                    guard.fencing_token()
+                );
+            }
+        }
+    }
+    for worker in &workers {
+        worker.stop().await?;
+    }
+    Ok(())
+}
