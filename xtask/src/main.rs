@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("servers") => servers::command(&args[1..]),
         Some("integration") => integration::command(&args[1..]),
+        Some("bench") => bench(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
             Ok(())
@@ -54,6 +55,8 @@ fn print_help() {
          integration [consul|kubernetes|all] [--runtime process|docker]\n      \
          servers up, provider #[ignore]d tests with --ignored, servers down, one summary line\n      \
          per suite (the servers' smoke check when a provider crate does not exist yet)\n  \
+         bench   timing numbers, printed not asserted: the hot-path benchmark and the\n      \
+         quickstart's failover and handover times (integration tests print the backends')\n  \
          help    this text"
     );
 }
@@ -106,6 +109,33 @@ fn ci(args: &[String]) -> Result<(), String> {
         result?;
     }
     Ok(())
+}
+
+/// Timing claims are measured here and printed, never asserted in tests.
+fn bench() -> Result<(), String> {
+    run(
+        "cargo",
+        &[
+            "bench",
+            "-p",
+            "leader-election-abstractions",
+            "--bench",
+            "hot_path",
+        ],
+        &[],
+    )?;
+    run(
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "examples",
+            "--example",
+            "quickstart",
+        ],
+        &[],
+    )
 }
 
 /// Runs one command, echoing it first, and fails with its exit status.
