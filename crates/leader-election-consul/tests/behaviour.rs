@@ -12,37 +12,25 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use leader_election_abstractions::{LeaderElection, LeaderElectionEvent, LossReason};
-use leader_election_testkit::{assert_safe_through_outage, Outage};
+use leader_election_abstractions::{LeaderElection, LossReason};
+use leader_election_testkit::{
+    assert_reelected_with_higher_token_after_removal, assert_safe_through_outage, next_loss_reason,
+    unique_resource, Outage,
+};
 use reqwest::Method;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{timeout, Instant};
 
-use support::{raw, ConsulProvider, PrivateAgent};
+use support::{raw, PrivateAgent};
 
 fn resource(tag: &str) -> String {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    format!("behaviour-{tag}-{nonce}")
-}
-
-async fn next_loss(events: &mut leader_election_abstractions::EventStream) -> LossReason {
-    loop {
-        match timeout(Duration::from_secs(30), events.next()).await {
-            Ok(Some(LeaderElectionEvent::LostLeadership { reason, .. })) => return reason,
-            Ok(Some(_)) => continue,
-            other => panic!("no LostLeadership event: {other:?}"),
-        }
-    }
+    unique_resource(tag)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Consul agent: cargo xtask integration consul"]
 async fn session_destroyed_behind_our_back_ends_leadership_at_once() {
-    let provider = ConsulProvider::new();
+    let provider = support::consul_provider();
     let resource = resource("destroy");
     let (leader, _) = provider
         .concrete(&resource, "a", support::test_options())
@@ -60,7 +48,7 @@ async fn session_destroyed_behind_our_back_ends_leadership_at_once() {
         &format!("session/destroy/{session}"),
     )
     .await;
-    let reason = next_loss(&mut events).await;
+    let reason = next_loss_reason(&mut events).await;
     println!(
         "consul: lost leadership {:?} after the session was destroyed ({reason})",
         destroyed.elapsed()
@@ -81,7 +69,7 @@ async fn session_destroyed_behind_our_back_ends_leadership_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Consul agent: cargo xtask integration consul"]
 async fn key_deleted_by_an_operator_deposes_the_leader_and_reelection_has_a_higher_token() {
-    let provider = ConsulProvider::new();
+    let provider = support::consul_provider();
     let resource = resource("delete");
     let (a, _) = provider
         .concrete(&resource, "a", support::test_options())
@@ -91,32 +79,16 @@ async fn key_deleted_by_an_operator_deposes_the_leader_and_reelection_has_a_high
         .concrete(&resource, "b", support::test_options())
         .await
         .expect("b");
-    a.start().await.expect("start");
-    let first = a.wait_for_leadership().await.expect("a leads");
-    b.start().await.expect("start");
-    let mut events = a.subscribe();
-    let key = a.store().lock_key();
-    raw(
-        Method::DELETE,
-        support::agent_address(),
-        &format!("kv/{key}"),
+    let path = format!("kv/{}", a.store().lock_key());
+    let delete = async move { raw(Method::DELETE, support::agent_address(), &path).await };
+    assert_reelected_with_higher_token_after_removal(
+        &a,
+        &b,
+        Box::pin(async move {
+            delete.await;
+        }),
     )
     .await;
-    let reason = next_loss(&mut events).await;
-    assert_eq!(reason, LossReason::RenewRejected);
-    let next = tokio::select! {
-        guard = a.wait_for_leadership() => guard,
-        guard = b.wait_for_leadership() => guard,
-    }
-    .expect("someone leads again");
-    assert!(
-        next.fencing_token() > first.fencing_token(),
-        "token {} after deletion is not above {}",
-        next.fencing_token(),
-        first.fencing_token()
-    );
-    a.stop().await.expect("stop");
-    b.stop().await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +143,7 @@ async fn hand_over_to_a_peer_and_back(
     first_line: Option<&str>,
     end: &str,
 ) {
-    let provider = ConsulProvider::new();
+    let provider = support::consul_provider();
     let resource = resource(tag);
     let (ours, _) = provider
         .concrete(&resource, "ours", support::test_options())

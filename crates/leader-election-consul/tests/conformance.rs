@@ -6,5 +6,5 @@ mod support;
 leader_election_testkit::conformance_suite!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs a Consul agent: cargo xtask integration consul"]
-    provider = support::ConsulProvider::new()
+    provider = support::consul_provider()
 );

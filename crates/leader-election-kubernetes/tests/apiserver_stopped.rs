@@ -14,7 +14,7 @@ use std::sync::Arc;
 use leader_election_abstractions::LeaderElection;
 use leader_election_testkit::{assert_safe_through_outage, Outage};
 
-use support::{test_options, KubernetesProvider};
+use support::test_options;
 
 fn signal(pid: &str, signal: &str) {
     let status = std::process::Command::new("kill")
@@ -53,7 +53,7 @@ async fn apiserver_stopped_longer_than_the_lease_then_continued_never_yields_two
     let pid = std::env::var("LE_KUBE_APISERVER_PID").unwrap_or_else(|_| {
         panic!("LE_KUBE_APISERVER_PID is not set: run `cargo xtask integration kubernetes`")
     });
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     let resource = format!(
         "stopped-{}",
         std::time::SystemTime::now()

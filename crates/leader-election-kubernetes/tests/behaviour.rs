@@ -11,47 +11,33 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::api::{Api, DeleteParams, PostParams};
 use leader_election_abstractions::store::{LeaseClaim, LeaseStore};
-use leader_election_abstractions::{
-    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionEvent, LossReason,
-};
+use leader_election_abstractions::{Error, HealthBasedLeaderElection, LeaderElection, LossReason};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
-use leader_election_testkit::{assert_safe_through_outage, Fault, FaultHandle, Outage};
+use leader_election_testkit::{
+    assert_reelected_with_higher_token_after_removal, assert_safe_through_outage, next_loss_reason,
+    unique_resource, Fault, FaultHandle, Outage,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{timeout, Instant};
 
-use support::{admin_client, test_options, KubernetesProvider};
+use support::{admin_client, test_options};
 
 fn resource(tag: &str) -> String {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    format!("behaviour-{tag}-{nonce}")
+    unique_resource(tag)
 }
 
 fn namespace() -> String {
     std::env::var("LE_KUBE_NAMESPACE").unwrap_or_else(|_| "default".to_owned())
 }
 
-async fn next_loss(events: &mut leader_election_abstractions::EventStream) -> LossReason {
-    loop {
-        match timeout(Duration::from_secs(30), events.next()).await {
-            Ok(Some(LeaderElectionEvent::LostLeadership { reason, .. })) => return reason,
-            Ok(Some(_)) => continue,
-            other => panic!("no LostLeadership event: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     let resource = resource("edit");
     let (leader, _) = provider
         .concrete(&resource, "a", test_options())
@@ -71,7 +57,7 @@ async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
         .replace(&resource, &PostParams::default(), &lease)
         .await
         .expect("raw update");
-    let reason = next_loss(&mut events).await;
+    let reason = next_loss_reason(&mut events).await;
     println!(
         "kubernetes: lost leadership {:?} after the raw update ({reason})",
         edited.elapsed()
@@ -85,7 +71,7 @@ async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn lease_deleted_means_reelection_with_a_higher_token() {
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     let resource = resource("delete");
     let (a, _) = provider
         .concrete(&resource, "a", test_options())
@@ -95,36 +81,21 @@ async fn lease_deleted_means_reelection_with_a_higher_token() {
         .concrete(&resource, "b", test_options())
         .await
         .expect("b");
-    a.start().await.expect("start");
-    let first = a.wait_for_leadership().await.expect("a leads");
-    b.start().await.expect("start");
-    let mut events = a.subscribe();
     let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
-    leases
-        .delete(&resource, &DeleteParams::default())
-        .await
-        .expect("raw delete");
-    let reason = next_loss(&mut events).await;
-    assert_eq!(reason, LossReason::RenewRejected);
-    let next = tokio::select! {
-        guard = a.wait_for_leadership() => guard,
-        guard = b.wait_for_leadership() => guard,
-    }
-    .expect("someone leads again");
-    assert!(
-        next.fencing_token() > first.fencing_token(),
-        "token {} after deletion is not above {}",
-        next.fencing_token(),
-        first.fencing_token()
-    );
-    a.stop().await.expect("stop");
-    b.stop().await.expect("stop");
+    let name = resource.clone();
+    let delete = Box::pin(async move {
+        leases
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("raw delete");
+    });
+    assert_reelected_with_higher_token_after_removal(&a, &b, delete).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() {
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     let resource = resource("outage");
     let options = test_options();
     let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
@@ -295,7 +266,7 @@ fn client_go_peer() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
 async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     let resource = resource("clientgo");
     let (ours, _) = provider
         .concrete(&resource, "ours", test_options())
@@ -398,7 +369,7 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn leases_with_missing_fields_from_other_clients_are_tolerated() {
     let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
-    let provider = KubernetesProvider::new();
+    let provider = support::kubernetes_provider().await;
     // An empty spec (a released lease of some other client): free at once.
     let empty = resource("empty");
     let lease = Lease {

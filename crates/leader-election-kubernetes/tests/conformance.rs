@@ -6,5 +6,5 @@ mod support;
 leader_election_testkit::conformance_suite!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
-    provider = support::KubernetesProvider::new()
+    provider = support::kubernetes_provider().await
 );

@@ -18,11 +18,17 @@
 pub mod conformance;
 mod outage;
 mod provider;
+mod proxied;
 pub mod proxy;
 mod recorder;
 
+pub use conformance::unique_resource;
 pub use outage::{assert_safe_through_outage, Outage};
 pub use provider::{Candidate, CandidateControl, NetworkFault, Provider};
+pub use proxied::{
+    assert_reelected_with_higher_token_after_removal, next_loss_reason, BuildElection,
+    ProxiedProvider,
+};
 pub use proxy::{Fault, FaultHandle, FaultProxy};
 pub use recorder::{check_no_overlap, LeadershipInterval, LeadershipRecorder, LeadershipReport};
 

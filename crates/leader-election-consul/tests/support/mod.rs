@@ -4,13 +4,11 @@
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use leader_election_abstractions::{Election, LeaderElectionOptions, Result};
+use leader_election_abstractions::LeaderElectionOptions;
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory, ConsulLeaseStore};
-use leader_election_testkit::{Candidate, FaultHandle, FaultProxy, Provider};
+use leader_election_testkit::ProxiedProvider;
 
 /// The agent's HTTP address; integration tests fail loudly without it.
 pub fn agent_address() -> SocketAddr {
@@ -48,68 +46,22 @@ pub fn test_options() -> LeaderElectionOptions {
 }
 
 /// Candidates against the real agent, each behind its own fault proxy.
-pub struct ConsulProvider {
-    agent: SocketAddr,
-    /// Proxies live as long as the provider, so a dropped election can still
-    /// release its lease through its proxy.
-    proxies: Mutex<Vec<FaultProxy>>,
-}
+pub type ConsulProvider = ProxiedProvider<ConsulLeaseStore>;
 
-impl ConsulProvider {
-    /// A provider for the agent at `CONSUL_HTTP_ADDR`.
-    pub fn new() -> Self {
-        Self {
-            agent: agent_address(),
-            proxies: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// A candidate and its concrete election, for tests beyond the suite.
-    pub async fn concrete(
-        &self,
-        resource: &str,
-        candidate_id: &str,
-        options: LeaderElectionOptions,
-    ) -> Result<(Election<ConsulLeaseStore>, FaultHandle)> {
-        let proxy = FaultProxy::start(self.agent)
-            .await
-            .unwrap_or_else(|e| panic!("starting a fault proxy: {e}"));
-        let handle = proxy.handle();
-        let factory =
-            ConsulLeaderElectionFactory::new(config_for(proxy.local_addr()), options.clone())?;
-        self.proxies.lock().expect("proxies").push(proxy);
-        let election = factory.election_with(resource, Some(candidate_id), options, true)?;
-        Ok((election, handle))
-    }
-}
-
-#[async_trait]
-impl Provider for ConsulProvider {
-    fn name(&self) -> &str {
-        "consul"
-    }
-
-    fn options(&self) -> LeaderElectionOptions {
-        test_options()
-    }
-
-    fn virtual_time(&self) -> bool {
-        false
-    }
-
-    fn round_trip(&self) -> Duration {
-        Duration::from_millis(50)
-    }
-
-    async fn candidate(
-        &self,
-        resource: &str,
-        candidate_id: &str,
-        options: LeaderElectionOptions,
-    ) -> Result<Candidate> {
-        let (election, proxy) = self.concrete(resource, candidate_id, options).await?;
-        Ok(Candidate::behind_proxy(election, proxy))
-    }
+/// The conformance provider for the agent at `CONSUL_HTTP_ADDR`.
+pub fn consul_provider() -> ConsulProvider {
+    ProxiedProvider::new(
+        "consul",
+        agent_address(),
+        test_options(),
+        Box::new(|address, resource, candidate_id, options| {
+            Box::pin(async move {
+                let factory =
+                    ConsulLeaderElectionFactory::new(config_for(address), options.clone())?;
+                factory.election_with(&resource, Some(&candidate_id), options, true)
+            })
+        }),
+    )
 }
 
 /// The Consul binary: `LE_CONSUL_BIN` (set by xtask), else `consul` on PATH.

@@ -4,15 +4,13 @@
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use leader_election_abstractions::{Election, LeaderElectionOptions, Result};
+use leader_election_abstractions::LeaderElectionOptions;
 use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
-use leader_election_testkit::{Candidate, FaultHandle, FaultProxy, Provider};
+use leader_election_testkit::ProxiedProvider;
 
 /// The kubeconfig's client configuration; fails loudly without `KUBECONFIG`.
 pub async fn kube_config() -> kube::Config {
@@ -62,69 +60,26 @@ pub fn test_options() -> LeaderElectionOptions {
         .expect("valid test options")
 }
 
-/// Candidates against the real apiserver, each behind its own fault proxy.
-pub struct KubernetesProvider {
-    /// Proxies live as long as the provider, so a dropped election can still
-    /// release its lease through its proxy.
-    proxies: Mutex<Vec<FaultProxy>>,
-}
+/// Candidates against the real apiserver, each behind its own fault proxy
+/// (TLS passes through it as bytes).
+pub type KubernetesProvider = ProxiedProvider<KubernetesLeaseStore>;
 
-impl KubernetesProvider {
-    /// A provider for the apiserver named by `KUBECONFIG`.
-    pub fn new() -> Self {
-        Self {
-            proxies: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// A candidate's concrete election and its proxy, for tests beyond the suite.
-    pub async fn concrete(
-        &self,
-        resource: &str,
-        candidate_id: &str,
-        options: LeaderElectionOptions,
-    ) -> Result<(Election<KubernetesLeaseStore>, FaultHandle)> {
-        let proxy = FaultProxy::start(apiserver_address().await)
-            .await
-            .unwrap_or_else(|e| panic!("starting a fault proxy: {e}"));
-        let handle = proxy.handle();
-        let client = client_via(proxy.local_addr()).await;
-        self.proxies.lock().expect("proxies").push(proxy);
-        let factory = KubernetesLeaderElectionFactory::new(
-            client,
-            KubernetesConfig::default(),
-            options.clone(),
-        )?;
-        let election = factory.election_with(resource, Some(candidate_id), options, true)?;
-        Ok((election, handle))
-    }
-}
-
-#[async_trait]
-impl Provider for KubernetesProvider {
-    fn name(&self) -> &str {
-        "kubernetes"
-    }
-
-    fn options(&self) -> LeaderElectionOptions {
-        test_options()
-    }
-
-    fn virtual_time(&self) -> bool {
-        false
-    }
-
-    fn round_trip(&self) -> Duration {
-        Duration::from_millis(50)
-    }
-
-    async fn candidate(
-        &self,
-        resource: &str,
-        candidate_id: &str,
-        options: LeaderElectionOptions,
-    ) -> Result<Candidate> {
-        let (election, proxy) = self.concrete(resource, candidate_id, options).await?;
-        Ok(Candidate::behind_proxy(election, proxy))
-    }
+/// The conformance provider for the apiserver named by `KUBECONFIG`.
+pub async fn kubernetes_provider() -> KubernetesProvider {
+    ProxiedProvider::new(
+        "kubernetes",
+        apiserver_address().await,
+        test_options(),
+        Box::new(|address, resource, candidate_id, options| {
+            Box::pin(async move {
+                let client = client_via(address).await;
+                let factory = KubernetesLeaderElectionFactory::new(
+                    client,
+                    KubernetesConfig::default(),
+                    options.clone(),
+                )?;
+                factory.election_with(&resource, Some(&candidate_id), options, true)
+            })
+        }),
+    )
 }

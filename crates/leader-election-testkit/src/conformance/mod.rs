@@ -10,6 +10,8 @@ mod lifecycle;
 mod safety;
 pub(crate) mod support;
 
+pub use support::unique_resource;
+
 pub use handover::{
     c4_handover_on_drop, c4_handover_on_resign, c4_handover_on_stop,
     c4_handover_on_unhealthy_step_down, c5_fencing_tokens_strictly_increase,

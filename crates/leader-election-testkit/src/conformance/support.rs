@@ -13,7 +13,7 @@ use crate::provider::{Candidate, Provider};
 use crate::recorder::LeadershipRecorder;
 
 /// A resource name no other test (or earlier run against a real server) uses.
-pub(crate) fn unique_resource(tag: &str) -> String {
+pub fn unique_resource(tag: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
