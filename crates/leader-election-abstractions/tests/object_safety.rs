@@ -48,3 +48,17 @@ fn handles_are_send_and_sync() {
     assert_send_sync::<dyn LeaderElectionFactory>();
     assert_send_sync::<leader_election_abstractions::LeadershipGuard>();
 }
+
+#[test]
+fn start_outside_a_runtime_is_an_error_not_a_panic() {
+    let factory =
+        InMemoryLeaderElectionFactory::new(InMemoryStore::new(), LeaderElectionOptions::default())
+            .expect("factory");
+    let election = factory
+        .create_election("no-runtime", Some("a"))
+        .expect("election");
+    let error = futures_util::FutureExt::now_or_never(election.start())
+        .expect("start does not wait")
+        .expect_err("no runtime");
+    assert!(error.to_string().contains("Tokio runtime"), "{error}");
+}

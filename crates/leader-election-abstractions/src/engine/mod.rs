@@ -220,6 +220,12 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             Control::Running { .. } => Ok(()),
             Control::Stopping | Control::Stopped => Err(Error::Stopped),
             Control::Idle => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    Error::invalid_option(
+                        "runtime",
+                        "start() must be called inside a Tokio runtime",
+                    )
+                })?;
                 let inner = &self.inner;
                 inner.shared.init_clock();
                 inner
@@ -241,7 +247,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
                     resource = %inner.shared.resource,
                     candidate = %inner.shared.candidate_id
                 );
-                let task = tokio::spawn(tracing::Instrument::instrument(engine.run(), span));
+                let task = runtime.spawn(tracing::Instrument::instrument(engine.run(), span));
                 *control = Control::Running { commands, task };
                 Ok(())
             }
