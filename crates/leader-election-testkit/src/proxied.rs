@@ -141,8 +141,8 @@ pub async fn next_loss_reason(events: &mut EventStream) -> LossReason {
     }
 }
 
-/// `a` leads and `b` follows; `remove` deletes the lease behind their backs
-/// (as an operator would). `a` must lose it with `RenewRejected`, and the
+/// `a` leads and `b` follows (and has observed `a`); `remove` deletes the
+/// lease behind their backs (as an operator would). `a` must lose it with `RenewRejected`, and the
 /// next leader's fencing token must be above `a`'s.
 pub async fn assert_reelected_with_higher_token_after_removal(
     a: &dyn LeaderElection,
@@ -152,6 +152,17 @@ pub async fn assert_reelected_with_higher_token_after_removal(
     a.start().await.expect("start a");
     let first = a.wait_for_leadership().await.expect("a leads");
     b.start().await.expect("start b");
+    // Both have seen the lease before it goes: a backend whose tokens live in
+    // the lease itself (Kubernetes' leaseTransitions) can only continue above
+    // what the re-creator observed.
+    let seen = tokio::time::Instant::now();
+    while b.current_leader_id().as_deref() != Some(a.candidate_id()) {
+        assert!(
+            seen.elapsed() < Duration::from_secs(30),
+            "b never observed a as the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut events = a.subscribe();
     remove.await;
     assert_eq!(
