@@ -70,11 +70,18 @@ struct Outcome {
 /// Runs `cargo test -p <crate> -- --ignored` with `env`, streaming its
 /// output and adding up the `test result:` lines.
 fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String> {
-    let shown = format!("cargo test -p {} -- --ignored", suite.krate);
+    let shown = format!("cargo test --no-fail-fast -p {} -- --ignored", suite.krate);
     println!("xtask: integration {}: $ {shown}", suite.name);
     let started = Instant::now();
     let mut child = Command::new("cargo")
-        .args(["test", "-p", suite.krate, "--", "--ignored"])
+        .args([
+            "test",
+            "--no-fail-fast",
+            "-p",
+            suite.krate,
+            "--",
+            "--ignored",
+        ])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
