@@ -10,9 +10,11 @@
 //!   plus the grace period; the remote `renewTime` is never trusted.
 //! - **Release**: `holderIdentity: ""`, `leaseDurationSeconds: 1`, retried on 409.
 //! - **Fencing token**: `leaseTransitions`, incremented on every acquisition.
-//!   If someone deletes the Lease, the next creator continues above the
-//!   highest value it had observed (every watching candidate has); a creator
-//!   that never saw the old Lease starts again at 0.
+//!   A Lease we create starts at the storage revision reported by a
+//!   consistent list (etcd's revision), which exceeds every `leaseTransitions`
+//!   a deleted predecessor can have reached, so tokens keep increasing even
+//!   if someone deletes the Lease. (Should the revision not fit an `int32`,
+//!   the creator continues above the highest value it observed.)
 //! - **Watch**: the one Lease (field selector on its name), resumed by
 //!   resourceVersion and re-listed after errors.
 //! - **Lease duration** is written in whole seconds, rounded up; our own

@@ -187,6 +187,36 @@ impl KubernetesLeaseStore {
         }
     }
 
+    /// `leaseTransitions` for a Lease we create: above every token the old
+    /// Lease (if someone deleted it) can have carried.
+    ///
+    /// Each acquisition is a write, so a Lease's `leaseTransitions` never
+    /// exceeds the storage revision of its last write, and a consistent list
+    /// after a deletion reports a revision past that. Starting from the list's
+    /// `resourceVersion` (etcd's revision on every real apiserver) keeps tokens
+    /// increasing even for a creator that never saw the old Lease. If the
+    /// version is not a number that fits, fall back to the highest value this
+    /// candidate observed, plus one.
+    async fn transitions_for_new_lease(&self) -> Result<i32> {
+        let observed = self
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .highest_transitions
+            .map_or(0, |t| t.saturating_add(1));
+        let params = ListParams::default().fields(&format!("metadata.name={}", self.name));
+        let listed = self
+            .call("list lease", self.api.list(&params))
+            .await?
+            .map_err(|e| classify("list lease", e))?;
+        let revision = listed
+            .metadata
+            .resource_version
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0);
+        Ok(observed.max(revision))
+    }
+
     fn candidate_lease_name(&self, resource: &str, candidate_id: &str) -> String {
         format!("{resource}-candidate-{}", stable_hash(candidate_id))
     }
@@ -265,13 +295,7 @@ impl LeaseStore for KubernetesLeaseStore {
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<KubernetesGrant>> {
         let current = self.get().await?;
         let Some(mut lease) = current else {
-            // Continue above any token seen before a deletion.
-            let transitions = self
-                .observed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .highest_transitions
-                .map_or(0, |t| t.saturating_add(1));
+            let transitions = self.transitions_for_new_lease().await?;
             let fresh = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),

@@ -466,3 +466,59 @@ async fn names_kubernetes_cannot_store_are_rejected_up_front() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn a_creator_that_never_saw_the_deleted_lease_still_gets_a_higher_token() {
+    let provider = support::kubernetes_provider().await;
+    let resource = resource("recreate");
+    let (old, _) = provider
+        .concrete(&resource, "old", test_options())
+        .await
+        .expect("old");
+    old.start().await.expect("start");
+    let mut old_token = old
+        .wait_for_leadership()
+        .await
+        .expect("old leads")
+        .fencing_token();
+    // A few terms, so the old Lease's leaseTransitions has moved on.
+    for _ in 0..3 {
+        old.resign().await.expect("resign");
+        let (other, _) = provider
+            .concrete(&resource, "other", test_options())
+            .await
+            .expect("other");
+        other.start().await.expect("start");
+        old_token = old_token.max(
+            other
+                .wait_for_leadership()
+                .await
+                .expect("other leads")
+                .fencing_token(),
+        );
+        other.stop().await.expect("stop");
+    }
+    old.stop().await.expect("stop");
+    let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
+    leases
+        .delete(&resource, &DeleteParams::default())
+        .await
+        .expect("raw delete");
+
+    let (fresh, _) = provider
+        .concrete(&resource, "fresh", test_options())
+        .await
+        .expect("fresh");
+    fresh.start().await.expect("start");
+    let token = fresh
+        .wait_for_leadership()
+        .await
+        .expect("fresh leads")
+        .fencing_token();
+    assert!(
+        token > old_token,
+        "token {token} after re-creation is not above {old_token}"
+    );
+    fresh.stop().await.expect("stop");
+}
