@@ -253,13 +253,19 @@ fn observe(observed: &Mutex<Observation>, lease: Option<&Lease>, grace: Duration
         _ => now,
     };
     observation.record = Some((key.clone(), first_seen));
+    view_of(&key, first_seen, grace, now)
+}
+
+/// What a record first seen at `first_seen` means at `now`, by client-go's
+/// observed-time rule.
+fn view_of(key: &RecordKey, first_seen: Instant, grace: Duration, now: Instant) -> LeaseView {
     let acquirable_in = key.holder.as_ref().map(|_| {
         // A missing or nonsensical duration counts as one second, like a release.
         let seconds = u64::try_from(key.duration.unwrap_or(1).max(1)).unwrap_or(1);
         (first_seen + Duration::from_secs(seconds) + grace).saturating_duration_since(now)
     });
     LeaseView {
-        holder: key.holder,
+        holder: key.holder.clone(),
         fencing_token: key
             .transitions
             .and_then(|t| u64::try_from(t).ok())
@@ -670,18 +676,7 @@ impl KubernetesLeaseStore {
         let observation = self.observed.lock().unwrap_or_else(|p| p.into_inner());
         match &observation.record {
             None => LeaseView::default(),
-            Some((key, first_seen)) => LeaseView {
-                holder: key.holder.clone(),
-                fencing_token: key
-                    .transitions
-                    .and_then(|t| u64::try_from(t).ok())
-                    .map(FencingToken),
-                acquirable_in: key.holder.as_ref().map(|_| {
-                    let seconds = u64::try_from(key.duration.unwrap_or(1).max(1)).unwrap_or(1);
-                    (*first_seen + Duration::from_secs(seconds) + self.grace)
-                        .saturating_duration_since(Instant::now())
-                }),
-            },
+            Some((key, first_seen)) => view_of(key, *first_seen, self.grace, Instant::now()),
         }
     }
 }
