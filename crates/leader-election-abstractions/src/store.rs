@@ -113,8 +113,28 @@ pub trait LeaseStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Takes the lease if it is free, expired by the store's rules, or already
-    /// held by this same candidate id (a term the engine lost track of).
+    /// The longest a term may last, counted from the start of the
+    /// `try_acquire` or `renew` request that began or extended it: the time
+    /// for which the backend guarantees that no other candidate (of this
+    /// library or a foreign client) can take the lease. The engine never lets
+    /// a term's local deadline pass the request's start plus this, and
+    /// refuses options whose `renew_interval` does not fit inside it.
+    ///
+    /// The default is `options.lease_duration`. A backend that can free the
+    /// lease earlier returns less: Consul, whose lock is free again a
+    /// lock-delay after a session is invalidated early, returns at most the
+    /// lock-delay; Kubernetes, whose foreign clients date renewals to the
+    /// second, keeps a margin for that.
+    fn term_limit(&self, options: &LeaderElectionOptions) -> Duration {
+        options.lease_duration
+    }
+
+    /// Takes the lease if it is free, expired by the store's rules, or held
+    /// by **this store value's own** earlier acquisition (a term the engine
+    /// lost track of). A lease held under the same candidate id by another
+    /// store value (another process, another election in this process,
+    /// another Consul session) is someone else's: it is taken only once it
+    /// has expired, like any other holder's.
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<Self::Grant>>;
 
     /// Extends a lease this candidate holds.
