@@ -42,6 +42,14 @@ pub struct LeaseView {
     /// let another candidate take the lease (its expiry plus grace, by the
     /// store's rules). `None` when there is no holder or no hint.
     pub acquirable_in: Option<Duration>,
+    /// An opaque identity of the backend object that holds the lease, which
+    /// changes when the object is deleted and re-created (a Kubernetes
+    /// Lease's `uid`). `None` when the backend has no such notion. While
+    /// leading, the engine ignores a view with a lower token than its term's
+    /// only if it comes from the same incarnation as its own grant: a lease
+    /// re-created by another client restarts its tokens, and such a view
+    /// means the term is over.
+    pub incarnation: Option<String>,
 }
 
 /// The answer to [`LeaseStore::try_acquire`].
@@ -136,6 +144,14 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// another Consul session) is someone else's: it is taken only once it
     /// has expired, like any other holder's.
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<Self::Grant>>;
+
+    /// The incarnation (see [`LeaseView::incarnation`]) of the backend object
+    /// a grant is on, so the engine can tell a lease re-created by another
+    /// client from a late view of its own. `None` (the default) when the
+    /// backend has no such notion.
+    fn grant_incarnation(&self, _grant: &Self::Grant) -> Option<String> {
+        None
+    }
 
     /// Extends a lease this candidate holds.
     async fn renew(&self, grant: &Self::Grant) -> Result<Renewal<Self::Grant>>;

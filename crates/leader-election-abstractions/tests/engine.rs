@@ -76,6 +76,7 @@ impl LeaseStore for FakeStore {
                 holder: Some("someone-else".to_owned()),
                 fencing_token: Some(FencingToken(1)),
                 acquirable_in: None,
+                ..Default::default()
             }))
         })
     }
@@ -185,6 +186,7 @@ async fn stale_watch_views_are_ignored_and_newer_holders_depose_the_leader() {
         holder: None,
         fencing_token: Some(FencingToken(4)),
         acquirable_in: None,
+        ..Default::default()
     }))
     .expect("feed");
     sleep(Duration::from_millis(10)).await;
@@ -194,6 +196,7 @@ async fn stale_watch_views_are_ignored_and_newer_holders_depose_the_leader() {
         holder: Some("usurper".into()),
         fencing_token: Some(FencingToken(6)),
         acquirable_in: Some(Duration::from_secs(15)),
+        ..Default::default()
     }))
     .expect("feed");
     sleep(Duration::from_millis(10)).await;

@@ -421,6 +421,7 @@ impl ViewMaker {
                 holder: None,
                 fencing_token: Some(FencingToken(read.index)),
                 acquirable_in: None,
+                incarnation: None,
             },
             Some(entry) => LeaseView {
                 holder: entry
@@ -430,6 +431,7 @@ impl ViewMaker {
                 acquirable_in: entry
                     .holder_session()
                     .map(|_| self.lease_duration * 2 + self.lock_delay),
+                incarnation: None,
             },
         }
     }

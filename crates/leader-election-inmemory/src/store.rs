@@ -168,12 +168,14 @@ impl InMemoryLeaseStore {
                 acquirable_in: Some(
                     (lease.expires_at() + self.grace_period).saturating_duration_since(now),
                 ),
+                incarnation: None,
             },
             None => LeaseView {
                 holder: None,
                 fencing_token: (resource.last_token > 0)
                     .then_some(FencingToken(resource.last_token)),
                 acquirable_in: None,
+                incarnation: None,
             },
         }
     }

@@ -271,6 +271,7 @@ fn view_of(key: &RecordKey, first_seen: Instant, grace: Duration, now: Instant) 
             .and_then(|t| u64::try_from(t).ok())
             .map(FencingToken),
         acquirable_in,
+        incarnation: None,
     }
 }
 
