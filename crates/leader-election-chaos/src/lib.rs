@@ -1,0 +1,1 @@
+//! The chaos harness's library: the shared fenced-write log and its checker.
