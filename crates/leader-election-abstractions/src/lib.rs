@@ -37,6 +37,7 @@ mod events;
 mod guard;
 mod names;
 mod options;
+mod registry;
 pub mod store;
 mod traits;
 mod types;
@@ -50,6 +51,7 @@ pub use options::{
     validate_metadata, LeaderElectionOptions, LeaderElectionOptionsBuilder, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
 };
+pub use registry::{ElectionRegistry, Registration};
 pub use store::LeaseStore;
 pub use traits::{
     ElectionFactory, HealthBasedLeaderElection, LeaderElection, LeaderElectionExt,

@@ -45,7 +45,7 @@ pub const MAX_METADATA_TOTAL_BYTES: usize = 16 * 1024;
 /// | `renew_interval` | 5 s | how often the leader renews |
 /// | `retry_interval` | 2 s | how often a follower retries when it has no better hint |
 /// | `grace_period` | 5 s | extra wait before an expired lease is taken (clock-rate margin) |
-/// | `instance_id` | host name | this process's candidate id unless one is given |
+/// | `instance_id` | host name + random suffix | this process's candidate id unless one is given |
 /// | `candidate_metadata` | empty | key/value pairs other candidates can read |
 /// | `enable_health_checks` | true | health-based elections publish and honour health |
 /// | `minimum_health_score` | 0.8 | below it a candidate counts as unhealthy |
@@ -102,22 +102,43 @@ impl Default for LeaderElectionOptions {
     }
 }
 
-/// The host name, as the seed's `Environment.MachineName`; `"localhost"` when
-/// it cannot be read.
+/// The host name (as the seed's `Environment.MachineName`; `"localhost"` when
+/// it cannot be read) plus a random suffix fixed for the life of the process,
+/// as controller-runtime does: two processes on one host, or a replacement
+/// Pod that reuses its predecessor's name, never share a candidate id by
+/// default.
 fn default_instance_id() -> String {
-    let from_env = ["HOSTNAME", "COMPUTERNAME"]
-        .iter()
-        .filter_map(|key| std::env::var(key).ok())
-        .find(|name| !name.trim().is_empty());
-    let from_file = || {
-        std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
-    from_env
-        .or_else(from_file)
-        .unwrap_or_else(|| "localhost".to_owned())
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let from_env = ["HOSTNAME", "COMPUTERNAME"]
+            .iter()
+            .filter_map(|key| std::env::var(key).ok())
+            .find(|name| !name.trim().is_empty());
+        let from_file = || {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let host = from_env
+            .or_else(from_file)
+            .unwrap_or_else(|| "localhost".to_owned());
+        // Room for the suffix and for the `-N` a factory may add.
+        let host: String = host.chars().take(names::MAX_NAME_BYTES / 4).collect();
+        format!("{host}-{:08x}", process_nonce())
+    })
+    .clone()
+}
+
+/// 32 random bits, from the standard library's per-process hash keys mixed
+/// with the process id and the time (not for cryptography: only to tell
+/// processes apart).
+fn process_nonce() -> u32 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    (hasher.finish() >> 32) as u32
 }
 
 impl LeaderElectionOptions {

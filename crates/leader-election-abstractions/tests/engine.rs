@@ -26,6 +26,9 @@ enum RenewScript {
     Reject,
     Unauthorized,
     Hang,
+    /// Renews, but the answer arrives this long after the call (the clock is
+    /// moved on inside the call, as if the reply had been delayed).
+    Late(Duration),
 }
 
 struct Script {
@@ -33,6 +36,10 @@ struct Script {
     renew: RenewScript,
     acquire_calls: u32,
     watch: Option<mpsc::UnboundedReceiver<Result<LeaseView>>>,
+    /// What `term_limit` answers; `None` for the default (the lease).
+    term_limit: Option<Duration>,
+    /// What `grant_incarnation` answers.
+    incarnation: Option<String>,
 }
 
 /// A fake store for engine unit tests: scripted answers, a test-fed watch.
@@ -50,6 +57,8 @@ impl FakeStore {
                 renew,
                 acquire_calls: 0,
                 watch: Some(watch),
+                term_limit: None,
+                incarnation: None,
             })),
         };
         (store, feed)
@@ -67,6 +76,14 @@ impl FakeStore {
 #[async_trait]
 impl LeaseStore for FakeStore {
     type Grant = u64;
+
+    fn term_limit(&self, options: &LeaderElectionOptions) -> Duration {
+        self.script().term_limit.unwrap_or(options.lease_duration)
+    }
+
+    fn grant_incarnation(&self, _grant: &u64) -> Option<String> {
+        self.script().incarnation.clone()
+    }
 
     async fn try_acquire(&self, _claim: &LeaseClaim) -> Result<Acquisition<u64>> {
         let mut script = self.script();
@@ -88,6 +105,10 @@ impl LeaseStore for FakeStore {
             RenewScript::Reject => Ok(Renewal::Lost(None)),
             RenewScript::Unauthorized => Err(Error::Unauthorized("no update on leases".into())),
             RenewScript::Hang => std::future::pending().await,
+            RenewScript::Late(delay) => {
+                tokio::time::advance(delay).await;
+                Ok(Renewal::Renewed(*grant))
+            }
         }
     }
 
@@ -318,4 +339,201 @@ async fn dropped_callback_handle_unregisters_the_callback() {
     sleep(Duration::from_millis(10)).await;
     assert_eq!(*calls.lock().expect("lock"), 0);
     election.stop().await.expect("stop");
+}
+
+/// Lets the engine task run until it has nothing left to do at this instant.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn resign_ends_the_term_at_once_while_a_renewal_hangs() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    // The first renewal starts at 5 s and hangs.
+    sleep(Duration::from_millis(5_100)).await;
+    assert!(election.is_leader());
+    let resigning = tokio::spawn({
+        let election = election.clone();
+        async move { election.resign().await }
+    });
+    settle().await;
+    assert!(
+        !election.is_leader(),
+        "resign() must end the term for readers while the renewal is in flight"
+    );
+    assert!(!guard.is_valid(), "the guard must fire at once");
+    let asked = Instant::now();
+    resigning.await.expect("join").expect("resign");
+    // resign() itself waits at most one renew interval behind the hung call.
+    assert!(
+        asked.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::Resigned]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_the_term_at_once_while_a_renewal_hangs() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    sleep(Duration::from_millis(5_100)).await;
+    let stopping = tokio::spawn({
+        let election = election.clone();
+        async move { election.stop().await }
+    });
+    settle().await;
+    assert!(!election.is_leader(), "stop() must end the term at once");
+    let asked = Instant::now();
+    stopping.await.expect("join").expect("stop");
+    assert!(
+        asked.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_score_ends_the_term_at_once_while_a_renewal_hangs() {
+    use leader_election_abstractions::HealthBasedLeaderElection;
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(1));
+    let election = Election::new(
+        store,
+        "engine",
+        Some("me"),
+        LeaderElectionOptions::default(),
+        true,
+    )
+    .expect("valid election");
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    sleep(Duration::from_millis(5_100)).await;
+    election.update_health(false, None).await.expect("health");
+    assert!(
+        !election.is_leader(),
+        "an unhealthy leader must stop leading at once"
+    );
+    sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::Unhealthy]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_answered_after_the_deadline_does_not_revive_the_term() {
+    // The renewal starts at 5 s and its answer arrives at 17 s: after the
+    // term's deadline (15 s) although before start + lease (20 s).
+    let (store, _feed) = FakeStore::new(RenewScript::Late(Duration::from_secs(12)));
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    let acquired_at = Instant::now();
+    sleep(Duration::from_millis(5_100)).await;
+    settle().await;
+    assert!(acquired_at.elapsed() >= Duration::from_secs(17));
+    assert!(
+        !election.is_leader(),
+        "a late renewal brought an ended term back to life"
+    );
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::DeadlineExpired]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_recreated_by_another_client_ends_the_term_despite_its_lower_token() {
+    let (store, feed) = FakeStore::new(RenewScript::Renew);
+    store.script().incarnation = Some("uid-1".into());
+    store.then_acquire(acquired(7));
+    let election = election(store);
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+
+    // A late view of our own object with a lower token is still ignored.
+    feed.send(Ok(LeaseView {
+        holder: Some("previous".into()),
+        fencing_token: Some(FencingToken(6)),
+        incarnation: Some("uid-1".into()),
+        ..Default::default()
+    }))
+    .expect("feed");
+    sleep(Duration::from_millis(10)).await;
+    assert!(
+        election.is_leader(),
+        "a stale view of our own lease deposed us"
+    );
+
+    // Deleted and re-created by another client: its tokens start again at 0.
+    feed.send(Ok(LeaseView {
+        holder: Some("client-go".into()),
+        fencing_token: Some(FencingToken(0)),
+        acquirable_in: Some(Duration::from_secs(15)),
+        incarnation: Some("uid-2".into()),
+    }))
+    .expect("feed");
+    sleep(Duration::from_millis(10)).await;
+    assert!(
+        !election.is_leader(),
+        "a re-created lease held by another was ignored"
+    );
+    assert_eq!(election.current_leader_id().as_deref(), Some("client-go"));
+    assert_eq!(
+        loss_reasons(&drain(&mut events).await),
+        vec![LossReason::LostToOtherHolder]
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_term_never_outlasts_what_the_backend_guarantees() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.script().term_limit = Some(Duration::from_secs(9));
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    assert_eq!(election.term_limit(), Duration::from_secs(9));
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    sleep(Duration::from_millis(8_990)).await;
+    assert!(election.is_leader());
+    sleep(Duration::from_millis(20)).await;
+    assert!(!election.is_leader(), "led past the backend's guarantee");
+    election.stop().await.expect("stop");
+}
+
+#[test]
+fn options_whose_renewals_do_not_fit_the_backends_guarantee_are_refused() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.script().term_limit = Some(Duration::from_secs(4));
+    let error = Election::new(
+        store,
+        "engine",
+        Some("me"),
+        LeaderElectionOptions::default(),
+        false,
+    )
+    .expect_err("renew_interval 5 s cannot fit a 4 s guarantee");
+    assert!(error.to_string().contains("renew_interval"), "{error}");
 }

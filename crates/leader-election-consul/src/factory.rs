@@ -1,6 +1,8 @@
 //! [`ConsulLeaderElectionFactory`]: elections over a Consul agent.
 
-use leader_election_abstractions::{Election, ElectionFactory, LeaderElectionOptions, Result};
+use leader_election_abstractions::{
+    Election, ElectionFactory, ElectionRegistry, LeaderElectionOptions, Result,
+};
 
 use crate::client::ConsulClient;
 use crate::config::ConsulConfig;
@@ -12,6 +14,7 @@ use crate::store::ConsulLeaseStore;
 pub struct ConsulLeaderElectionFactory {
     client: ConsulClient,
     options: LeaderElectionOptions,
+    live: ElectionRegistry,
 }
 
 impl ConsulLeaderElectionFactory {
@@ -22,6 +25,7 @@ impl ConsulLeaderElectionFactory {
         Ok(Self {
             client: ConsulClient::new(config)?,
             options,
+            live: ElectionRegistry::new(),
         })
     }
 
@@ -48,9 +52,15 @@ impl ConsulLeaderElectionFactory {
         options: LeaderElectionOptions,
         health_based: bool,
     ) -> Result<Election<ConsulLeaseStore>> {
-        let id = candidate_id.unwrap_or(&options.instance_id).to_owned();
+        let registration = self
+            .live
+            .register(resource, candidate_id, &options.instance_id)?;
+        let id = registration.candidate_id().to_owned();
         let store = ConsulLeaseStore::new(self.client.clone(), resource, &id, &options);
-        Election::new(store, resource, Some(&id), options, health_based)
+        Ok(
+            Election::new(store, resource, Some(&id), options, health_based)?
+                .registered(registration),
+        )
     }
 
     /// The configuration in use.

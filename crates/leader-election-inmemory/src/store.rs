@@ -2,6 +2,7 @@
 //! change notification for watches and per-candidate fault injection.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ struct Resource {
 #[derive(Debug)]
 struct Lease {
     holder: String,
+    /// The [`InMemoryLeaseStore`] value that took it (see its `instance`).
+    instance: u64,
     token: u64,
     renewed_at: Instant,
     duration: Duration,
@@ -81,9 +84,11 @@ impl InMemoryStore {
     /// The per-election view of the store for one candidate. `grace_period`
     /// is how long this candidate waits after an expiry before taking a lease.
     pub fn for_candidate(&self, candidate_id: &str, grace_period: Duration) -> InMemoryLeaseStore {
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
         InMemoryLeaseStore {
             store: self.clone(),
             candidate_id: candidate_id.to_owned(),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             grace_period,
         }
     }
@@ -134,6 +139,9 @@ impl InMemoryStore {
 pub struct InMemoryLeaseStore {
     store: InMemoryStore,
     candidate_id: String,
+    /// Tells this store value's leases from those of another value with the
+    /// same candidate id (another election, as if in another process).
+    instance: u64,
     grace_period: Duration,
 }
 
@@ -193,7 +201,10 @@ impl LeaseStore for InMemoryLeaseStore {
         let free = match &resource.lease {
             None => true,
             Some(lease) => {
-                lease.holder == claim.candidate_id || now >= lease.expires_at() + claim.grace_period
+                // Only this store value's own lease is taken back early; a
+                // twin with our id waits for expiry like anyone else.
+                (lease.holder == claim.candidate_id && lease.instance == self.instance)
+                    || now >= lease.expires_at() + claim.grace_period
             }
         };
         if !free {
@@ -203,6 +214,7 @@ impl LeaseStore for InMemoryLeaseStore {
         let token = resource.last_token;
         resource.lease = Some(Lease {
             holder: claim.candidate_id.clone(),
+            instance: self.instance,
             token,
             renewed_at: now,
             duration: claim.lease_duration,

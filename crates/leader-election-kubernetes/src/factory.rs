@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Election, ElectionFactory, Error, LeaderElectionOptions, Result,
+    Election, ElectionFactory, ElectionRegistry, Error, LeaderElectionOptions, Result,
 };
 
 use crate::config::KubernetesConfig;
@@ -16,6 +16,7 @@ pub struct KubernetesLeaderElectionFactory {
     namespace: String,
     config: KubernetesConfig,
     options: LeaderElectionOptions,
+    live: ElectionRegistry,
 }
 
 impl std::fmt::Debug for KubernetesLeaderElectionFactory {
@@ -46,6 +47,7 @@ impl KubernetesLeaderElectionFactory {
             namespace,
             config,
             options,
+            live: ElectionRegistry::new(),
         })
     }
 
@@ -84,7 +86,10 @@ impl KubernetesLeaderElectionFactory {
         options: LeaderElectionOptions,
         health_based: bool,
     ) -> Result<Election<KubernetesLeaseStore>> {
-        let id = candidate_id.unwrap_or(&options.instance_id).to_owned();
+        let registration = self
+            .live
+            .register(resource, candidate_id, &options.instance_id)?;
+        let id = registration.candidate_id().to_owned();
         let timeout = self
             .config
             .request_timeout
@@ -97,7 +102,10 @@ impl KubernetesLeaderElectionFactory {
             &options,
             timeout,
         );
-        Election::new(store, resource, Some(&id), options, health_based)
+        Ok(
+            Election::new(store, resource, Some(&id), options, health_based)?
+                .registered(registration),
+        )
     }
 }
 

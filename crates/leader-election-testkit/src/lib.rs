@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
     ($(#[$attr:meta])* provider = $provider:expr) => {
         $crate::conformance_suite!(@tests [$(#[$attr])*] $provider;
             c1_mutual_exclusion_under_churn,
+            c1_twins_with_one_id_never_both_lead,
             c2_leader_steps_down_at_local_deadline_when_cut_off,
             c2_is_leader_false_at_deadline_even_if_runtime_starved,
             c3_crash_failover_within_lease_and_grace,

@@ -217,3 +217,112 @@ pub fn check_no_overlap(intervals: &[LeadershipInterval]) -> Result<(), String> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checkers must fail on bad input, or a passing suite proves nothing.
+
+    use super::*;
+
+    fn interval(id: &str, token: u64, start_ms: u64, end_ms: u64) -> LeadershipInterval {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        LeadershipInterval {
+            candidate_id: id.to_owned(),
+            fencing_token: Some(FencingToken(token)),
+            start: origin + Duration::from_millis(start_ms),
+            end: origin + Duration::from_millis(end_ms),
+        }
+    }
+
+    #[test]
+    fn overlapping_intervals_are_reported() {
+        let error = check_no_overlap(&[interval("a", 1, 0, 100), interval("b", 2, 99, 200)])
+            .expect_err("a 1 ms overlap");
+        assert!(error.contains("overlap"), "{error}");
+    }
+
+    #[test]
+    fn tokens_that_do_not_grow_are_reported() {
+        let error = check_no_overlap(&[interval("a", 2, 0, 100), interval("b", 2, 100, 200)])
+            .expect_err("the same token twice");
+        assert!(error.contains("did not grow"), "{error}");
+        check_no_overlap(&[interval("a", 3, 0, 100), interval("b", 1, 150, 200)])
+            .expect_err("a token going back");
+    }
+
+    #[test]
+    fn back_to_back_terms_with_growing_tokens_pass() {
+        check_no_overlap(&[
+            interval("b", 2, 100, 200),
+            interval("a", 1, 0, 100),
+            interval("c", 3, 250, 300),
+        ])
+        .expect("clean input");
+    }
+
+    #[test]
+    fn a_sample_with_two_leaders_is_a_violation() {
+        let mut recording = Recording::default();
+        let always: Arc<dyn LeaderElection> = Arc::new(AlwaysLeads("a", 1));
+        let also: Arc<dyn LeaderElection> = Arc::new(AlwaysLeads("b", 2));
+        recording
+            .watched
+            .push(("a".into(), Arc::downgrade(&always), None));
+        recording
+            .watched
+            .push(("b".into(), Arc::downgrade(&also), None));
+        sample(&mut recording, Instant::now());
+        assert_eq!(recording.violations.len(), 1, "{:?}", recording.violations);
+        let report = LeadershipReport {
+            intervals: Vec::new(),
+            violations: recording.violations.clone(),
+            samples: 1,
+        };
+        let outcome = std::panic::catch_unwind(|| report.assert_safe());
+        assert!(
+            outcome.is_err(),
+            "assert_safe passed a report with a violation"
+        );
+    }
+
+    /// A fake election (allowed only here) that always claims to lead.
+    struct AlwaysLeads(&'static str, u64);
+
+    #[async_trait::async_trait]
+    impl LeaderElection for AlwaysLeads {
+        fn candidate_id(&self) -> &str {
+            self.0
+        }
+        fn resource(&self) -> &str {
+            "fake"
+        }
+        fn is_leader(&self) -> bool {
+            true
+        }
+        fn current_leader_id(&self) -> Option<String> {
+            Some(self.0.to_owned())
+        }
+        fn fencing_token(&self) -> Option<FencingToken> {
+            Some(FencingToken(self.1))
+        }
+        async fn start(&self) -> leader_election_abstractions::Result<()> {
+            Ok(())
+        }
+        async fn stop(&self) -> leader_election_abstractions::Result<()> {
+            Ok(())
+        }
+        async fn resign(&self) -> leader_election_abstractions::Result<()> {
+            Ok(())
+        }
+        fn subscribe(&self) -> leader_election_abstractions::EventStream {
+            unimplemented!("not used by the recorder")
+        }
+        async fn wait_for_leadership(
+            &self,
+        ) -> leader_election_abstractions::Result<leader_election_abstractions::LeadershipGuard>
+        {
+            Err(leader_election_abstractions::Error::Stopped)
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -16,6 +17,7 @@ use crate::events::EventStream;
 use crate::guard::LeadershipGuard;
 use crate::names::{validate_candidate_id, validate_resource_name};
 use crate::options::{validate_metadata, LeaderElectionOptions};
+use crate::registry::Registration;
 use crate::store::LeaseStore;
 use crate::traits::{HealthBasedLeaderElection, LeaderElection};
 use crate::types::{CandidateHealth, FencingToken};
@@ -63,9 +65,12 @@ struct Inner<S: LeaseStore> {
     shared: Arc<Shared>,
     store: Arc<S>,
     options: Arc<LeaderElectionOptions>,
+    term_limit: Duration,
     health_based: bool,
     health: watch::Sender<Health>,
     control: Mutex<Control>,
+    /// This election's place in its factory's registry, given up when it stops.
+    registration: Mutex<Option<Registration>>,
 }
 
 enum Control {
@@ -97,6 +102,17 @@ impl<S: LeaseStore> Election<S> {
         validate_resource_name(resource)?;
         validate_candidate_id(&candidate_id)?;
         store.validate(resource, &candidate_id, &options)?;
+        let term_limit = store.term_limit(&options).min(options.lease_duration);
+        if options.renew_interval >= term_limit {
+            return Err(Error::invalid_option(
+                "renew_interval",
+                format!(
+                    "must be shorter than the time this backend guarantees a term \
+                     ({term_limit:?} with lease_duration {:?}), got {:?}",
+                    options.lease_duration, options.renew_interval
+                ),
+            ));
+        }
         let (health, _) = watch::channel(Health {
             score: 1.0,
             metadata: None,
@@ -106,11 +122,29 @@ impl<S: LeaseStore> Election<S> {
                 shared: Arc::new(Shared::new(resource.to_owned(), candidate_id)),
                 store: Arc::new(store),
                 options: Arc::new(options),
+                term_limit,
                 health_based,
                 health,
                 control: Mutex::new(Control::Idle),
+                registration: Mutex::new(None),
             }),
         })
+    }
+
+    /// Ties the election to its place in a factory's
+    /// [`ElectionRegistry`](crate::ElectionRegistry): the place is given up
+    /// when the election stops (or is dropped), so the factory can hand out
+    /// the same (resource, candidate id) again.
+    pub fn registered(self, registration: Registration) -> Self {
+        *lock(&self.inner.registration) = Some(registration);
+        self
+    }
+
+    /// The longest a term lasts from the start of the request that began or
+    /// extended it: `lease_duration`, or less when the backend guarantees
+    /// less (see [`LeaseStore::term_limit`]).
+    pub fn term_limit(&self) -> Duration {
+        self.inner.term_limit
     }
 
     /// The options this election runs with.
@@ -134,6 +168,7 @@ impl<S: LeaseStore> Election<S> {
             task.abort();
         }
         self.inner.shared.finish();
+        lock(&self.inner.registration).take();
     }
 
     fn replace_control(&self, next: Control) -> Control {
@@ -148,6 +183,11 @@ impl<S: LeaseStore> Election<S> {
             Ok(mut control) => f(&mut control),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+    }
+
+    /// Whether this election honours health scores (steps down when unhealthy).
+    fn honours_health(&self) -> bool {
+        self.inner.health_based && self.inner.options.enable_health_checks
     }
 
     fn phase(&self) -> Phase {
@@ -184,6 +224,14 @@ impl<S: LeaseStore> Election<S> {
                 health.metadata = metadata;
             }
         });
+        let options = &self.inner.options;
+        if self.honours_health()
+            && options.step_down_when_unhealthy
+            && score < options.minimum_health_score
+        {
+            // Readers see the step-down now, not after a store call in flight.
+            self.inner.shared.end_term_now();
+        }
         Ok(())
     }
 }
@@ -237,7 +285,8 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
                     store: Arc::clone(&inner.store),
                     shared: Arc::clone(&inner.shared),
                     options: Arc::clone(&inner.options),
-                    honour_health: inner.health_based && inner.options.enable_health_checks,
+                    term_limit: inner.term_limit,
+                    honour_health: self.honours_health(),
                     health: inner.health.subscribe(),
                     commands: receiver,
                 };
@@ -255,6 +304,8 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
     }
 
     async fn stop(&self) -> Result<()> {
+        // Readers see the term end now, even if the engine is in a store call.
+        self.inner.shared.begin_ending();
         let previous = self.with_control(|control| match control {
             Control::Running { .. } => std::mem::replace(control, Control::Stopping),
             Control::Idle => std::mem::replace(control, Control::Stopped),
@@ -273,6 +324,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             Control::Stopping => self.wait_until_stopped().await,
             Control::Stopped => {}
         }
+        lock(&self.inner.registration).take();
         Ok(())
     }
 
@@ -280,7 +332,16 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
         self.ensure_not_stopped()?;
         let (ack, done) = oneshot::channel();
         let sent = self.with_control(|control| match control {
-            Control::Running { commands, .. } => commands.send(Command::Resign(ack)).is_ok(),
+            Control::Running { commands, .. } => {
+                // Readers see the term end now, even if the engine is in a
+                // store call; no term begins until the engine has resigned.
+                self.inner.shared.begin_ending();
+                let sent = commands.send(Command::Resign(ack)).is_ok();
+                if !sent {
+                    self.inner.shared.finish_ending();
+                }
+                sent
+            }
             _ => false,
         });
         if sent {
@@ -356,4 +417,11 @@ impl<S: LeaseStore> HealthBasedLeaderElection for Election<S> {
         listed.sort_by(|a, b| a.candidate_id.cmp(&b.candidate_id));
         Ok(listed)
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

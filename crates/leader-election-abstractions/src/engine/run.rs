@@ -40,6 +40,8 @@ pub(crate) struct Health {
 struct Term<G> {
     grant: G,
     token: FencingToken,
+    /// The backend object the grant is on, when the store can say.
+    incarnation: Option<String>,
     deadline: Instant,
     next_renew: Instant,
     ended: CancellationToken,
@@ -49,6 +51,10 @@ pub(crate) struct Engine<S: LeaseStore> {
     pub(crate) store: Arc<S>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) options: Arc<LeaderElectionOptions>,
+    /// The longest a term lasts from the start of the request that began or
+    /// extended it: the lease duration, or less when the store's backend
+    /// guarantees less ([`LeaseStore::term_limit`]).
+    pub(crate) term_limit: Duration,
     /// Health-based election with health checks on: publish and honour health.
     pub(crate) honour_health: bool,
     pub(crate) health: watch::Receiver<Health>,
@@ -128,6 +134,7 @@ impl<S: LeaseStore> Machine<S> {
                 command = self.cfg.commands.recv() => match command {
                     Some(Command::Resign(ack)) => {
                         self.step_down(LossReason::Resigned, true, None).await;
+                        self.cfg.shared.finish_ending();
                         let _ = ack.send(());
                     }
                     // A dropped handle stops the election like `stop()` does.
@@ -203,18 +210,30 @@ impl<S: LeaseStore> Machine<S> {
     }
 
     async fn become_leader(&mut self, grant: S::Grant, token: FencingToken, started: Instant) {
-        let deadline = started + self.cfg.options.lease_duration;
-        if Instant::now() >= deadline {
+        let deadline = started + self.cfg.term_limit;
+        let refusal = if Instant::now() >= deadline {
             // The grant arrived after it could already have expired: leading
-            // now could overlap a successor, so hand it back.
-            tracing::warn!("lease granted too late to lead safely; releasing it");
+            // now could overlap a successor.
+            Some("lease granted too late to lead safely")
+        } else if self.cfg.honour_health
+            && !self.eligible()
+            && self.cfg.options.step_down_when_unhealthy
+        {
+            Some("health fell below the minimum while acquiring")
+        } else if !self.cfg.shared.begin_term(token, deadline) {
+            Some("stop or resign requested while acquiring")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            tracing::info!(fencing_token = token.0, "{why}; releasing the lease");
             let _ = timeout(self.call_timeout(), self.cfg.store.release(&grant)).await;
             self.next_attempt = Instant::now() + jitter(self.cfg.options.retry_interval, 0.2);
             return;
         }
         let ended = CancellationToken::new();
-        self.cfg.shared.set_leadership(token, deadline);
         self.term = Some(Term {
+            incarnation: self.cfg.store.grant_incarnation(&grant),
             grant,
             token,
             deadline,
@@ -233,31 +252,48 @@ impl<S: LeaseStore> Machine<S> {
             timestamp: SystemTime::now(),
         });
         self.observe(Some(self.me().to_owned()));
-        if !self.eligible() && self.cfg.options.step_down_when_unhealthy {
-            // Health fell while the acquire was in flight.
-            self.step_down(LossReason::Unhealthy, true, None).await;
-        }
     }
 
     async fn renew(&mut self) {
         let Some(term) = self.term.as_ref() else {
             return;
         };
-        let (deadline, token) = (term.deadline, term.token);
+        let deadline = term.deadline;
         let started = Instant::now();
-        let outcome = timeout_at(deadline, self.cfg.store.renew(&term.grant)).await;
+        // Bounded by the renew interval too, so that a stop or resign waits
+        // at most that long behind a hung call (its effect on readers is
+        // immediate: the handle ends the term itself).
+        let limit = deadline.min(started + self.call_timeout());
+        let outcome = timeout_at(limit, self.cfg.store.renew(&term.grant)).await;
         match outcome {
-            Err(_) => {
+            Err(_) if Instant::now() >= deadline => {
                 self.step_down(LossReason::DeadlineExpired, false, None)
                     .await
             }
+            Err(_) => self.renew_failed(deadline, &Error::unavailable("renew timed out")),
             Ok(Ok(Renewal::Renewed(grant))) => {
                 self.failures = 0;
-                let new_deadline = (started + self.cfg.options.lease_duration).max(deadline);
-                self.cfg.shared.set_leadership(token, new_deadline);
-                if let Some(term) = self.term.as_mut() {
-                    term.grant = grant;
+                let new_deadline = (started + self.cfg.term_limit).max(deadline);
+                let incarnation = self.cfg.store.grant_incarnation(&grant);
+                let Some(term) = self.term.as_mut() else {
+                    return;
+                };
+                // Keep the newest grant whatever happens next: a release needs it.
+                term.grant = grant;
+                if incarnation.is_some() {
+                    term.incarnation = incarnation;
+                }
+                if Instant::now() >= deadline {
+                    // The answer came after the term had ended; it stays ended.
+                    self.step_down(LossReason::DeadlineExpired, true, None)
+                        .await;
+                } else if self.cfg.shared.extend_term(deadline, new_deadline) {
                     term.deadline = new_deadline;
+                    term.next_renew = started + self.cfg.options.renew_interval;
+                } else {
+                    // Ended by stop, resign or an unhealthy score while the
+                    // call was in flight; that request's step-down comes next.
+                    // Meanwhile renew as usual, so the lease can be released.
                     term.next_renew = started + self.cfg.options.renew_interval;
                 }
             }
@@ -272,18 +308,21 @@ impl<S: LeaseStore> Machine<S> {
                     self.follow(view);
                 }
             }
-            Ok(Err(error)) => {
-                self.failures = self.failures.saturating_add(1);
-                // Retry well inside the deadline: keep leading while we may.
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let delay = jitter(self.cfg.options.retry_interval, 0.2)
-                    .min(remaining / 3)
-                    .max(Duration::from_millis(1));
-                tracing::warn!(error = %error, retry_in = ?delay, remaining = ?remaining, "renewal failed");
-                if let Some(term) = self.term.as_mut() {
-                    term.next_renew = Instant::now() + delay;
-                }
-            }
+            Ok(Err(error)) => self.renew_failed(deadline, &error),
+        }
+    }
+
+    /// Schedules the next renewal attempt after a failed one, well inside
+    /// the deadline: keep leading while we may.
+    fn renew_failed(&mut self, deadline: Instant, error: &Error) {
+        self.failures = self.failures.saturating_add(1);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let delay = jitter(self.cfg.options.retry_interval, 0.2)
+            .min(remaining / 3)
+            .max(Duration::from_millis(1));
+        tracing::warn!(error = %error, retry_in = ?delay, remaining = ?remaining, "renewal failed");
+        if let Some(term) = self.term.as_mut() {
+            term.next_renew = Instant::now() + delay;
         }
     }
 
@@ -349,12 +388,21 @@ impl<S: LeaseStore> Machine<S> {
     async fn on_view(&mut self, view: LeaseView) {
         if let Some(term) = &self.term {
             let ours = view.holder.as_deref() == Some(self.me());
-            match view.fencing_token {
-                // Older than our term: the watch is catching up.
-                Some(seen) if seen < term.token => return,
-                Some(seen) if ours && seen == term.token => return,
-                None if ours => return,
-                _ => {}
+            // A view of another incarnation of the lease (ours was deleted,
+            // maybe re-created by another client with tokens from zero)
+            // always ends the term, whatever its token says.
+            let same_object = match (&view.incarnation, &term.incarnation) {
+                (Some(seen), Some(mine)) => seen == mine,
+                _ => true,
+            };
+            if same_object {
+                match view.fencing_token {
+                    // Older than our term: the watch is catching up.
+                    Some(seen) if seen < term.token => return,
+                    Some(seen) if ours && seen == term.token => return,
+                    None if ours => return,
+                    _ => {}
+                }
             }
             let reason = if view.holder.is_some() && !ours {
                 LossReason::LostToOtherHolder
@@ -378,8 +426,9 @@ impl<S: LeaseStore> Machine<S> {
             // Free, or free but still blocked for a while (Consul's lock-delay).
             (None, None) => small,
             (None, Some(blocked_for)) => (blocked_for + small).min(cap),
-            // Our own lease from a term we lost track of: take it back soon.
-            (Some(holder), _) if holder == self.me() => small,
+            // A lease held under our own id is treated like anyone else's:
+            // it may be another process's (a twin with our id), and only the
+            // store can tell whether it is this election's own.
             (Some(_), Some(acquirable_in)) => (acquirable_in + small).min(cap),
             (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
         };

@@ -3,7 +3,7 @@
 //! The leadership deadline lives in one atomic so that `is_leader()` is a
 //! lock-free read computed against the clock at call time (contracts C2, C11).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::{broadcast, watch};
@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     /// zero when not leading.
     deadline_nanos: AtomicU64,
     term_token: AtomicU64,
+    /// Stop and resign requests the engine has not carried out yet. While
+    /// any is pending no term may begin, so a grant that arrives after
+    /// `stop()` or `resign()` was called never shows as leadership.
+    ending: AtomicU32,
     pub(crate) status: watch::Sender<Status>,
     /// `None` once stopped, which ends every subscriber's stream.
     events: Mutex<Option<broadcast::Sender<LeaderElectionEvent>>>,
@@ -61,6 +65,7 @@ impl Shared {
             epoch: OnceLock::new(),
             deadline_nanos: AtomicU64::new(0),
             term_token: AtomicU64::new(0),
+            ending: AtomicU32::new(0),
             status,
             events: Mutex::new(Some(events)),
         }
@@ -75,7 +80,7 @@ impl Shared {
     pub(crate) fn leading_term(&self) -> Option<FencingToken> {
         let deadline = self.deadline()?;
         if Instant::now() < deadline {
-            Some(FencingToken(self.term_token.load(Ordering::Acquire)))
+            Some(FencingToken(self.term_token.load(Ordering::SeqCst)))
         } else {
             None
         }
@@ -83,7 +88,7 @@ impl Shared {
 
     /// The current term's local deadline, if leading.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let nanos = self.deadline_nanos.load(Ordering::Acquire);
+        let nanos = self.deadline_nanos.load(Ordering::SeqCst);
         if nanos == 0 {
             return None;
         }
@@ -91,21 +96,70 @@ impl Shared {
         Some(*epoch + std::time::Duration::from_nanos(nanos - 1))
     }
 
-    /// Starts or extends a term. The token is written before the deadline so
-    /// a reader that sees the new deadline also sees the new token.
-    pub(crate) fn set_leadership(&self, token: FencingToken, deadline: Instant) {
-        let Some(epoch) = self.epoch.get() else {
-            return;
-        };
+    fn encode(&self, deadline: Instant) -> Option<u64> {
+        let epoch = self.epoch.get()?;
         let nanos = deadline.saturating_duration_since(*epoch).as_nanos();
-        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
-        self.term_token.store(token.0, Ordering::Release);
-        self.deadline_nanos.store(nanos, Ordering::Release);
+        Some(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1)
+    }
+
+    /// Begins a term. The token is written before the deadline so a reader
+    /// that sees the new deadline also sees the new token. Returns false,
+    /// leaving no leadership visible, when a stop or resign is pending.
+    pub(crate) fn begin_term(&self, token: FencingToken, deadline: Instant) -> bool {
+        let Some(nanos) = self.encode(deadline) else {
+            return false;
+        };
+        self.term_token.store(token.0, Ordering::SeqCst);
+        self.deadline_nanos.store(nanos, Ordering::SeqCst);
+        // Checked after publishing: a request that raced with us either sees
+        // the deadline (and clears it) or is seen here.
+        if self.ending.load(Ordering::SeqCst) > 0 {
+            self.clear_leadership();
+            return false;
+        }
+        true
+    }
+
+    /// Moves the current term's deadline from `from` to `to`. Fails, leaving
+    /// the term ended, when the term was ended meanwhile (by `stop`,
+    /// `resign` or an unhealthy score): a term that ended stays ended.
+    pub(crate) fn extend_term(&self, from: Instant, to: Instant) -> bool {
+        let (Some(from), Some(to)) = (self.encode(from), self.encode(to)) else {
+            return false;
+        };
+        self.deadline_nanos
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Ends the term for readers at once.
     pub(crate) fn clear_leadership(&self) {
-        self.deadline_nanos.store(0, Ordering::Release);
+        self.deadline_nanos.store(0, Ordering::SeqCst);
+    }
+
+    /// Ends the current term now, from the handle, before the engine task
+    /// gets to it (it may be waiting on a store call): readers see it at
+    /// once and the term's guards fire. The engine releases the lease and
+    /// emits `LostLeadership` when it next runs.
+    pub(crate) fn end_term_now(&self) {
+        self.clear_leadership();
+        if let Some((_, ended)) = &self.status.borrow().term {
+            ended.cancel();
+        }
+    }
+
+    /// Registers a pending stop or resign (see `ending`) and ends the term.
+    pub(crate) fn begin_ending(&self) {
+        self.ending.fetch_add(1, Ordering::SeqCst);
+        self.end_term_now();
+    }
+
+    /// The engine carried out (or dropped) a pending resign.
+    pub(crate) fn finish_ending(&self) {
+        // Never below zero, even if called once too often.
+        let _ = self
+            .ending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     pub(crate) fn emit(&self, event: LeaderElectionEvent) {

@@ -197,6 +197,23 @@ pub async fn c10_bad_input_is_rejected_with_field_and_rule(p: &dyn Provider) {
     candidate.election.stop().await.expect("stop");
 }
 
+/// Blocks (in real time, which virtual time cannot skip) until every counter
+/// has reached `at_least`; panics if the reader threads are never scheduled.
+fn wait_for_reads(p: &dyn Provider, counters: &[Arc<AtomicU64>], at_least: u64) {
+    let started = std::time::Instant::now();
+    while counters
+        .iter()
+        .any(|c| c.load(Ordering::Relaxed) < at_least)
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{}: reader threads did not run within a minute",
+            p.name()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// C11: every handle method may be called from many threads at once while
 /// the election changes hands; no thread ever sees the fencing token go
 /// backwards, and nothing deadlocks or panics.
@@ -204,25 +221,26 @@ pub async fn c11_handles_are_safe_to_share_across_threads(p: &dyn Provider) {
     let mut group = Group::new(p, "c11", p.options());
     group.add_started(2).await;
     let running = Arc::new(AtomicBool::new(true));
-    let reads = Arc::new(AtomicU64::new(0));
     let runtime = tokio::runtime::Handle::current();
     let mut threads = Vec::new();
+    let mut counters = Vec::new();
     for member in &group.members {
         for _ in 0..2 {
             let election = member.election.clone();
             let running = Arc::clone(&running);
-            let reads = Arc::clone(&reads);
+            let reads = Arc::new(AtomicU64::new(0));
+            counters.push(Arc::clone(&reads));
             let runtime = runtime.clone();
             threads.push(std::thread::spawn(move || {
                 // Enter the runtime so virtual-time clocks agree with the engine's.
                 let _entered = runtime.enter();
                 // Terms only grow, so the tokens one thread reads never go back.
                 let mut highest = 0u64;
-                let mut inconsistent = 0u64;
+                let mut backwards = 0u64;
                 while running.load(Ordering::Acquire) {
                     if let Some(token) = election.fencing_token() {
                         if token.get() < highest {
-                            inconsistent += 1;
+                            backwards += 1;
                         }
                         highest = highest.max(token.get());
                     }
@@ -232,32 +250,36 @@ pub async fn c11_handles_are_safe_to_share_across_threads(p: &dyn Provider) {
                     reads.fetch_add(1, Ordering::Relaxed);
                     std::thread::yield_now();
                 }
-                inconsistent
+                backwards
             }));
         }
     }
+    // Every reader must really run during the handovers, not only before or
+    // after them (under load, OS threads can start late).
+    wait_for_reads(p, &counters, 1);
     for _ in 0..3 {
         let (leader, _) = group.wait_for_leader(&[]).await;
         let election = group.members[leader].election.clone();
+        let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let (resigned, health) =
             tokio::join!(election.resign(), election.update_health(true, None));
         resigned.expect("resign");
         health.expect("update_health");
         group.wait_for_leader(&[leader]).await;
+        // Each reader reads again after this handover before the next one.
+        for (counter, seen) in counters.iter().zip(before) {
+            wait_for_reads(p, std::slice::from_ref(counter), seen + 1);
+        }
     }
     running.store(false, Ordering::Release);
-    let mut inconsistent = 0;
+    let mut backwards = 0;
     for thread in threads {
-        inconsistent += thread.join().expect("reader thread panicked");
+        backwards += thread.join().expect("reader thread panicked");
     }
-    assert!(
-        reads.load(Ordering::Relaxed) > 0,
-        "the reader threads never ran"
-    );
     assert_eq!(
-        inconsistent,
+        backwards,
         0,
-        "{}: a leader reported no current leader",
+        "{}: a reader thread saw the fencing token go backwards",
         p.name()
     );
     group.finish().await;

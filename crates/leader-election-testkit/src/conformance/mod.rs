@@ -1,5 +1,5 @@
 //! The conformance suite: one public async function per case of contract
-//! items C1–C11 (DESIGN.md §3). Each panics with a message naming the
+//! items C1–C11 (the contract in the repository's README). Each panics with a message naming the
 //! provider and the broken rule.
 //!
 //! Run all of them with [`conformance_suite!`](crate::conformance_suite).
@@ -28,7 +28,8 @@ pub use lifecycle::{
     c8_lifecycle_start_stop_and_calls_after_stop, c8_stopped_election_leaves_no_trace,
 };
 pub use safety::{
-    c1_mutual_exclusion_under_churn, c2_is_leader_false_at_deadline_even_if_runtime_starved,
+    c1_mutual_exclusion_under_churn, c1_twins_with_one_id_never_both_lead,
+    c2_is_leader_false_at_deadline_even_if_runtime_starved,
     c2_leader_steps_down_at_local_deadline_when_cut_off, c3_crash_failover_within_lease_and_grace,
     c9_follower_retries_until_backend_returns,
     c9_leader_steps_down_during_long_outage_and_recovers, c9_leader_survives_short_outage,

@@ -47,6 +47,35 @@ pub async fn c1_mutual_exclusion_under_churn(p: &dyn Provider) {
     );
 }
 
+/// C1 for twins: two candidates configured with one candidate id (two
+/// processes given the same id, or a replacement started while its
+/// predecessor still runs) never both lead. A lease held under one's id by
+/// the other is someone else's lease: it is waited out, never taken back.
+pub async fn c1_twins_with_one_id_never_both_lead(p: &dyn Provider) {
+    let mut group = Group::new(p, "c1-twins", p.options());
+    group.add("twin", true).await;
+    let (first, _) = group.wait_for_leader(&[]).await;
+    let second = group.add("twin", true).await;
+    // Several renewals and retries of both, while the recorder watches.
+    tokio::time::sleep(p.options().lease_duration * 2).await;
+    assert!(
+        group.members[first].is_leader() && !group.members[second].is_leader(),
+        "{}: a twin with the leader's id took its lease",
+        p.name()
+    );
+    // A graceful stop hands the lease over to the twin, as to anyone.
+    group.members[first].election.stop().await.expect("stop");
+    group.wait_for_leader(&[first]).await;
+    let report = group.finish().await;
+    assert_eq!(
+        report.intervals.len(),
+        2,
+        "{}: expected exactly two terms, saw {:?}",
+        p.name(),
+        report.intervals
+    );
+}
+
 /// C2: a leader cut off from its backend (packets dropped) stops reporting
 /// leadership no later than its last successful renewal plus the lease
 /// duration, and its leadership guard fires by then too.
