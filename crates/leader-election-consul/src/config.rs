@@ -9,7 +9,9 @@ use leader_election_abstractions::{Error, Result};
 
 /// Consul's own upper bound on a session TTL.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(86_400);
-/// Consul's upper bound on a session's lock-delay; longer grace periods are capped.
+/// Consul's upper bound on a session's lock-delay. The lock-delay is
+/// `lease_duration + grace_period`, capped here; a capped lock-delay
+/// shortens the leader's term to `MAX_LOCK_DELAY − grace_period`.
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 /// Consul's default `session_ttl_min`.
 pub const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);

@@ -3,8 +3,13 @@
 //! key and flags as `consul lock <prefix>/<resource>` and Go's `api.Lock`, so
 //! all of them contend correctly with each other.
 //!
-//! - **Session**: TTL = `lease_duration`, lock-delay = `grace_period` (capped at
-//!   Consul's 60 s), no node checks unless [`ConsulConfig::node_checks`] asks.
+//! - **Session**: TTL = `lease_duration`, lock-delay = `lease_duration +
+//!   grace_period` (capped at Consul's 60 s), no node checks unless
+//!   [`ConsulConfig::node_checks`] asks. A session Consul invalidates early
+//!   (its agent leaves, its node is deregistered) frees the lock after the
+//!   lock-delay alone, so the leader's term never outlasts the lock-delay
+//!   minus the grace period: when the cap bites, terms last `60 s −
+//!   grace_period` from each renewal's start, not a whole lease.
 //! - **Acquire** with `?acquire=`, then a consistent read; the fencing token is
 //!   the key's `ModifyIndex` after the acquire, which grows with every write in
 //!   the cluster, so it stays increasing even if the key is deleted and re-created.

@@ -1,11 +1,27 @@
 //! [`ConsulLeaseStore`]: the engine's lease operations over one Consul
 //! session and the lock key `<prefix>/<resource>/.lock`.
 //!
-//! Why the session's TTL equals the lease duration: Consul invalidates a
-//! session no earlier than TTL after the last renewal reached the server
-//! (in practice about 2 × TTL), while our leader stops leading at the start
-//! of its last successful renewal plus the lease duration (contract C2). So
-//! the leader always stops before the lock can pass to anyone else.
+//! Why the leader always stops before the lock can pass to anyone else:
+//!
+//! - **Expiry.** The session's TTL is the lease duration. Consul invalidates
+//!   a session no earlier than TTL after the last renewal reached the server
+//!   (in practice about 2 × TTL), while our leader stops leading at the start
+//!   of its last successful renewal plus the lease duration (contract C2).
+//! - **Early invalidation.** Consul may also invalidate a session long before
+//!   its TTL: its agent leaves gracefully, its node is deregistered or
+//!   force-left, a check it follows turns critical. The lock is then free
+//!   again after the session's lock-delay alone. So the lock-delay is
+//!   `lease_duration + grace_period` (like Go's `api.Lock`, whose default
+//!   lock-delay of 15 s equals its default TTL, plus the grace period as the
+//!   clock-rate margin it is everywhere else), and
+//!   [`term_limit`](LeaseStore::term_limit) keeps the leader's term inside
+//!   the lock-delay minus that margin. Consul caps the lock-delay at 60 s;
+//!   when `lease_duration + grace_period` exceeds that, the term is
+//!   shortened to `60 s − grace_period` (and `renew_interval` must fit it).
+//!
+//! Not covered: Consul keeps lock-delays in the memory of its Raft leader,
+//! so a Consul leader change in the same instant as an early invalidation
+//! can free the lock at once.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,9 +100,15 @@ impl ConsulLeaseStore {
             candidate_id: candidate_id.to_owned(),
             resource: resource.to_owned(),
             lease_duration: options.lease_duration,
-            lock_delay: options.grace_period.min(MAX_LOCK_DELAY),
+            lock_delay: lock_delay(options),
             session: Mutex::new(None),
         }
+    }
+
+    /// The lock-delay of this election's sessions: how long Consul keeps the
+    /// lock blocked after a session holding it is invalidated.
+    pub fn lock_delay(&self) -> Duration {
+        self.lock_delay
     }
 
     /// `<prefix>/<resource>/.lock`, the key `consul lock <prefix>/<resource>` uses.
@@ -172,6 +194,24 @@ impl ConsulLeaseStore {
     }
 }
 
+/// The sessions' lock-delay for `options`: a lease plus the grace period,
+/// capped at Consul's maximum.
+fn lock_delay(options: &LeaderElectionOptions) -> Duration {
+    options
+        .lease_duration
+        .saturating_add(options.grace_period)
+        .min(MAX_LOCK_DELAY)
+}
+
+/// How long a term may last from its request's start: the lease, but never
+/// past the lock-delay minus the grace period's clock-rate margin, since an
+/// early-invalidated session frees the lock after the lock-delay alone.
+fn term_limit(options: &LeaderElectionOptions) -> Duration {
+    options
+        .lease_duration
+        .min(lock_delay(options).saturating_sub(options.grace_period))
+}
+
 /// The lock key of a resource.
 pub(crate) fn lock_key(prefix: &str, resource: &str) -> String {
     format!("{prefix}/{resource}/.lock")
@@ -214,7 +254,33 @@ impl LeaseStore for ConsulLeaseStore {
                 ),
             ));
         }
+        if options.grace_period >= MAX_LOCK_DELAY {
+            return Err(Error::invalid_option(
+                "grace_period",
+                format!(
+                    "must be below Consul's 60 s lock-delay cap: the term must end a grace period \
+                     before an early-invalidated session's lock is free, got {:?}",
+                    options.grace_period
+                ),
+            ));
+        }
+        let limit = term_limit(options);
+        if options.renew_interval.saturating_mul(2) >= limit {
+            return Err(Error::invalid_option(
+                "renew_interval",
+                format!(
+                    "must leave room for two renewals inside the Consul term limit \
+                     (2 × renew_interval < min(lease_duration, 60 s lock-delay cap − grace_period) = {limit:?}), \
+                     got {:?}",
+                    options.renew_interval
+                ),
+            ));
+        }
         self.holder_value(&options.candidate_metadata).map(drop)
+    }
+
+    fn term_limit(&self, options: &LeaderElectionOptions) -> Duration {
+        term_limit(options)
     }
 
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<ConsulGrant>> {

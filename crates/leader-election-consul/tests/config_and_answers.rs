@@ -104,6 +104,64 @@ fn lease_duration_must_fit_the_session_ttl_bounds() {
     assert_eq!(field(error), "lease_duration");
 }
 
+fn timed(lease: u64, renew: u64, grace: u64) -> LeaderElectionOptions {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(lease))
+        .renew_interval(Duration::from_secs(renew))
+        .grace_period(Duration::from_secs(grace))
+        .instance_id("unit")
+        .build()
+        .expect("valid in general")
+}
+
+#[test]
+fn lock_delay_outlasts_every_term_by_the_grace_period() {
+    use leader_election_abstractions::LeaseStore;
+    let factory =
+        ConsulLeaderElectionFactory::new(ConsulConfig::default(), options()).expect("factory");
+    // (lease, renew, grace) -> (lock-delay, term limit)
+    let cases = [
+        ((15, 5, 5), (20, 15)),
+        ((10, 3, 1), (11, 10)),
+        // Consul caps the lock-delay at 60 s: the term shrinks instead.
+        ((58, 20, 5), (60, 55)),
+        ((300, 20, 10), (60, 50)),
+    ];
+    for ((lease, renew, grace), (lock_delay, term)) in cases {
+        let options = timed(lease, renew, grace);
+        let election = factory
+            .election_with("jobs", None, options.clone(), false)
+            .expect("valid options");
+        let store = election.store();
+        assert_eq!(
+            store.lock_delay(),
+            Duration::from_secs(lock_delay),
+            "lease {lease}s grace {grace}s"
+        );
+        assert_eq!(
+            store.term_limit(&options),
+            Duration::from_secs(term),
+            "lease {lease}s grace {grace}s"
+        );
+    }
+}
+
+#[test]
+fn terms_that_cannot_fit_under_the_lock_delay_cap_are_rejected_naming_the_field() {
+    let factory =
+        ConsulLeaderElectionFactory::new(ConsulConfig::default(), options()).expect("factory");
+    let error = factory
+        .election_with("jobs", None, timed(120, 10, 60), false)
+        .expect_err("no term fits under a 60 s lock-delay minus a 60 s grace period");
+    assert!(error.to_string().contains("60 s lock-delay cap"), "{error}");
+    assert_eq!(field(error), "grace_period");
+    let error = factory
+        .election_with("jobs", None, timed(120, 25, 10), false)
+        .expect_err("two 25 s renewals do not fit in a 50 s term");
+    assert!(error.to_string().contains("term limit"), "{error}");
+    assert_eq!(field(error), "renew_interval");
+}
+
 #[test]
 fn the_acl_token_never_appears_in_debug_output() {
     let config = ConsulConfig {
