@@ -9,12 +9,31 @@
 //! - **Expiry**: client-go's observed-time rule on our own monotonic clock,
 //!   plus the grace period; the remote `renewTime` is never trusted.
 //! - **Release**: `holderIdentity: ""`, `leaseDurationSeconds: 1`, retried on 409.
-//! - **Fencing token**: `leaseTransitions`, incremented on every acquisition.
-//!   A Lease we create starts at the storage revision reported by a
-//!   consistent list (etcd's revision), which exceeds every `leaseTransitions`
-//!   a deleted predecessor can have reached, so tokens keep increasing even
-//!   if someone deletes the Lease. (Should the revision not fit an `int32`,
-//!   the creator continues above the highest value it observed.)
+//! - **Identity**: `holderIdentity` is the candidate id (client-go reads it);
+//!   the annotation `leader-election-rs/holder-instance` names the election
+//!   instance that acquired the Lease. Only that instance takes a Lease held
+//!   under its id back early; a Lease held under the same id by another
+//!   process or election is waited out like anyone else's, so two processes
+//!   configured with one id never both lead. (client-go itself treats every
+//!   record with its identity as its own: give client-go peers ids of their own.)
+//! - **Term limit**: a term lasts at most `lease_duration - 1 s` from the start
+//!   of the request that began or renewed it, and `renew_interval` must be
+//!   shorter than that. client-go notices renewals by comparing records whose
+//!   `renewTime` is serialised to whole seconds, so it can date our lease up to
+//!   one second early; the margin keeps our leader from outliving the lease in
+//!   a client-go follower's eyes.
+//! - **Fencing token**: `epoch × 2³¹ + leaseTransitions`, where the epoch is the
+//!   storage revision (etcd's) read before the acquiring write, recorded in the
+//!   annotation `leader-election-rs/token-epoch`. `leaseTransitions` grows by
+//!   one per acquisition as in client-go (restarting at 0 under a new epoch
+//!   when it would pass `i32::MAX`). Every acquisition of ours reads a revision
+//!   above the epoch of every earlier acquisition, so our tokens strictly
+//!   increase across deletion and re-creation of the Lease, foreign clients'
+//!   acquisitions and revisions above 2³¹. Where that cannot hold (a
+//!   `resourceVersion` that is not a number, or one of 2³³ or more) the store
+//!   refuses to lead, with an error and an error log, rather than reuse a token.
+//!   A foreign client's term on a Lease it re-created has its bare
+//!   `leaseTransitions` as token: lower than ours.
 //! - **Watch**: the one Lease (field selector on its name), resumed by
 //!   resourceVersion and re-listed after errors.
 //! - **Lease duration** is written in whole seconds, rounded up; our own
@@ -52,7 +71,11 @@
 mod config;
 mod factory;
 mod store;
+mod tokens;
 
 pub use config::{KubernetesConfig, MAX_RESOURCE_NAME};
 pub use factory::KubernetesLeaderElectionFactory;
-pub use store::{KubernetesGrant, KubernetesLeaseStore};
+pub use store::{
+    KubernetesGrant, KubernetesLeaseStore, CLIENT_GO_DATING_MARGIN, INSTANCE_ANNOTATION,
+};
+pub use tokens::EPOCH_ANNOTATION;

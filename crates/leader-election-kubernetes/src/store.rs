@@ -10,8 +10,15 @@
 //!
 //! Every write is a PUT carrying `metadata.resourceVersion`; a 409 Conflict
 //! means someone else wrote first, and we re-read rather than overwrite.
+//!
+//! `holderIdentity` is the candidate id, as client-go expects, and the
+//! annotation [`INSTANCE_ANNOTATION`] says which store value (one per
+//! election) made the acquisition. Only that store value takes a Lease held
+//! under its id back early; a Lease held under the same id by another
+//! process or election is anybody else's, taken only after it expired.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,36 +36,53 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::{stable_hash, validate_resource};
+use crate::tokens::{next_term, token_of, EPOCH_ANNOTATION};
 
 /// Label on candidate Leases: a hash of the resource they stand for.
 const RESOURCE_LABEL: &str = "leader-election-rs/resource-hash";
 /// Annotation on candidate Leases with the health record (JSON).
 const HEALTH_ANNOTATION: &str = "leader-election-rs/health";
+/// Annotation on the Lease: the store value (election instance) whose
+/// acquisition the current holder's term is. Random per store value.
+pub const INSTANCE_ANNOTATION: &str = "leader-election-rs/holder-instance";
+
+/// How much earlier than the truth a client-go follower may date our last
+/// renewal. client-go notices a renewal by comparing raw records in which
+/// `renewTime` is serialised to whole seconds, so renewals within one second
+/// look unchanged to it: it can date the lease from a renewal up to one
+/// second older than our last. A term therefore lasts at most
+/// `lease_duration` minus this (see [`LeaseStore::term_limit`]).
+pub const CLIENT_GO_DATING_MARGIN: Duration = Duration::from_secs(1);
+
+/// How many times one renew call re-reads and retries after a 409 Conflict
+/// on a term that is still intact (someone wrote other fields), before it
+/// reports the backend unavailable and lets the engine retry later.
+const CONFLICT_RETRIES: usize = 3;
 
 /// A held Lease: the object as we last wrote it (with its resourceVersion)
-/// and the term's `leaseTransitions`, which is the fencing token.
+/// and the term's fencing token.
 #[derive(Clone, Debug)]
 pub struct KubernetesGrant {
     lease: Lease,
-    transitions: i32,
+    token: FencingToken,
 }
 
 /// The fields that make a record "the same" for the observed-time rule.
 #[derive(Clone, Debug, PartialEq)]
 struct RecordKey {
+    /// The Lease object's uid: a re-created Lease is a new record.
+    uid: Option<String>,
     holder: Option<String>,
     duration: Option<i32>,
     acquire: Option<MicroTime>,
     renew: Option<MicroTime>,
     transitions: Option<i32>,
+    epoch: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Observation {
     record: Option<(RecordKey, Instant)>,
-    /// The highest `leaseTransitions` seen, so a re-created Lease continues
-    /// above it instead of restarting at 0.
-    highest_transitions: Option<i32>,
 }
 
 /// The per-election Kubernetes store.
@@ -68,6 +92,9 @@ pub struct KubernetesLeaseStore {
     namespace: String,
     name: String,
     candidate_id: String,
+    /// This store value's mark on its acquisitions ([`INSTANCE_ANNOTATION`]);
+    /// clones (the watch) share it.
+    instance: String,
     lease_seconds: i32,
     grace: Duration,
     timeout: Duration,
@@ -80,6 +107,7 @@ impl std::fmt::Debug for KubernetesLeaseStore {
             .field("namespace", &self.namespace)
             .field("lease", &self.name)
             .field("candidate_id", &self.candidate_id)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -88,11 +116,57 @@ fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
+/// A value no other store value (in this process or another) is expected to
+/// pick: std's randomly keyed hasher over the process id, a counter and the
+/// time. Not for security; only to tell election instances apart.
+fn instance_nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static CREATED: AtomicU64 = AtomicU64::new(0);
+    let count = CREATED.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(salt);
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(count);
+        hasher.write_u128(nanos);
+        *half = hasher.finish();
+    }
+    format!("{:016x}{:016x}", halves[0], halves[1])
+}
+
 /// `leaseDurationSeconds` for a lease duration: whole seconds, rounded up,
 /// so observers never take the lease before our own deadline passed.
 pub(crate) fn whole_seconds(duration: Duration) -> i32 {
     let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     i32::try_from(seconds).unwrap_or(i32::MAX).max(1)
+}
+
+/// The longest a term may last from the start of the request that began or
+/// extended it: the lease minus [`CLIENT_GO_DATING_MARGIN`].
+pub(crate) fn term_limit(options: &LeaderElectionOptions) -> Duration {
+    options
+        .lease_duration
+        .saturating_sub(CLIENT_GO_DATING_MARGIN)
+}
+
+/// The Kubernetes rule on options: a renewal must fall due inside a term.
+pub(crate) fn validate_timing(options: &LeaderElectionOptions) -> Result<()> {
+    let limit = term_limit(options);
+    if options.renew_interval >= limit {
+        return Err(Error::invalid_option(
+            "renew_interval",
+            format!(
+                "must be shorter than lease_duration minus 1 s on Kubernetes (client-go followers date renewals to the whole second, so a term lasts at most lease_duration - 1 s: renew_interval < lease_duration - 1 s), got renew_interval {:?} and lease_duration {:?}",
+                options.renew_interval, options.lease_duration
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps a kube error to the engine's error kinds.
@@ -120,6 +194,23 @@ fn status_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+fn annotation<'a>(lease: &'a Lease, key: &str) -> Option<&'a str> {
+    lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// The fencing token of the term the Lease records.
+fn lease_token(lease: &Lease) -> Option<FencingToken> {
+    token_of(
+        annotation(lease, EPOCH_ANNOTATION),
+        lease.spec.as_ref().and_then(|s| s.lease_transitions),
+    )
+}
+
 impl KubernetesLeaseStore {
     pub(crate) fn new(
         client: kube::Client,
@@ -134,6 +225,7 @@ impl KubernetesLeaseStore {
             namespace: namespace.to_owned(),
             name: resource.to_owned(),
             candidate_id: candidate_id.to_owned(),
+            instance: instance_nonce(),
             lease_seconds: whole_seconds(options.lease_duration),
             grace: options.grace_period,
             timeout,
@@ -149,6 +241,12 @@ impl KubernetesLeaseStore {
     /// The namespace of the Lease.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// This store value's mark in [`INSTANCE_ANNOTATION`] on the Leases it
+    /// acquires.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     async fn call<T>(
@@ -175,46 +273,43 @@ impl KubernetesLeaseStore {
         observe(&self.observed, lease, self.grace)
     }
 
-    fn spec_for_us(&self, transitions: i32) -> LeaseSpec {
+    /// Whether the Lease records an acquisition by this very store value.
+    fn is_ours(&self, lease: &Lease) -> bool {
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        holder == Some(self.candidate_id.as_str())
+            && annotation(lease, INSTANCE_ANNOTATION) == Some(self.instance.as_str())
+    }
+
+    /// Writes this store value's acquisition into `lease`: the spec as
+    /// client-go writes it, plus our instance and the token's epoch.
+    fn claim_for_us(&self, lease: &mut Lease, epoch: &str, transitions: i32) {
         let stamp = now();
-        LeaseSpec {
+        lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.candidate_id.clone()),
             lease_duration_seconds: Some(self.lease_seconds),
             acquire_time: Some(stamp.clone()),
             renew_time: Some(stamp),
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
-        }
+        });
+        let annotations = lease.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(INSTANCE_ANNOTATION.to_owned(), self.instance.clone());
+        annotations.insert(EPOCH_ANNOTATION.to_owned(), epoch.to_owned());
     }
 
-    /// `leaseTransitions` for a Lease we create: above every token the old
-    /// Lease (if someone deleted it) can have carried.
-    ///
-    /// Each acquisition is a write, so a Lease's `leaseTransitions` never
-    /// exceeds the storage revision of its last write, and a consistent list
-    /// after a deletion reports a revision past that. Starting from the list's
-    /// `resourceVersion` (etcd's revision on every real apiserver) keeps tokens
-    /// increasing even for a creator that never saw the old Lease. If the
-    /// version is not a number that fits, fall back to the highest value this
-    /// candidate observed, plus one.
-    async fn transitions_for_new_lease(&self) -> Result<i32> {
-        let observed = self
-            .observed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .highest_transitions
-            .map_or(0, |t| t.saturating_add(1));
+    /// The storage revision of a consistent list of the Lease: above the
+    /// revision of every write so far, including the deletion of any earlier
+    /// incarnation of the Lease.
+    async fn list_revision(&self) -> Result<Option<String>> {
         let params = ListParams::default().fields(&format!("metadata.name={}", self.name));
         let listed = self
             .call("list lease", self.api.list(&params))
             .await?
             .map_err(|e| classify("list lease", e))?;
-        let revision = listed
-            .metadata
-            .resource_version
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(0);
-        Ok(observed.max(revision))
+        Ok(listed.metadata.resource_version)
     }
 
     fn candidate_lease_name(&self, resource: &str, candidate_id: &str) -> String {
@@ -222,14 +317,16 @@ impl KubernetesLeaseStore {
     }
 }
 
-fn record_key(spec: Option<&LeaseSpec>) -> RecordKey {
-    let spec = spec.cloned().unwrap_or_default();
+fn record_key(lease: &Lease) -> RecordKey {
+    let spec = lease.spec.clone().unwrap_or_default();
     RecordKey {
+        uid: lease.metadata.uid.clone(),
         holder: spec.holder_identity.filter(|h| !h.is_empty()),
         duration: spec.lease_duration_seconds,
         acquire: spec.acquire_time,
         renew: spec.renew_time,
         transitions: spec.lease_transitions,
+        epoch: annotation(lease, EPOCH_ANNOTATION).map(str::to_owned),
     }
 }
 
@@ -240,14 +337,7 @@ fn observe(observed: &Mutex<Observation>, lease: Option<&Lease>, grace: Duration
         observation.record = None;
         return LeaseView::default();
     };
-    let key = record_key(lease.spec.as_ref());
-    if let Some(transitions) = key.transitions {
-        observation.highest_transitions = Some(
-            observation
-                .highest_transitions
-                .map_or(transitions, |h| h.max(transitions)),
-        );
-    }
+    let key = record_key(lease);
     let first_seen = match &observation.record {
         Some((previous, at)) if *previous == key => *at,
         _ => now,
@@ -266,12 +356,9 @@ fn view_of(key: &RecordKey, first_seen: Instant, grace: Duration, now: Instant) 
     });
     LeaseView {
         holder: key.holder.clone(),
-        fencing_token: key
-            .transitions
-            .and_then(|t| u64::try_from(t).ok())
-            .map(FencingToken),
+        fencing_token: token_of(key.epoch.as_deref(), key.transitions),
         acquirable_in,
-        incarnation: None,
+        incarnation: key.uid.clone(),
     }
 }
 
@@ -294,23 +381,34 @@ impl LeaseStore for KubernetesLeaseStore {
         &self,
         resource: &str,
         _candidate_id: &str,
-        _options: &LeaderElectionOptions,
+        options: &LeaderElectionOptions,
     ) -> Result<()> {
-        validate_resource(resource)
+        validate_resource(resource)?;
+        validate_timing(options)
     }
 
-    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<KubernetesGrant>> {
+    fn term_limit(&self, options: &LeaderElectionOptions) -> Duration {
+        term_limit(options)
+    }
+
+    fn grant_incarnation(&self, grant: &KubernetesGrant) -> Option<String> {
+        grant.lease.metadata.uid.clone()
+    }
+
+    async fn try_acquire(&self, _claim: &LeaseClaim) -> Result<Acquisition<KubernetesGrant>> {
         let current = self.get().await?;
         let Some(mut lease) = current else {
-            let transitions = self.transitions_for_new_lease().await?;
-            let fresh = Lease {
+            let revision = self.list_revision().await?;
+            let next = next_term(revision.as_deref(), None)?;
+            let mut fresh = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
                     namespace: Some(self.namespace.clone()),
                     ..ObjectMeta::default()
                 },
-                spec: Some(self.spec_for_us(transitions)),
+                spec: None,
             };
+            self.claim_for_us(&mut fresh, &next.epoch, next.transitions);
             return match self
                 .call(
                     "create lease",
@@ -323,9 +421,9 @@ impl LeaseStore for KubernetesLeaseStore {
                     Ok(Acquisition::Acquired {
                         grant: KubernetesGrant {
                             lease: created,
-                            transitions,
+                            token: next.token,
                         },
-                        fencing_token: FencingToken(u64::try_from(transitions).unwrap_or(0)),
+                        fencing_token: next.token,
                     })
                 }
                 // AlreadyExists: another candidate created it first.
@@ -336,18 +434,17 @@ impl LeaseStore for KubernetesLeaseStore {
             };
         };
         let view = self.observe(Some(&lease));
-        let ours = view.holder.as_deref() == Some(claim.candidate_id.as_str());
+        // Held under our candidate id counts as ours only if this store value
+        // acquired it: another process or election with the same id is
+        // someone else, whose lease we wait out like any other.
+        let ours = self.is_ours(&lease);
         let free = view.holder.is_none() || ours || view.acquirable_in == Some(Duration::ZERO);
         if !free {
             return Ok(Acquisition::Held(view));
         }
-        let previous = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.lease_transitions)
-            .unwrap_or(0);
-        let transitions = previous.max(0).saturating_add(1);
-        lease.spec = Some(self.spec_for_us(transitions));
+        let previous = lease.spec.as_ref().and_then(|s| s.lease_transitions);
+        let next = next_term(lease.metadata.resource_version.as_deref(), previous)?;
+        self.claim_for_us(&mut lease, &next.epoch, next.transitions);
         match self
             .call(
                 "update lease",
@@ -360,9 +457,9 @@ impl LeaseStore for KubernetesLeaseStore {
                 Ok(Acquisition::Acquired {
                     grant: KubernetesGrant {
                         lease: updated,
-                        transitions,
+                        token: next.token,
                     },
-                    fencing_token: FencingToken(u64::try_from(transitions).unwrap_or(0)),
+                    fencing_token: next.token,
                 })
             }
             // Someone wrote between our read and our update: never overwrite.
@@ -375,50 +472,51 @@ impl LeaseStore for KubernetesLeaseStore {
 
     async fn renew(&self, grant: &KubernetesGrant) -> Result<Renewal<KubernetesGrant>> {
         let mut lease = grant.lease.clone();
-        let mut spec = lease.spec.clone().unwrap_or_default();
-        spec.renew_time = Some(now());
-        spec.lease_duration_seconds = Some(self.lease_seconds);
-        lease.spec = Some(spec);
-        // Fast path like client-go: update the cached object without a GET.
-        match self
-            .call(
-                "renew lease",
-                self.api.replace(&self.name, &PostParams::default(), &lease),
-            )
-            .await?
-        {
-            Ok(updated) => {
-                self.observe(Some(&updated));
-                Ok(Renewal::Renewed(KubernetesGrant {
-                    lease: updated,
-                    transitions: grant.transitions,
-                }))
-            }
-            Err(e) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
-                let current = self.get().await?;
-                let view = self.observe(current.as_ref());
-                let still_ours = view.holder.as_deref() == Some(self.candidate_id.as_str())
-                    && view.fencing_token
-                        == u64::try_from(grant.transitions).ok().map(FencingToken);
-                match current {
-                    // Our term is intact (someone touched other fields): renew on the fresh object.
-                    Some(fresh) if still_ours => {
-                        let retry = KubernetesGrant {
-                            lease: fresh,
-                            transitions: grant.transitions,
-                        };
-                        Box::pin(self.renew(&retry)).await
-                    }
-                    _ => Ok(Renewal::Lost(Some(view))),
+        for _ in 0..CONFLICT_RETRIES {
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            spec.renew_time = Some(now());
+            spec.lease_duration_seconds = Some(self.lease_seconds);
+            lease.spec = Some(spec);
+            // Fast path like client-go: update the cached object without a GET.
+            match self
+                .call(
+                    "renew lease",
+                    self.api.replace(&self.name, &PostParams::default(), &lease),
+                )
+                .await?
+            {
+                Ok(updated) => {
+                    self.observe(Some(&updated));
+                    return Ok(Renewal::Renewed(KubernetesGrant {
+                        lease: updated,
+                        token: grant.token,
+                    }));
                 }
+                Err(e) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
+                    let current = self.get().await?;
+                    let view = self.observe(current.as_ref());
+                    match current {
+                        // Our term is intact (someone touched other fields):
+                        // renew on the fresh object.
+                        Some(fresh)
+                            if self.is_ours(&fresh) && lease_token(&fresh) == Some(grant.token) =>
+                        {
+                            lease = fresh;
+                        }
+                        _ => return Ok(Renewal::Lost(Some(view))),
+                    }
+                }
+                Err(e) => return Err(classify("renew lease", e)),
             }
-            Err(e) => Err(classify("renew lease", e)),
         }
+        Err(Error::unavailable(format!(
+            "Kubernetes renew conflicted {CONFLICT_RETRIES} times with other writers of an intact term"
+        )))
     }
 
     async fn release(&self, grant: &KubernetesGrant) -> Result<()> {
         let mut lease = grant.lease.clone();
-        for _ in 0..3 {
+        for _ in 0..CONFLICT_RETRIES {
             // client-go's release: empty holder, one-second duration, same transitions.
             let stamp = now();
             let mut spec = lease.spec.clone().unwrap_or_default();
@@ -426,7 +524,6 @@ impl LeaseStore for KubernetesLeaseStore {
             spec.lease_duration_seconds = Some(1);
             spec.acquire_time = Some(stamp.clone());
             spec.renew_time = Some(stamp);
-            spec.lease_transitions = Some(grant.transitions);
             lease.spec = Some(spec);
             match self
                 .call(
@@ -445,10 +542,7 @@ impl LeaseStore for KubernetesLeaseStore {
                     let Some(fresh) = self.get().await? else {
                         return Ok(());
                     };
-                    let spec = fresh.spec.clone().unwrap_or_default();
-                    let ours = spec.holder_identity.as_deref() == Some(self.candidate_id.as_str())
-                        && spec.lease_transitions == Some(grant.transitions);
-                    if !ours {
+                    if !(self.is_ours(&fresh) && lease_token(&fresh) == Some(grant.token)) {
                         return Ok(());
                     }
                     lease = fresh;
@@ -679,5 +773,50 @@ impl KubernetesLeaseStore {
             None => LeaseView::default(),
             Some((key, first_seen)) => view_of(key, *first_seen, self.grace, Instant::now()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(lease_ms: u64, renew_ms: u64) -> LeaderElectionOptions {
+        LeaderElectionOptions {
+            lease_duration: Duration::from_millis(lease_ms),
+            renew_interval: Duration::from_millis(renew_ms),
+            ..LeaderElectionOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_term_keeps_a_one_second_margin_for_client_go_followers() {
+        assert_eq!(term_limit(&options(2_000, 500)), Duration::from_secs(1));
+        assert_eq!(
+            term_limit(&LeaderElectionOptions::default()),
+            Duration::from_secs(14)
+        );
+        assert_eq!(term_limit(&options(800, 100)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_renew_interval_that_does_not_fit_the_term_is_refused_naming_the_rule() {
+        assert!(validate_timing(&options(2_000, 999)).is_ok());
+        for (lease, renew) in [(2_000, 1_000), (1_500, 600), (1_000, 100)] {
+            let error = validate_timing(&options(lease, renew)).expect_err("refused");
+            match &error {
+                Error::InvalidOption { field, rule } => {
+                    assert_eq!(field, "renew_interval");
+                    assert!(rule.contains("lease_duration - 1 s"), "{rule}");
+                }
+                other => panic!("expected an invalid option, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_store_value_gets_its_own_instance_mark() {
+        let marks: std::collections::BTreeSet<String> =
+            (0..1_000).map(|_| instance_nonce()).collect();
+        assert_eq!(marks.len(), 1_000);
     }
 }
