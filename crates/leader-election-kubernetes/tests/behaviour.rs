@@ -317,7 +317,7 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     let leading = timeout(Duration::from_secs(30), async {
         loop {
             match lines.next_line().await.expect("read").as_deref() {
-                Some("LEADING") => return,
+                Some(line) if line.starts_with("LEADING") => return,
                 Some(_) => continue,
                 None => panic!("client-go exited without leading"),
             }
@@ -340,7 +340,7 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     let stopped = loop {
         tokio::select! {
             line = lines.next_line() => match line.expect("read").as_deref() {
-                Some("STOPPED") => break Instant::now(),
+                Some(line) if line.starts_with("STOPPED") => break Instant::now(),
                 Some(_) => {}
                 None => panic!("client-go exited without STOPPED"),
             },

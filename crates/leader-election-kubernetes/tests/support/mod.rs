@@ -83,3 +83,95 @@ pub async fn kubernetes_provider() -> KubernetesProvider {
         }),
     )
 }
+
+/// Unix nanoseconds on the wall clock, the clock the client-go peer stamps
+/// its lines with (both run on this machine).
+pub fn unix_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+        .unwrap_or(0)
+}
+
+/// One stretch of `is_leader() == true`, widened to the samples around it:
+/// from the last sample that read false before it to the first that read
+/// false after it (Unix nanoseconds). Widening can only make an overlap
+/// check stricter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallInterval {
+    /// Last sample before the term that read false.
+    pub start: i128,
+    /// First sample after the term that read false (or the end of sampling).
+    pub end: i128,
+}
+
+/// Reads one election's `is_leader()` from a plain OS thread, back to back,
+/// and keeps its leadership intervals on the wall clock, so they can be
+/// compared with another process's.
+pub struct WallSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<WallInterval>, u64)>,
+}
+
+impl WallSampler {
+    /// Starts sampling `election`.
+    pub fn start(
+        election: std::sync::Arc<dyn leader_election_abstractions::LeaderElection>,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut intervals = Vec::new();
+            let mut samples = 0u64;
+            let mut last_false = unix_nanos();
+            let mut open: Option<i128> = None;
+            while !stopped.load(Ordering::Relaxed) {
+                let before = unix_nanos();
+                let leading = election.is_leader();
+                samples += 1;
+                match (leading, open) {
+                    (true, None) => open = Some(last_false),
+                    (false, Some(start)) => {
+                        intervals.push(WallInterval {
+                            start,
+                            end: unix_nanos(),
+                        });
+                        open = None;
+                    }
+                    _ => {}
+                }
+                if !leading {
+                    last_false = before;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            if let Some(start) = open {
+                intervals.push(WallInterval {
+                    start,
+                    end: unix_nanos(),
+                });
+            }
+            (intervals, samples)
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops sampling; the intervals and the number of samples taken.
+    pub fn finish(self) -> (Vec<WallInterval>, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("sampler thread")
+    }
+}
+
+/// client-go's elector, built by xtask from `k8s.io/client-go`.
+pub fn client_go_peer() -> std::path::PathBuf {
+    std::env::var_os("LE_CLIENT_GO_PEER_BIN").map(Into::into).unwrap_or_else(|| {
+        panic!("LE_CLIENT_GO_PEER_BIN is not set: run `cargo xtask integration kubernetes`, which builds the client-go peer")
+    })
+}
+
+/// The namespace of the test Leases.
+pub fn namespace() -> String {
+    std::env::var("LE_KUBE_NAMESPACE").unwrap_or_else(|_| "default".to_owned())
+}

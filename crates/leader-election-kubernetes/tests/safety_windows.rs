@@ -1,0 +1,403 @@
+//! The Kubernetes edges where two leaders were once possible, against a real
+//! kube-apiserver (and client-go's own elector as the foreign candidate):
+//!
+//! - two elections configured with one candidate id (two processes, say);
+//! - a client-go follower dating our renewals to the whole second while our
+//!   leader is cut off, and our follower while a client-go leader is frozen;
+//! - a Lease deleted and re-created by another client while our watch was
+//!   disconnected.
+//!
+//! Overlaps across processes are checked on the wall clock both processes
+//! read (they run on one machine). Run with `cargo xtask integration kubernetes`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, DeleteParams, PostParams};
+use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, LossReason};
+use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
+use leader_election_testkit::{next_loss_reason, unique_resource, Fault, LeadershipRecorder};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+use tokio::time::{timeout, Instant};
+
+use support::{admin_client, client_go_peer, namespace, test_options, WallInterval, WallSampler};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn two_elections_with_one_candidate_id_never_both_lead() {
+    let resource = unique_resource("twins");
+    // Two factories over two clients, as two processes would have.
+    let mut twins: Vec<Arc<dyn LeaderElection>> = Vec::new();
+    for _ in 0..2 {
+        let factory = KubernetesLeaderElectionFactory::new(
+            admin_client().await,
+            KubernetesConfig::default(),
+            test_options(),
+        )
+        .expect("factory");
+        let election = factory
+            .election(&resource, Some("same-id"), false)
+            .expect("election");
+        twins.push(Arc::new(election));
+    }
+    let recorder = LeadershipRecorder::start(Duration::from_millis(1));
+    for twin in &twins {
+        recorder.watch(twin);
+        twin.start().await.expect("start");
+    }
+    // A plain thread reads both, back to back, as application threads would.
+    let readers = {
+        let twins = twins.clone();
+        std::thread::spawn(move || {
+            let (mut reads, mut both) = (0u64, 0u64);
+            let until = std::time::Instant::now() + Duration::from_secs(6);
+            while std::time::Instant::now() < until {
+                let (a, b) = (twins[0].is_leader(), twins[1].is_leader());
+                reads += 1;
+                both += u64::from(a && b);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            (reads, both)
+        })
+    };
+    let (reads, both) = tokio::task::spawn_blocking(move || readers.join().expect("reader"))
+        .await
+        .expect("join");
+    let leading: Vec<bool> = twins.iter().map(|t| t.is_leader()).collect();
+    let report = recorder.finish();
+    println!(
+        "kubernetes: twins with one id: {} terms recorded, {both} of {reads} thread reads saw both leading",
+        report.intervals.len()
+    );
+    assert_eq!(
+        both, 0,
+        "both elections with one id led at once in {both} of {reads} reads"
+    );
+    report.assert_safe();
+    assert_eq!(
+        leading.iter().filter(|l| **l).count(),
+        1,
+        "exactly one twin leads: {leading:?}"
+    );
+    // The leader hands over to its twin on stop, as to anyone else.
+    let (first, second) = if leading[0] {
+        (&twins[0], &twins[1])
+    } else {
+        (&twins[1], &twins[0])
+    };
+    first.stop().await.expect("stop");
+    timeout(Duration::from_secs(30), second.wait_for_leadership())
+        .await
+        .expect("the twin takes over after the release")
+        .expect("leads");
+    second.stop().await.expect("stop");
+}
+
+/// client-go's elector running as a separate process, and its stdout lines.
+struct Peer {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// A line of the peer, with its Unix-nanosecond stamps.
+#[derive(Debug, PartialEq)]
+enum PeerEvent {
+    NewLeader(String),
+    Leading(i128),
+    Renewed { end: i128 },
+    Released,
+    Stopped(i128),
+    Other(String),
+}
+
+impl Peer {
+    fn spawn(resource: &str, id: &str, timing: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(client_go_peer())
+            .args(["-name", resource, "-namespace", &namespace(), "-id", id])
+            .args(timing)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning the client-go peer");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Self { child, lines }
+    }
+
+    async fn next(&mut self) -> PeerEvent {
+        let line = timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the client-go peer said something within 60 s")
+            .expect("reading the peer")
+            .expect("the client-go peer exited early");
+        let mut words = line.split(' ');
+        let stamp = |word: Option<&str>| -> i128 {
+            word.and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("a stamp in {line:?}"))
+        };
+        match words.next() {
+            Some("NEW_LEADER") => PeerEvent::NewLeader(words.next().unwrap_or("").to_owned()),
+            Some("LEADING") => PeerEvent::Leading(stamp(words.next())),
+            Some("RENEWED") => {
+                let _start = stamp(words.next());
+                PeerEvent::Renewed {
+                    end: stamp(words.next()),
+                }
+            }
+            Some("RELEASED") => PeerEvent::Released,
+            Some("STOPPED") => PeerEvent::Stopped(stamp(words.next())),
+            _ => PeerEvent::Other(line.clone()),
+        }
+    }
+
+    async fn until_leading(&mut self) -> i128 {
+        loop {
+            if let PeerEvent::Leading(at) = self.next().await {
+                return at;
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the peer runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+}
+
+fn millis(nanos: i128) -> f64 {
+    nanos as f64 / 1e6
+}
+
+/// Our renewals every 250 ms, so several fall within one second of the
+/// wall clock: a client-go follower sees only the first of them change the
+/// record.
+fn fast_renewing_options() -> LeaderElectionOptions {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(2))
+        .renew_interval(Duration::from_millis(250))
+        .retry_interval(Duration::from_millis(300))
+        .grace_period(Duration::from_secs(1))
+        .instance_id("kubernetes-test")
+        .build()
+        .expect("valid options")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
+async fn our_cut_off_leader_stops_before_a_client_go_follower_takes_over() {
+    let provider = support::kubernetes_provider().await;
+    let trials = 5;
+    for trial in 0..trials {
+        let resource = unique_resource("cg-follower");
+        let (ours, proxy) = provider
+            .concrete(&resource, "ours", fast_renewing_options())
+            .await
+            .expect("ours");
+        let ours: Arc<dyn LeaderElection> = Arc::new(ours);
+        ours.start().await.expect("start");
+        ours.wait_for_leadership().await.expect("ours leads");
+        let sampler = WallSampler::start(Arc::clone(&ours));
+        let mut peer = Peer::spawn(
+            &resource,
+            "client-go",
+            &[
+                "-lease-duration=2s",
+                "-renew-deadline=1s",
+                "-retry-period=300ms",
+                "-hold=500ms",
+            ],
+        );
+        assert_eq!(peer.next().await, PeerEvent::NewLeader("ours".to_owned()));
+        // Let client-go watch a few of our renewals, at a different phase
+        // of the second in every trial.
+        tokio::time::sleep(Duration::from_millis(1_200 + 170 * trial)).await;
+        proxy.set_fault(Fault::BlackHole);
+        let cut = support::unix_nanos();
+        let peer_start = peer.until_leading().await;
+        // Our leader has stepped down by now or never will before the check.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (intervals, samples) = sampler.finish();
+        let ours_end = intervals
+            .last()
+            .map(|i: &WallInterval| i.end)
+            .expect("we led");
+        println!(
+            "kubernetes: trial {trial}: cut off at 0, our last term ended by {:+.1} ms, client-go's acquiring write began at {:+.1} ms ({samples} samples)",
+            millis(ours_end - cut),
+            millis(peer_start - cut)
+        );
+        assert!(
+            ours_end < peer_start,
+            "trial {trial}: our leader still led {:.1} ms after client-go began taking the Lease",
+            millis(ours_end - peer_start)
+        );
+        proxy.set_fault(Fault::Reset);
+        ours.stop().await.expect("stop");
+        let _ = timeout(Duration::from_secs(10), peer.child.wait()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
+async fn our_follower_waits_out_a_frozen_client_go_leader() {
+    let provider = support::kubernetes_provider().await;
+    let resource = unique_resource("cg-frozen");
+    // client-go's own leader gives up at the latest retry period + renew
+    // deadline after its last successful renewal returned.
+    let (retry, renew_deadline) = (Duration::from_millis(300), Duration::from_millis(1_500));
+    let mut peer = Peer::spawn(
+        &resource,
+        "client-go",
+        &[
+            "-lease-duration=2s",
+            "-renew-deadline=1500ms",
+            "-retry-period=300ms",
+            "-hold=120s",
+        ],
+    );
+    peer.until_leading().await;
+    let (ours, _proxy) = provider
+        .concrete(&resource, "ours", fast_renewing_options())
+        .await
+        .expect("ours");
+    let ours: Arc<dyn LeaderElection> = Arc::new(ours);
+    ours.start().await.expect("start");
+    let sampler = WallSampler::start(Arc::clone(&ours));
+    let seen = Instant::now();
+    while ours.current_leader_id().as_deref() != Some("client-go") {
+        assert!(
+            seen.elapsed() < Duration::from_secs(30),
+            "we never saw client-go lead"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut last_renewal = None;
+    for _ in 0..4 {
+        if let PeerEvent::Renewed { end } = peer.next().await {
+            last_renewal = Some(end);
+        }
+    }
+    peer.signal("-STOP");
+    // Renewals that completed before the freeze may still be in the pipe.
+    while let Ok(event) = timeout(Duration::from_millis(200), peer.next()).await {
+        if let PeerEvent::Renewed { end } = event {
+            last_renewal = Some(end);
+        }
+    }
+    let last_renewal = last_renewal.expect("client-go renewed before it was frozen");
+    let client_go_gives_up =
+        last_renewal + i128::try_from((retry + renew_deadline).as_nanos()).expect("fits");
+    timeout(Duration::from_secs(30), ours.wait_for_leadership())
+        .await
+        .expect("we take over from the frozen leader")
+        .expect("leads");
+    let (intervals, _) = sampler.finish();
+    let ours_start = intervals.first().map(|i| i.start).expect("we led");
+    peer.signal("-CONT");
+    println!(
+        "kubernetes: frozen client-go leader would have given up {:.1} ms after its last renewal; we led from {:.1} ms after it",
+        millis(client_go_gives_up - last_renewal),
+        millis(ours_start - last_renewal)
+    );
+    assert!(
+        ours_start > client_go_gives_up,
+        "we led {:.1} ms before the frozen client-go leader's own deadline",
+        millis(client_go_gives_up - ours_start)
+    );
+    loop {
+        match peer.next().await {
+            PeerEvent::Stopped(_) => break,
+            PeerEvent::Other(line) => println!("client-go peer: {line}"),
+            _ => {}
+        }
+    }
+    ours.stop().await.expect("stop");
+    let _ = timeout(Duration::from_secs(10), peer.child.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
+async fn a_lease_recreated_by_another_client_ends_our_term_on_the_watch_view() {
+    let provider = support::kubernetes_provider().await;
+    let resource = unique_resource("recreated");
+    // A long renew interval: the term can only end before the next renewal
+    // is due if the watch view of the new Lease ends it.
+    let renew_interval = Duration::from_secs(9);
+    let options = LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(20))
+        .renew_interval(renew_interval)
+        .retry_interval(Duration::from_secs(2))
+        .grace_period(Duration::from_secs(1))
+        .instance_id("kubernetes-test")
+        .build()
+        .expect("valid options");
+    let (leader, proxy) = provider
+        .concrete(&resource, "ours", options)
+        .await
+        .expect("ours");
+    let mut events = leader.subscribe();
+    let before_start = Instant::now();
+    leader.start().await.expect("start");
+    let term = leader.wait_for_leadership().await.expect("ours leads");
+    // No request is in flight now (the acquisition is done and the next
+    // renewal is 9 s away): cut the watch so it misses the deletion, then
+    // delete the Lease and re-create it held by another client, as client-go
+    // would create it (leaseTransitions 0).
+    proxy.set_fault(Fault::Reset);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
+    leases
+        .delete(&resource, &DeleteParams::default())
+        .await
+        .expect("raw delete");
+    let stamp = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let intruder = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(resource.clone()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("intruder".to_owned()),
+            lease_duration_seconds: Some(20),
+            acquire_time: Some(stamp.clone()),
+            renew_time: Some(stamp),
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
+    };
+    leases
+        .create(&PostParams::default(), &intruder)
+        .await
+        .expect("raw re-create");
+    let recreated = Instant::now();
+    proxy.set_fault(Fault::PassThrough);
+    assert!(
+        leader.is_leader(),
+        "the leader noticed nothing yet: its watch is down"
+    );
+    let renewal_due = before_start + renew_interval;
+    tokio::select! {
+        reason = next_loss_reason(&mut events) => {
+            println!(
+                "kubernetes: term {} ended {:?} after the re-creation ({reason})",
+                term.fencing_token(),
+                recreated.elapsed()
+            );
+            assert_eq!(reason, LossReason::LostToOtherHolder);
+        }
+        () = tokio::time::sleep_until(renewal_due) => panic!(
+            "the leader kept leading on the re-created Lease until its next renewal was due"
+        ),
+    }
+    assert!(!leader.is_leader());
+    assert_eq!(leader.current_leader_id().as_deref(), Some("intruder"));
+    leader.stop().await.expect("stop");
+}
