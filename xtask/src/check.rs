@@ -297,6 +297,39 @@ pub(crate) fn consul(record: &Record) -> Result<usize, String> {
     Ok(count)
 }
 
+/// The client agent is a member of the server's cluster: its node is in the
+/// catalog, and a session created through it lives on that node.
+pub(crate) fn consul_client(record: &Record) -> Result<usize, String> {
+    let url = record.url.as_str();
+    let client = Client::new(None, None)?;
+    let mut count = 0;
+    let s = "consul-client";
+    let node = crate::consul::CLIENT_NODE;
+
+    let leader = client.get(&format!("{url}/v1/status/leader"))?;
+    expect(
+        leader.status == 200 && leader.body.contains(':'),
+        "the client agent must know the server's leader",
+        || format!("{} {}", leader.status, leader.body),
+    )?;
+    ok(s, &format!("reaches leader {}", leader.body.trim()), &mut count);
+
+    let sid = session(&client, url, "le-smoke-client", "10s")?;
+    let info = client.get(&format!("{url}/v1/session/info/{sid}"))?.json()?;
+    let _ = client.send("PUT", &format!("{url}/v1/session/destroy/{sid}"), Some(""))?;
+    expect(
+        info[0]["Node"] == json!(node),
+        "a session created through the client agent must live on its node",
+        || info.to_string(),
+    )?;
+    ok(
+        s,
+        &format!("a session created through it lives on node {node}"),
+        &mut count,
+    );
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -1,7 +1,9 @@
 //! A single-node Consul server agent as a local process, configured like
 //! Consul's own test agent (`sdk/testutil`): bootstrap server on loopback,
 //! free ports, no DNS/HTTPS/gRPC listeners, and `session_ttl_min = 1s` so
-//! tests can use short leases.
+//! tests can use short leases. Next to it, a client agent joined to it
+//! (other loopback ports, its own data dir and node name): tests make a
+//! candidate's agent leave or lose its node while the server stays up.
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +16,8 @@ use crate::state::Record;
 
 /// The node name of the test agent.
 pub(crate) const NODE: &str = "le-test";
+/// The node name of the client agent joined to the test agent.
+pub(crate) const CLIENT_NODE: &str = "le-test-client";
 
 /// Starts the agent and waits until it has a leader and its node is
 /// registered with a passing `serfHealth` check.
@@ -63,9 +67,85 @@ pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, S
         env: consul_env(&url),
         ..Record::default()
     };
-    wait_ready(&url, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
+    wait_ready(&url, NODE, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
     println!(
         "xtask: consul: ready at {url} (pid {pid}) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(record)
+}
+
+/// Starts a client agent (not a server) that joins the server agent whose
+/// record is `server`, and waits until it reaches the server's leader and
+/// its own node is registered and healthy. It retries the join, so it
+/// follows a server restarted on the same ports.
+pub(crate) fn start_client(
+    binary: &Path,
+    dir: &Path,
+    server: &Record,
+    detach: bool,
+) -> Result<Record, String> {
+    let server_config = server.dir.join("config.json");
+    let server_serf = fs::read_to_string(&server_config)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| config["ports"]["serf_lan"].as_u64())
+        .ok_or_else(|| {
+            format!(
+                "cannot read the server agent's serf_lan port from {}",
+                server_config.display()
+            )
+        })?;
+    let ports = proc::free_ports(3)?;
+    // A client agent opens no server port, but Consul wants one configured.
+    let (http, serf_lan, server_port) = (ports[0], ports[1], ports[2]);
+    let config = serde_json::json!({
+        "node_name": CLIENT_NODE,
+        "datacenter": "dc1",
+        "server": false,
+        "bind_addr": "127.0.0.1",
+        "advertise_addr": "127.0.0.1",
+        "client_addr": "127.0.0.1",
+        "data_dir": dir.join("data").display().to_string(),
+        "log_level": "info",
+        "disable_update_check": true,
+        "retry_join": [format!("127.0.0.1:{server_serf}")],
+        "retry_interval": "1s",
+        "connect": {"enabled": false},
+        "ui_config": {"enabled": false},
+        "ports": {
+            "http": http, "https": -1, "dns": -1, "grpc": -1, "grpc_tls": -1,
+            "serf_lan": serf_lan, "serf_wan": -1, "server": server_port
+        }
+    });
+    let config_path = dir.join("config.json");
+    fs::write(&config_path, config.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    let url = format!("http://127.0.0.1:{http}");
+    let log = dir.join("consul-client.log");
+    let started = Instant::now();
+    let args = vec![
+        "agent".to_string(),
+        format!("-config-file={}", config_path.display()),
+    ];
+    let pid = proc::spawn(binary, &args, &log, detach)?;
+    let record = Record {
+        runtime: "process".into(),
+        pid: Some(pid),
+        binary: Some(binary.to_path_buf()),
+        dir: dir.to_path_buf(),
+        log,
+        url: url.clone(),
+        env: [
+            ("LE_CONSUL_CLIENT_URL".to_string(), url.clone()),
+            ("LE_CONSUL_CLIENT_NODE".to_string(), CLIENT_NODE.to_string()),
+        ]
+        .into(),
+        ..Record::default()
+    };
+    wait_ready(&url, CLIENT_NODE, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
+    println!(
+        "xtask: consul-client: joined, ready at {url} (pid {pid}) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     Ok(record)
@@ -81,9 +161,9 @@ pub(crate) fn consul_env(url: &str) -> std::collections::BTreeMap<String, String
     .into()
 }
 
-/// Waits until the agent at `url` knows its leader and its node is healthy.
-/// `running` reports whether the server process still lives.
-pub(crate) fn wait_ready(url: &str, running: impl Fn() -> bool) -> Result<(), String> {
+/// Waits until the agent at `url` knows its leader and its node `node` is
+/// healthy. `running` reports whether the agent process still lives.
+pub(crate) fn wait_ready(url: &str, node: &str, running: impl Fn() -> bool) -> Result<(), String> {
     let client = Client::new(None, None)?;
     let leader_url = format!("{url}/v1/status/leader");
     let ok = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
@@ -97,7 +177,7 @@ pub(crate) fn wait_ready(url: &str, running: impl Fn() -> bool) -> Result<(), St
         return Err("consul elected no leader within 60s".into());
     }
     let nodes_url = format!("{url}/v1/catalog/nodes");
-    let health_url = format!("{url}/v1/health/node/{NODE}");
+    let health_url = format!("{url}/v1/health/node/{node}");
     let ok = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         let known = client.get(&nodes_url).ok().is_some_and(|r| {
             r.status == 200
@@ -121,6 +201,8 @@ pub(crate) fn wait_ready(url: &str, running: impl Fn() -> bool) -> Result<(), St
     if ok {
         Ok(())
     } else {
-        Err("consul has a leader but its node did not become healthy within 60s".into())
+        Err(format!(
+            "consul has a leader but node {node} did not become healthy within 60s"
+        ))
     }
 }

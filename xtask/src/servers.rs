@@ -14,7 +14,7 @@ pub(crate) enum Target {
     Etcd,
     /// etcd + kube-apiserver.
     Kubernetes,
-    /// The Consul agent.
+    /// The Consul server agent and a client agent joined to it.
     Consul,
     /// Everything.
     All,
@@ -39,8 +39,8 @@ impl Target {
         match self {
             Self::Etcd => &["etcd"],
             Self::Kubernetes => &["etcd", "kube-apiserver"],
-            Self::Consul => &["consul"],
-            Self::All => &["etcd", "kube-apiserver", "consul"],
+            Self::Consul => &["consul", "consul-client"],
+            Self::All => &["etcd", "kube-apiserver", "consul", "consul-client"],
         }
     }
 }
@@ -111,8 +111,16 @@ fn running(record: &Record) -> bool {
 pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State, String> {
     let started = Instant::now();
     let mut state = State::load()?;
+    let mut started_now: Vec<&str> = Vec::new();
     for &name in target.servers() {
         if let Some(record) = state.servers.get(name) {
+            // A client agent joined a server that is gone; it cannot follow
+            // a new one on other ports.
+            let orphan = name == "consul-client" && started_now.contains(&"consul");
+            if orphan && running(record) {
+                println!("xtask: {name}: joined to a server that is gone; restarting it");
+                stop_records(&[(name.to_string(), record.clone())])?;
+            }
             if running(record) {
                 println!("xtask: {name}: already running at {}", record.url);
                 continue;
@@ -124,7 +132,8 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
             state.servers.remove(name);
         }
         let record = match (runtime, name) {
-            (Runtime::Docker, "etcd") => continue,
+            // The Docker runtime has the dev agent only.
+            (Runtime::Docker, "etcd" | "consul-client") => continue,
             (Runtime::Docker, "kube-apiserver") => docker::start_kind(&temp_dir(name)?)?,
             (Runtime::Docker, _) => docker::start_consul(&temp_dir(name)?)?,
             (Runtime::Process, "etcd") => {
@@ -144,6 +153,14 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
                 record.env.extend(peer);
                 record
             }
+            (Runtime::Process, "consul-client") => {
+                let bin = provision::ensure(&versions::CONSUL)?;
+                let server = state
+                    .servers
+                    .get("consul")
+                    .ok_or("the Consul client agent needs the server agent, which is not running")?;
+                consul::start_client(&bin, &temp_dir(name)?, server, detach)?
+            }
             (Runtime::Process, _) => {
                 let bin = provision::ensure(&versions::CONSUL)?;
                 // The provider's interop tests run `consul lock` and Go's
@@ -157,6 +174,7 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
                 record
             }
         };
+        started_now.push(name);
         let saved = record.clone();
         State::update(|s| s.servers.insert(name.to_string(), saved))?;
         state.servers.insert(name.to_string(), record);
@@ -288,6 +306,12 @@ pub(crate) fn check(target: Target) -> Result<usize, String> {
     }
     if wants("consul") {
         passed += check::consul(get("consul")?)?;
+        if let Some(client) = state.servers.get("consul-client") {
+            let client = Some(client)
+                .filter(|r| running(r))
+                .ok_or("consul-client is not running; start it with `cargo xtask servers up consul`")?;
+            passed += check::consul_client(client)?;
+        }
     }
     Ok(passed)
 }
