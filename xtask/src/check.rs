@@ -312,10 +312,16 @@ pub(crate) fn consul_client(record: &Record) -> Result<usize, String> {
         "the client agent must know the server's leader",
         || format!("{} {}", leader.status, leader.body),
     )?;
-    ok(s, &format!("reaches leader {}", leader.body.trim()), &mut count);
+    ok(
+        s,
+        &format!("reaches leader {}", leader.body.trim()),
+        &mut count,
+    );
 
     let sid = session(&client, url, "le-smoke-client", "10s")?;
-    let info = client.get(&format!("{url}/v1/session/info/{sid}"))?.json()?;
+    let info = client
+        .get(&format!("{url}/v1/session/info/{sid}"))?
+        .json()?;
     let _ = client.send("PUT", &format!("{url}/v1/session/destroy/{sid}"), Some(""))?;
     expect(
         info[0]["Node"] == json!(node),

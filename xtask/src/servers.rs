@@ -155,10 +155,9 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
             }
             (Runtime::Process, "consul-client") => {
                 let bin = provision::ensure(&versions::CONSUL)?;
-                let server = state
-                    .servers
-                    .get("consul")
-                    .ok_or("the Consul client agent needs the server agent, which is not running")?;
+                let server = state.servers.get("consul").ok_or(
+                    "the Consul client agent needs the server agent, which is not running",
+                )?;
                 consul::start_client(&bin, &temp_dir(name)?, server, detach)?
             }
             (Runtime::Process, _) => {
@@ -307,9 +306,9 @@ pub(crate) fn check(target: Target) -> Result<usize, String> {
     if wants("consul") {
         passed += check::consul(get("consul")?)?;
         if let Some(client) = state.servers.get("consul-client") {
-            let client = Some(client)
-                .filter(|r| running(r))
-                .ok_or("consul-client is not running; start it with `cargo xtask servers up consul`")?;
+            let client = Some(client).filter(|r| running(r)).ok_or(
+                "consul-client is not running; start it with `cargo xtask servers up consul`",
+            )?;
             passed += check::consul_client(client)?;
         }
     }
