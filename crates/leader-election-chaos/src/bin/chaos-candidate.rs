@@ -1,0 +1,195 @@
+//! `chaos-candidate`: one Rust candidate process of the chaos harness.
+//!
+//! ```text
+//! chaos-candidate --backend kubernetes|consul --server <host:port> --resource <name> --id <candidate id> --log <path>
+//! ```
+//!
+//! It runs a health-based election through the provider crate's factory
+//! (lease 2 s, renew 500 ms, retry 250 ms, grace 500 ms) against `--server`
+//! (the harness's fault proxy in front of the kube-apiserver or the Consul
+//! agent; Kubernetes credentials come from `KUBECONFIG`). A plain OS thread
+//! checks `fencing_token()` right before every append to the shared log.
+//! SIGUSR1 flips its health (an unhealthy leader steps down); SIGTERM stops
+//! the election gracefully (the lease is released) and exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leader_election_abstractions::{HealthBasedLeaderElection, LeaderElectionOptions};
+use leader_election_chaos::log::{FencedLog, Kind};
+use leader_election_chaos::monotonic_ns;
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How often the writer thread checks and writes.
+const WRITE_EVERY: Duration = Duration::from_millis(10);
+
+struct Args {
+    backend: String,
+    server: String,
+    resource: String,
+    id: String,
+    log: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let (mut backend, mut server, mut resource, mut id, mut log) =
+        (None, None, None, None, None);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--backend" => backend = Some(value),
+            "--server" => server = Some(value),
+            "--resource" => resource = Some(value),
+            "--id" => id = Some(value),
+            "--log" => log = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(Args {
+        backend: backend.ok_or("--backend is required")?,
+        server: server.ok_or("--server is required")?,
+        resource: resource.ok_or("--resource is required")?,
+        id: id.ok_or("--id is required")?,
+        log: log.ok_or("--log is required")?,
+    })
+}
+
+fn main() -> ExitCode {
+    // Die with the harness, even when SIGSTOPped at that moment.
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        eprintln!("chaos-candidate: cannot set the parent-death signal: {e}");
+    }
+    let result = parse_args().and_then(|args| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?
+            .block_on(run(args))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chaos-candidate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(id: &str) -> Result<LeaderElectionOptions, String> {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(2))
+        .renew_interval(Duration::from_millis(500))
+        .retry_interval(Duration::from_millis(250))
+        .grace_period(Duration::from_millis(500))
+        .instance_id(id)
+        .build()
+        .map_err(|e| format!("options: {e}"))
+}
+
+async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, String> {
+    let options = options(&args.id)?;
+    match args.backend.as_str() {
+        "kubernetes" => {
+            let mut config =
+                kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| format!("reading KUBECONFIG: {e}"))?;
+            config.cluster_url = format!("https://{}", args.server)
+                .parse()
+                .map_err(|e| format!("--server {}: {e}", args.server))?;
+            let client =
+                kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))?;
+            let factory =
+                KubernetesLeaderElectionFactory::new(client, KubernetesConfig::default(), options)
+                    .map_err(|e| format!("factory: {e}"))?;
+            let election = factory
+                .election(&args.resource, Some(&args.id), true)
+                .map_err(|e| format!("election: {e}"))?;
+            Ok(Arc::new(election))
+        }
+        "consul" => {
+            let config = ConsulConfig {
+                address: format!("http://{}", args.server),
+                session_ttl_min: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+                watch_wait: Duration::from_secs(10),
+                ..ConsulConfig::default()
+            };
+            let factory = ConsulLeaderElectionFactory::new(config, options)
+                .map_err(|e| format!("factory: {e}"))?;
+            let election = factory
+                .election(&args.resource, Some(&args.id), true)
+                .map_err(|e| format!("election: {e}"))?;
+            Ok(Arc::new(election))
+        }
+        other => Err(format!(
+            "--backend must be kubernetes or consul, got {other:?}"
+        )),
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let log = FencedLog::open(&args.log, Kind::Rust, &args.id)
+        .map_err(|e| format!("opening {}: {e}", args.log.display()))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let mut flip = signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
+    let election = election(&args).await?;
+    election
+        .start()
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+
+    let stop_writing = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let election = Arc::clone(&election);
+        let stop_writing = Arc::clone(&stop_writing);
+        let id = args.id.clone();
+        std::thread::spawn(move || {
+            let mut last = None;
+            while !stop_writing.load(Ordering::Relaxed) {
+                match log.write_if(|| election.fencing_token().map(|t| t.0)) {
+                    Ok(token) => {
+                        if token != last {
+                            eprintln!("[{}] {id}: fencing token {token:?}", monotonic_ns());
+                            last = token;
+                        }
+                    }
+                    Err(e) => eprintln!("[{}] {id}: log write failed: {e}", monotonic_ns()),
+                }
+                std::thread::sleep(WRITE_EVERY);
+            }
+        })
+    };
+
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = flip.recv() => {
+                healthy = !healthy;
+                eprintln!("[{}] {}: health -> {healthy}", monotonic_ns(), args.id);
+                if let Err(e) = election.update_health(healthy, None).await {
+                    eprintln!("[{}] {}: update_health: {e}", monotonic_ns(), args.id);
+                }
+            }
+        }
+    }
+    // The writer keeps checking through the graceful stop: the release is
+    // part of what is tested.
+    let stopped = election.stop().await;
+    stop_writing.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    eprintln!("[{}] {}: stopped: {stopped:?}", monotonic_ns(), args.id);
+    stopped.map_err(|e| format!("stop: {e}"))
+}
