@@ -21,6 +21,25 @@ pub fn agent_address() -> SocketAddr {
         .unwrap_or_else(|e| panic!("CONSUL_HTTP_ADDR={raw:?} is not host:port: {e}"))
 }
 
+/// The HTTP address of the client agent joined to the server agent
+/// (`LE_CONSUL_CLIENT_URL`, set by `cargo xtask integration consul`).
+pub fn client_agent_address() -> SocketAddr {
+    let raw = std::env::var("LE_CONSUL_CLIENT_URL").unwrap_or_else(|_| {
+        panic!("LE_CONSUL_CLIENT_URL is not set: run these tests with `cargo xtask integration consul`, which starts a Consul server and a client agent joined to it")
+    });
+    let hostport = raw.trim_start_matches("http://").trim_end_matches('/');
+    hostport
+        .parse()
+        .unwrap_or_else(|e| panic!("LE_CONSUL_CLIENT_URL={raw:?} is not http://host:port: {e}"))
+}
+
+/// The client agent's node name (`LE_CONSUL_CLIENT_NODE`).
+pub fn client_agent_node() -> String {
+    std::env::var("LE_CONSUL_CLIENT_NODE").unwrap_or_else(|_| {
+        panic!("LE_CONSUL_CLIENT_NODE is not set: run these tests with `cargo xtask integration consul`")
+    })
+}
+
 /// Config for an agent (or a proxy in front of it) on loopback; the test
 /// agent runs with `session_ttl_min = 1s`.
 pub fn config_for(address: SocketAddr) -> ConsulConfig {
@@ -50,9 +69,14 @@ pub type ConsulProvider = ProxiedProvider<ConsulLeaseStore>;
 
 /// The conformance provider for the agent at `CONSUL_HTTP_ADDR`.
 pub fn consul_provider() -> ConsulProvider {
+    provider_for("consul", agent_address())
+}
+
+/// Candidates that reach the agent at `agent` through fault proxies.
+pub fn provider_for(name: &str, agent: SocketAddr) -> ConsulProvider {
     ProxiedProvider::new(
-        "consul",
-        agent_address(),
+        name,
+        agent,
         test_options(),
         Box::new(|address, resource, candidate_id, options| {
             Box::pin(async move {
