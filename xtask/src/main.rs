@@ -6,6 +6,8 @@
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod chaos;
+mod chaos_run;
 mod check;
 mod consul;
 mod docker;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("servers") => servers::command(&args[1..]),
         Some("integration") => integration::command(&args[1..]),
+        Some("chaos") => chaos::command(&args[1..]),
         Some("bench") => bench(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
@@ -55,6 +58,10 @@ fn print_help() {
          integration [consul|kubernetes|all] [--runtime process|docker]\n      \
          servers up, provider #[ignore]d tests with --ignored, servers down, one summary line\n      \
          per suite (the servers' smoke check when a provider crate does not exist yet)\n  \
+         chaos [kubernetes|consul|all] [--duration D] [--seed N]\n      \
+         adversarial multi-process run against the real servers: candidate processes (Rust,\n      \
+         client-go, Consul api.Lock) behind fault proxies, seeded random faults, then the\n      \
+         fenced-write log checker; one case per backend x fault mix (D per backend, default 2m)\n  \
          bench   timing numbers, printed not asserted: the hot-path benchmark and the\n      \
          quickstart's failover and handover times (integration tests print the backends')\n  \
          help    this text"
@@ -104,6 +111,14 @@ fn ci(args: &[String]) -> Result<(), String> {
         let result = integration::run("all", servers::Runtime::Process);
         println!(
             "xtask: `cargo xtask integration all` finished in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        result?;
+        println!("xtask: $ cargo xtask chaos all --duration 2m");
+        let started = Instant::now();
+        let result = chaos::run("all", std::time::Duration::from_secs(120), None);
+        println!(
+            "xtask: `cargo xtask chaos all --duration 2m` finished in {:.1}s",
             started.elapsed().as_secs_f64()
         );
         result?;

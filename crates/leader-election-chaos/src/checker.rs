@@ -437,7 +437,12 @@ mod tests {
     #[test]
     fn clean_handovers_pass_with_gaps_per_fault() {
         let report = analyse(&clean_log());
-        assert!(report.passed(), "{:?}\n{}", report.failures(), report.table());
+        assert!(
+            report.passed(),
+            "{:?}\n{}",
+            report.failures(),
+            report.table()
+        );
         assert_eq!(report.terms, 3);
         assert_eq!(report.stale.values().sum::<usize>(), 0);
         let kinds: Vec<&str> = report.takeovers.iter().map(|t| t.fault.as_str()).collect();
@@ -456,7 +461,11 @@ mod tests {
         let report = analyse(&lines);
         assert_eq!(report.stale.get(&Kind::Rust), Some(&1));
         assert!(!report.passed());
-        assert!(report.failures()[0].contains("1 stale writes"), "{:?}", report.failures());
+        assert!(
+            report.failures()[0].contains("1 stale writes"),
+            "{:?}",
+            report.failures()
+        );
     }
 
     #[test]
@@ -521,7 +530,11 @@ mod tests {
         write(&mut lines, 0.0, 1, Kind::Rust, 1);
         write(&mut lines, 1.0, 1, Kind::Rust, 1);
         let report = analyse(&lines);
-        assert!(report.failures()[0].contains("no takeover"), "{:?}", report.failures());
+        assert!(
+            report.failures()[0].contains("no takeover"),
+            "{:?}",
+            report.failures()
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! It runs a health-based election through the provider crate's factory
 //! (lease 2 s, renew 500 ms, retry 250 ms, grace 500 ms) against `--server`
 //! (the harness's fault proxy in front of the kube-apiserver or the Consul
-//! agent; Kubernetes credentials come from `KUBECONFIG`). A plain OS thread
+//! agent; Kubernetes credentials come from `KUBECONFIG`, the namespace from
+//! `LE_KUBE_NAMESPACE` when set). A plain OS thread
 //! checks `fencing_token()` right before every append to the shared log.
 //! SIGUSR1 flips its health (an unhealthy leader steps down); SIGTERM stops
 //! the election gracefully (the lease is released) and exits.
@@ -38,12 +39,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut backend, mut server, mut resource, mut id, mut log) =
-        (None, None, None, None, None);
+    let (mut backend, mut server, mut resource, mut id, mut log) = (None, None, None, None, None);
     while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--backend" => backend = Some(value),
             "--server" => server = Some(value),
@@ -108,11 +106,13 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
             config.cluster_url = format!("https://{}", args.server)
                 .parse()
                 .map_err(|e| format!("--server {}: {e}", args.server))?;
-            let client =
-                kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))?;
-            let factory =
-                KubernetesLeaderElectionFactory::new(client, KubernetesConfig::default(), options)
-                    .map_err(|e| format!("factory: {e}"))?;
+            let client = kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))?;
+            let kube_config = KubernetesConfig {
+                namespace: std::env::var("LE_KUBE_NAMESPACE").ok(),
+                ..KubernetesConfig::default()
+            };
+            let factory = KubernetesLeaderElectionFactory::new(client, kube_config, options)
+                .map_err(|e| format!("factory: {e}"))?;
             let election = factory
                 .election(&args.resource, Some(&args.id), true)
                 .map_err(|e| format!("election: {e}"))?;
@@ -145,10 +145,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
     let mut flip = signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
     let election = election(&args).await?;
-    election
-        .start()
-        .await
-        .map_err(|e| format!("start: {e}"))?;
+    election.start().await.map_err(|e| format!("start: {e}"))?;
 
     let stop_writing = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -31,9 +31,8 @@ fn main() -> ExitCode {
     for failure in &failures {
         println!("FAILED: {failure}");
     }
-    let count = |map: &std::collections::BTreeMap<Kind, usize>, kind| {
-        map.get(&kind).copied().unwrap_or(0)
-    };
+    let count =
+        |map: &std::collections::BTreeMap<Kind, usize>, kind| map.get(&kind).copied().unwrap_or(0);
     println!(
         "RESULT {} {case} takeovers={} faults={} rust_writes={} foreign_writes={} rust_stale={} foreign_stale={}",
         if failures.is_empty() { "passed" } else { "failed" },

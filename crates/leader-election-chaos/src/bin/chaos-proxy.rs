@@ -2,9 +2,14 @@
 //! by line on standard input, one answer line per command on standard output.
 //!
 //! ```text
+//! chaos-proxy --log <shared log>
 //! add <upstream host:port>         -> ok <n> <local port>
 //! fault <n> pass|hole|latency <ms> -> ok
+//! note <fault-kind> <target>       -> ok   (appends an `F` line to the log)
 //! ```
+//!
+//! `note` exists because the harness (`cargo xtask`) cannot read
+//! `CLOCK_MONOTONIC` itself; this process stamps the fault line for it.
 //!
 //! It exits when standard input closes (its parent, `cargo xtask chaos`, is
 //! gone) and is killed with its parent through the parent-death signal.
@@ -12,15 +17,26 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
+use leader_election_chaos::log::append_fault;
 use leader_election_testkit::proxy::{Fault, FaultProxy};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn main() -> std::process::ExitCode {
-    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(
-        rustix::process::Signal::KILL,
-    )) {
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
         eprintln!("chaos-proxy: cannot set the parent-death signal: {e}");
     }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let log = match args.as_slice() {
+        [flag, path] if flag == "--log" => PathBuf::from(path),
+        _ => {
+            eprintln!("usage: chaos-proxy --log <shared log>");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,23 +48,30 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve());
+    runtime.block_on(serve(&log));
     std::process::ExitCode::SUCCESS
 }
 
-async fn serve() {
+async fn serve(log: &Path) {
     let mut proxies: Vec<FaultProxy> = Vec::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
     while let Ok(Some(line)) = lines.next_line().await {
-        let answer = command(&line, &mut proxies).await.unwrap_or_else(|e| format!("error {e}"));
-        if out.write_all(format!("{answer}\n").as_bytes()).await.is_err() || out.flush().await.is_err() {
+        let answer = command(&line, &mut proxies)
+            .await
+            .unwrap_or_else(|e| format!("error {e}"));
+        if out
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .is_err()
+            || out.flush().await.is_err()
+        {
             break;
         }
     }
 }
 
-async fn command(line: &str, proxies: &mut Vec<FaultProxy>) -> Result<String, String> {
+async fn command(line: &str, proxies: &mut Vec<FaultProxy>, log: &Path) -> Result<String, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["add", upstream] => {
@@ -79,6 +102,9 @@ async fn command(line: &str, proxies: &mut Vec<FaultProxy>) -> Result<String, St
             proxy.set_fault(fault);
             Ok("ok".to_owned())
         }
+        ["note", kind, target] => append_fault(log, kind, target)
+            .map(|()| "ok".to_owned())
+            .map_err(|e| format!("cannot append to {}: {e}", log.display())),
         _ => Err(format!("unknown command {line:?}")),
     }
 }

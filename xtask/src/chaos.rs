@@ -1,0 +1,248 @@
+//! `cargo xtask chaos [kubernetes|consul|all] [--duration D] [--seed N]`: the
+//! adversarial multi-process harness against the real servers.
+//!
+//! Per backend it brings the servers up (like `integration`, stopping only
+//! what it started, also on failure), builds the `leader-election-chaos`
+//! binaries and the Go foreign candidates (`go/chaos-peers`, cached under a
+//! hash of their sources), and runs one case per fault mix (see
+//! `chaos_run`), each for its share of `--duration` (the time per backend).
+//! Every case ends with `chaos-check` on the case's shared log. It prints the
+//! checker's report per case, a table, and `chaos: N passed, M failed`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::chaos_run::{self, Backend, CaseResult, Mix, MIXES};
+use crate::provision::{self, workspace_root};
+use crate::servers::{self, Runtime, Target};
+use crate::state::{Record, State};
+
+/// Stops, on drop, the servers this run started. Public fields so a case
+/// that restarts a server (Consul) can record the new pid here.
+pub(crate) struct Teardown(pub(crate) Vec<(String, Record)>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
+        println!(
+            "xtask: chaos: stopping the servers it started: {}",
+            names.join(", ")
+        );
+        self.0.reverse();
+        if let Err(e) = servers::stop_records(&self.0) {
+            eprintln!("xtask: chaos: teardown: {e}");
+        }
+    }
+}
+
+/// Parses `2m`, `90s`, `1m30s` or plain seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("--duration {text:?}: expected e.g. 2m, 90s, 1m30s or seconds");
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let (mut total, mut number) = (0u64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total += match c {
+            'h' => n * 3600,
+            'm' => n * 60,
+            's' => n,
+            _ => return Err(bad()),
+        };
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Entry point of `cargo xtask chaos`.
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut which = "all";
+    let mut duration = Duration::from_secs(120);
+    let mut seed = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "kubernetes" | "consul" | "all" => which = arg.as_str(),
+            "--duration" => {
+                duration = parse_duration(iter.next().map(String::as_str).unwrap_or(""))?
+            }
+            "--seed" => {
+                let value = iter.next().map(String::as_str).unwrap_or("");
+                seed = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|e| format!("--seed {value:?}: {e}"))?,
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; expected kubernetes|consul|all, --duration D, --seed N"
+                ))
+            }
+        }
+    }
+    run(which, duration, seed)
+}
+
+/// The cargo target directory (where the chaos binaries and run logs go).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the chaos binaries; returns the directory they are in.
+fn build_binaries() -> Result<PathBuf, String> {
+    let shown = "cargo build -p leader-election-chaos --bins";
+    println!("xtask: chaos: $ {shown}");
+    let status = Command::new("cargo")
+        .args(["build", "-p", "leader-election-chaos", "--bins"])
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    if !status.success() {
+        return Err(format!("`{shown}` failed with {status}"));
+    }
+    Ok(target_dir().join("debug"))
+}
+
+/// Runs the chaos cases of `which` for `duration` per backend.
+pub(crate) fn run(which: &str, duration: Duration, seed: Option<u64>) -> Result<(), String> {
+    let started = Instant::now();
+    let seed = match seed {
+        Some(seed) => seed,
+        None => u64::from_str_radix(&crate::proc::random_hex(8)?, 16)
+            .map_err(|e| format!("seed: {e}"))?,
+    };
+    println!("xtask: chaos: seed {seed} (repeat the fault choices with --seed {seed})");
+    let backends: Vec<Backend> = [Backend::Kubernetes, Backend::Consul]
+        .into_iter()
+        .filter(|b| which == "all" || b.name() == which)
+        .collect();
+    let bin_dir = build_binaries()?;
+    let peers = provision::ensure_program("chaos-peers", "LE_CHAOS_PEERS_BIN")?;
+    let mut results: Vec<CaseResult> = Vec::new();
+    for backend in backends {
+        let target = match backend {
+            Backend::Kubernetes => Target::Kubernetes,
+            Backend::Consul => Target::Consul,
+        };
+        let before = State::load()?;
+        let up = servers::up(target, Runtime::Process, false);
+        let after = match &up {
+            Ok(state) => state.clone(),
+            Err(_) => State::load()?,
+        };
+        let started_here: Vec<(String, Record)> = target
+            .servers()
+            .iter()
+            .filter_map(|&n| {
+                let record = after.servers.get(n)?;
+                let old = before.servers.get(n);
+                let new = old.is_none_or(|o| o.pid != record.pid || o.dir != record.dir);
+                new.then(|| (n.to_string(), record.clone()))
+            })
+            .collect();
+        let mut teardown = Teardown(started_here);
+        let state = up.map_err(|e| {
+            format!(
+                "chaos {}: servers did not start, so nothing can be tested: {e}",
+                backend.name()
+            )
+        })?;
+        let mixes: Vec<&Mix> = MIXES.iter().collect();
+        let per_case = duration / u32::try_from(mixes.len()).unwrap_or(1);
+        for (i, mix) in mixes.into_iter().enumerate() {
+            let case_seed =
+                seed.wrapping_add(u64::try_from(i).unwrap_or(0) * 1_000_003) ^ backend.salt();
+            let setup = chaos_run::Setup {
+                backend,
+                mix,
+                duration: per_case,
+                seed: case_seed,
+                bin_dir: bin_dir.clone(),
+                peers: peers.clone(),
+                run_dir: target_dir().join("chaos").join(format!(
+                    "{}-{}-{seed}",
+                    backend.name(),
+                    mix.name
+                )),
+                state: state.clone(),
+            };
+            results.push(chaos_run::run_case(&setup, &mut teardown));
+        }
+    }
+    print_summary(&results, seed, started.elapsed());
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if failed > 0 {
+        Err(format!(
+            "{failed} chaos cases failed (see the reports above)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn print_summary(results: &[CaseResult], seed: u64, elapsed: Duration) {
+    println!(
+        "\nxtask: chaos summary (seed {seed}, {:.0}s):",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>6} {:>7} {:>9} {:>11} {:>12} {:>13}  result",
+        "case",
+        "faults",
+        "takeovers",
+        "rust writes",
+        "foreign writes",
+        "rust stale",
+        "foreign stale"
+    );
+    for r in results {
+        println!(
+            "{:<22} {:>6} {:>7} {:>9} {:>11} {:>12} {:>13}  {}",
+            r.name,
+            r.field("faults"),
+            r.field("takeovers"),
+            r.field("rust_writes"),
+            r.field("foreign_writes"),
+            r.field("rust_stale"),
+            r.field("foreign_stale"),
+            if r.passed {
+                "passed".to_owned()
+            } else {
+                format!("FAILED: {}", r.reason)
+            }
+        );
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    println!("chaos: {passed} passed, {} failed", results.len() - passed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("2x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5m3").is_err());
+    }
+}

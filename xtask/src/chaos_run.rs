@@ -1,0 +1,814 @@
+//! One chaos case: candidate processes of one backend behind per-candidate
+//! fault proxies, faults injected at random (seeded) on the leader and
+//! around it, then `chaos-check` on the shared log.
+//!
+//! Every process started here is a child of this xtask process, spawned
+//! from its main thread, and is SIGCONTed and SIGKILLed when the case ends,
+//! whichever way it ends. The candidates and the proxy process also set a
+//! parent-death signal (SIGKILL), so a killed or Ctrl-C'd xtask takes them
+//! with it even when they are SIGSTOPped. The kube-apiserver is frozen by a
+//! separate `sh` in its own process group that always continues it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::chaos::Teardown;
+use crate::consul;
+use crate::proc;
+use crate::state::State;
+
+/// Which lock a case contends for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// A `coordination.k8s.io/v1` Lease on the kube-apiserver.
+    Kubernetes,
+    /// A Consul KV lock.
+    Consul,
+}
+
+impl Backend {
+    /// The name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Kubernetes => "kubernetes",
+            Self::Consul => "consul",
+        }
+    }
+
+    /// Mixed into the seed so the two backends do not get the same schedule.
+    pub(crate) fn salt(self) -> u64 {
+        match self {
+            Self::Kubernetes => 0,
+            Self::Consul => 0x5eed_c025_0000_0000,
+        }
+    }
+}
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultKind {
+    /// SIGKILL, then restart with the same id.
+    Kill,
+    /// SIGSTOP past the lease, then SIGCONT.
+    Stop,
+    /// SIGTERM (graceful stop, the lease is released), then restart.
+    Term,
+    /// A second process with the leader's candidate id, for a while.
+    Twin,
+    /// SIGUSR1 flips a Rust candidate's health (an unhealthy leader steps
+    /// down), flipped back later.
+    Health,
+    /// The candidate's proxy drops everything for longer than the lease.
+    BlackHole,
+    /// The candidate's proxy delays every chunk.
+    Latency,
+    /// kube-apiserver SIGSTOPped past the lease / Consul agent SIGKILLed and restarted.
+    Server,
+}
+
+impl FaultKind {
+    fn name(self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Self::Kill, _) => "sigkill",
+            (Self::Stop, _) => "sigstop",
+            (Self::Term, _) => "sigterm",
+            (Self::Twin, _) => "twin",
+            (Self::Health, _) => "health",
+            (Self::BlackHole, _) => "blackhole",
+            (Self::Latency, _) => "latency",
+            (Self::Server, Backend::Kubernetes) => "apiserver-freeze",
+            (Self::Server, Backend::Consul) => "consul-restart",
+        }
+    }
+}
+
+/// A named set of faults; one case per backend and mix.
+pub(crate) struct Mix {
+    /// The case name's second half.
+    pub(crate) name: &'static str,
+    /// Chosen from at random.
+    pub(crate) faults: &'static [FaultKind],
+}
+
+/// The fault mixes: processes, then network and server.
+pub(crate) const MIXES: [Mix; 2] = [
+    Mix {
+        name: "process",
+        faults: &[
+            FaultKind::Kill,
+            FaultKind::Stop,
+            FaultKind::Term,
+            FaultKind::Twin,
+            FaultKind::Health,
+        ],
+    },
+    Mix {
+        name: "network",
+        faults: &[FaultKind::BlackHole, FaultKind::Latency, FaultKind::Server],
+    },
+];
+
+/// Lease, renew, grace of the Rust candidates (the Go ones use the same lease).
+const LEASE: Duration = Duration::from_secs(2);
+const GRACE: Duration = Duration::from_millis(500);
+
+/// Everything a case needs.
+pub(crate) struct Setup {
+    pub(crate) backend: Backend,
+    pub(crate) mix: &'static Mix,
+    pub(crate) duration: Duration,
+    pub(crate) seed: u64,
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) peers: PathBuf,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) state: State,
+}
+
+/// The outcome of a case, with the checker's summary fields.
+pub(crate) struct CaseResult {
+    pub(crate) name: String,
+    pub(crate) passed: bool,
+    pub(crate) reason: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl CaseResult {
+    /// A field of the checker's `RESULT` line, `-` when absent.
+    pub(crate) fn field(&self, key: &str) -> &str {
+        self.fields.get(key).map_or("-", String::as_str)
+    }
+}
+
+/// SplitMix64 (the same generator as the chaos crate's, which xtask does not
+/// depend on).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn range(&mut self, low: u64, high: u64) -> u64 {
+        if high <= low {
+            low
+        } else {
+            low + self.next() % (high - low)
+        }
+    }
+
+    fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(self.range(low, high))
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[usize::try_from(self.range(0, items.len() as u64)).unwrap_or(0)]
+    }
+}
+
+/// Sends `signal` to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The `chaos-proxy` process: fault proxies and fault notes.
+struct ProxyControl {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ProxyControl {
+    fn start(binary: &Path, log: &Path, stderr: File) -> Result<Self, String> {
+        let mut child = Command::new(binary)
+            .arg("--log")
+            .arg(log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err("chaos-proxy has no stdin/stdout".into());
+        };
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn command(&mut self, line: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("chaos-proxy: {line}: {e}"))?;
+        let mut answer = String::new();
+        self.stdout
+            .read_line(&mut answer)
+            .map_err(|e| format!("chaos-proxy: {line}: {e}"))?;
+        let answer = answer.trim().to_owned();
+        if answer.starts_with("ok") {
+            Ok(answer)
+        } else {
+            Err(format!("chaos-proxy: {line}: {answer:?}"))
+        }
+    }
+
+    /// Starts a proxy to `upstream`; returns its index and port.
+    fn add(&mut self, upstream: &str) -> Result<(usize, u16), String> {
+        let answer = self.command(&format!("add {upstream}"))?;
+        let mut words = answer.split_whitespace().skip(1);
+        let index = words.next().and_then(|w| w.parse().ok());
+        let port = words.next().and_then(|w| w.parse().ok());
+        index
+            .zip(port)
+            .ok_or_else(|| format!("chaos-proxy: bad answer {answer:?}"))
+    }
+}
+
+impl Drop for ProxyControl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our library or a foreign client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Rust,
+    Foreign,
+}
+
+/// One candidate position: an id, a proxy, and its current process.
+struct Slot {
+    id: String,
+    who: Who,
+    proxy: usize,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// Follows the shared log to know who wrote last (the leader).
+struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+    last_writer: Option<u32>,
+    writes: u64,
+}
+
+impl LogTail {
+    fn poll(&mut self) {
+        let Ok(mut file) = File::open(&self.path) else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut text = String::new();
+        if let Ok(n) = file.read_to_string(&mut text) {
+            self.offset += n as u64;
+        }
+        self.partial.push_str(&text);
+        let complete = match self.partial.rfind('\n') {
+            Some(end) => self.partial[..=end].to_owned(),
+            None => return,
+        };
+        self.partial.drain(..complete.len());
+        for line in complete.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() == Some("W") {
+                self.writes += 1;
+                self.last_writer = words.nth(3).and_then(|pid| pid.parse().ok());
+            }
+        }
+    }
+}
+
+/// A running case. Dropping it kills every process it started.
+struct Case<'a> {
+    setup: &'a Setup,
+    log: PathBuf,
+    resource: String,
+    upstream: String,
+    proxy: ProxyControl,
+    slots: Vec<Slot>,
+    twins: Vec<Child>,
+    rng: Rng,
+    tail: LogTail,
+    started: Instant,
+    unexpected_exits: u32,
+    teardown: &'a mut Teardown,
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        let children = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.child.as_mut())
+            .chain(self.twins.iter_mut());
+        for child in children {
+            signal(child.id(), "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Case<'_> {
+    fn say(&self, text: &str) {
+        println!(
+            "[{:>6.1}s] {} {}: {text}",
+            self.started.elapsed().as_secs_f64(),
+            self.setup.backend.name(),
+            self.setup.mix.name
+        );
+    }
+
+    fn stderr_for(&self, id: &str) -> Result<File, String> {
+        let path = self.setup.run_dir.join(format!("{id}.log"));
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    }
+
+    fn spawn(&self, who: Who, id: &str, port: u16) -> Result<Child, String> {
+        let setup = self.setup;
+        let server = format!("127.0.0.1:{port}");
+        let env = setup.state.env();
+        let mut command = match (who, setup.backend) {
+            (Who::Rust, backend) => {
+                let mut c = Command::new(setup.bin_dir.join("chaos-candidate"));
+                c.args(["--backend", backend.name(), "--server", &server])
+                    .args(["--resource", &self.resource, "--id", id, "--log"])
+                    .arg(&self.log);
+                c
+            }
+            (Who::Foreign, Backend::Kubernetes) => {
+                let mut c = Command::new(&setup.peers);
+                let namespace = env
+                    .get("LE_KUBE_NAMESPACE")
+                    .map_or("default", String::as_str);
+                c.args(["kube", "-server", &server, "-namespace", namespace])
+                    .args(["-name", &self.resource, "-id", id, "-log"])
+                    .arg(&self.log);
+                c
+            }
+            (Who::Foreign, Backend::Consul) => {
+                let mut c = Command::new(&setup.peers);
+                let key = format!("service/leader-election/{}/.lock", self.resource);
+                c.args(["consul", "-addr", &server, "-key", &key, "-id", id, "-log"])
+                    .arg(&self.log);
+                c
+            }
+        };
+        command
+            .envs(env.iter())
+            .stdin(Stdio::null())
+            .stdout(self.stderr_for(id)?)
+            .stderr(self.stderr_for(id)?);
+        command
+            .spawn()
+            .map_err(|e| format!("cannot start candidate {id}: {e}"))
+    }
+
+    fn restart(&mut self, slot: usize) -> Result<(), String> {
+        let (who, id, port) = {
+            let s = &self.slots[slot];
+            (s.who, s.id.clone(), s.port)
+        };
+        let child = self.spawn(who, &id, port)?;
+        self.slots[slot].child = Some(child);
+        Ok(())
+    }
+
+    fn note(&mut self, kind: FaultKind, target: &str) -> Result<(), String> {
+        let name = kind.name(self.setup.backend);
+        self.say(&format!("{name} {target}"));
+        self.proxy
+            .command(&format!("note {name} {target}"))
+            .map(drop)
+    }
+
+    /// The slot whose process wrote last, if it is one of the slots.
+    fn leader(&mut self) -> Option<usize> {
+        self.tail.poll();
+        let pid = self.tail.last_writer?;
+        self.slots
+            .iter()
+            .position(|s| s.child.as_ref().is_some_and(|c| c.id() == pid))
+    }
+
+    /// The leader most of the time, another candidate ("around it") otherwise.
+    fn target(&mut self) -> usize {
+        let leader = self.leader();
+        match leader {
+            Some(leader) if self.rng.range(0, 100) < 75 => leader,
+            _ => usize::try_from(self.rng.range(0, self.slots.len() as u64)).unwrap_or(0),
+        }
+    }
+
+    fn pid(&self, slot: usize) -> Option<u32> {
+        self.slots[slot].child.as_ref().map(Child::id)
+    }
+
+    /// Restarts candidates that exited without being told to.
+    fn reap_unexpected(&mut self) -> Result<(), String> {
+        for slot in 0..self.slots.len() {
+            let exited = match self.slots[slot].child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Some(status),
+                _ => None,
+            };
+            if let Some(status) = exited {
+                self.unexpected_exits += 1;
+                let id = self.slots[slot].id.clone();
+                let log = self.setup.run_dir.join(format!("{id}.log"));
+                self.say(&format!(
+                    "candidate {id} exited by itself ({status}); restarting. Its log ends:\n{}",
+                    proc::log_tail(&log, 10)
+                ));
+                if self.unexpected_exits > 20 {
+                    return Err(format!(
+                        "candidates exited by themselves {} times; see {}",
+                        self.unexpected_exits,
+                        self.setup.run_dir.display()
+                    ));
+                }
+                self.restart(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_exit(child: &mut Child, timeout: Duration) {
+        let exited = proc::wait_until(timeout, Duration::from_millis(50), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+
+    fn inject(&mut self, kind: FaultKind) -> Result<(), String> {
+        match kind {
+            FaultKind::Kill | FaultKind::Term => {
+                let slot = self.target();
+                let id = self.slots[slot].id.clone();
+                self.note(kind, &id)?;
+                if let Some(mut child) = self.slots[slot].child.take() {
+                    if kind == FaultKind::Kill {
+                        let _ = child.kill();
+                    } else {
+                        signal(child.id(), "TERM");
+                    }
+                    Self::wait_exit(&mut child, Duration::from_secs(10));
+                }
+                let down = self.rng.millis(500, 2500);
+                sleep(down);
+                self.restart(slot)
+            }
+            FaultKind::Stop => {
+                let slot = self.target();
+                let id = self.slots[slot].id.clone();
+                let Some(pid) = self.pid(slot) else {
+                    return Ok(());
+                };
+                self.note(kind, &id)?;
+                signal(pid, "STOP");
+                sleep(LEASE + GRACE + self.rng.millis(500, 2500));
+                signal(pid, "CONT");
+                Ok(())
+            }
+            FaultKind::Twin => {
+                let Some(slot) = self.leader() else {
+                    return Ok(());
+                };
+                let (who, id) = (self.slots[slot].who, self.slots[slot].id.clone());
+                let (_, port) = self.proxy.add(&self.upstream)?;
+                self.note(kind, &id)?;
+                let twin = self.spawn(who, &id, port)?;
+                self.twins.push(twin);
+                sleep(self.rng.millis(5000, 8000));
+                if let Some(mut twin) = self.twins.pop() {
+                    signal(twin.id(), "TERM");
+                    Self::wait_exit(&mut twin, Duration::from_secs(10));
+                }
+                Ok(())
+            }
+            FaultKind::Health => {
+                let mut slot = self.target();
+                if self.slots[slot].who != Who::Rust {
+                    let rust: Vec<usize> = (0..self.slots.len())
+                        .filter(|&s| self.slots[s].who == Who::Rust)
+                        .collect();
+                    slot = self.rng.pick(&rust);
+                }
+                let id = self.slots[slot].id.clone();
+                let Some(pid) = self.pid(slot) else {
+                    return Ok(());
+                };
+                self.note(kind, &id)?;
+                signal(pid, "USR1");
+                sleep(self.rng.millis(2000, 4000));
+                signal(pid, "USR1");
+                Ok(())
+            }
+            FaultKind::BlackHole | FaultKind::Latency => {
+                let slot = self.target();
+                let (id, proxy) = (self.slots[slot].id.clone(), self.slots[slot].proxy);
+                self.note(kind, &id)?;
+                let hold = if kind == FaultKind::BlackHole {
+                    self.proxy.command(&format!("fault {proxy} hole"))?;
+                    self.rng.millis(3000, 5000)
+                } else {
+                    let latency = self.rng.range(200, 1500);
+                    self.say(&format!("latency {latency}ms on {id}"));
+                    self.proxy
+                        .command(&format!("fault {proxy} latency {latency}"))?;
+                    self.rng.millis(3000, 6000)
+                };
+                sleep(hold);
+                self.proxy.command(&format!("fault {proxy} pass")).map(drop)
+            }
+            FaultKind::Server => match self.setup.backend {
+                Backend::Kubernetes => self.freeze_apiserver(),
+                Backend::Consul => self.restart_consul(),
+            },
+        }
+    }
+
+    /// SIGSTOPs the kube-apiserver past the lease. A `sh` in its own process
+    /// group does the STOP and the CONT, so even if this process dies (or
+    /// a Ctrl-C hits it) meanwhile, the apiserver is continued.
+    fn freeze_apiserver(&mut self) -> Result<(), String> {
+        let state = State::load()?;
+        let pid = state
+            .servers
+            .get("kube-apiserver")
+            .and_then(|r| r.pid)
+            .ok_or("kube-apiserver has no recorded pid to freeze")?;
+        let hold = self.rng.millis(LEASE.as_millis() as u64 + 1000, 4500);
+        self.note(FaultKind::Server, "apiserver")?;
+        let mut freezer = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "kill -STOP {pid} && sleep {:.3}; kill -CONT {pid}",
+                hold.as_secs_f64()
+            ))
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the apiserver freezer: {e}"))?;
+        let _ = freezer.wait();
+        signal(pid, "CONT");
+        Ok(())
+    }
+
+    /// SIGKILLs the Consul server agent and starts it again on the same
+    /// configuration and data, recording the new pid in the state file and
+    /// in the teardown.
+    fn restart_consul(&mut self) -> Result<(), String> {
+        let state = State::load()?;
+        let record = state
+            .servers
+            .get("consul")
+            .cloned()
+            .ok_or("no recorded Consul agent to restart")?;
+        let (Some(pid), Some(binary)) = (record.pid, record.binary.clone()) else {
+            return Err("the Consul agent has no recorded pid and binary".into());
+        };
+        if !proc::is_ours(pid, &binary) {
+            return Err(format!(
+                "Consul pid {pid} no longer runs {}",
+                binary.display()
+            ));
+        }
+        self.note(FaultKind::Server, "consul-agent")?;
+        signal(pid, "KILL");
+        proc::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            !proc::alive(pid)
+        });
+        sleep(self.rng.millis(500, 2000));
+        let args = vec![
+            "agent".to_string(),
+            format!("-config-file={}", record.dir.join("config.json").display()),
+        ];
+        let log = record.dir.join("consul-restarted.log");
+        let new_pid = proc::spawn(&binary, &args, &log, false)?;
+        let dir = record.dir.clone();
+        State::update(|s| {
+            if let Some(r) = s.servers.get_mut("consul") {
+                if r.dir == dir {
+                    r.pid = Some(new_pid);
+                }
+            }
+        })?;
+        for (name, r) in self.teardown.0.iter_mut() {
+            if name == "consul" && r.dir == dir {
+                r.pid = Some(new_pid);
+            }
+        }
+        consul::wait_ready(&record.url, consul::NODE, || proc::alive(new_pid))
+            .map_err(|e| format!("the restarted Consul agent: {e}"))?;
+        self.say(&format!("consul agent restarted as pid {new_pid}"));
+        Ok(())
+    }
+}
+
+/// Runs one case and checks its log.
+pub(crate) fn run_case(setup: &Setup, teardown: &mut Teardown) -> CaseResult {
+    let name = format!("{}/{}", setup.backend.name(), setup.mix.name);
+    println!(
+        "\nxtask: chaos {name}: {}s, seed {}, logs in {}",
+        setup.duration.as_secs(),
+        setup.seed,
+        setup.run_dir.display()
+    );
+    let log = setup.run_dir.join("writes.log");
+    let failed = |reason: String| CaseResult {
+        name: name.clone(),
+        passed: false,
+        reason,
+        fields: BTreeMap::new(),
+    };
+    if let Err(e) = drive(setup, &log, teardown) {
+        println!("xtask: chaos {name}: FAILED to run: {e}");
+        return failed(e);
+    }
+    let checker = setup.bin_dir.join("chaos-check");
+    let output = match Command::new(&checker)
+        .arg("--case")
+        .arg(&name)
+        .arg(&log)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => return failed(format!("cannot run {}: {e}", checker.display())),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    print!("{text}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let Some(result) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        return failed(format!(
+            "chaos-check printed no RESULT line ({})",
+            output.status
+        ));
+    };
+    let mut words = result.split_whitespace();
+    let passed = words.next() == Some("passed") && output.status.success();
+    let fields = words
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let reason = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAILED: "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    CaseResult {
+        name,
+        passed,
+        reason,
+        fields,
+    }
+}
+
+/// Starts the candidates, injects faults until the case's time is up, and
+/// stops everything gracefully.
+fn drive(setup: &Setup, log: &Path, teardown: &mut Teardown) -> Result<(), String> {
+    if setup.run_dir.exists() {
+        fs::remove_dir_all(&setup.run_dir)
+            .map_err(|e| format!("cannot clear {}: {e}", setup.run_dir.display()))?;
+    }
+    fs::create_dir_all(&setup.run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", setup.run_dir.display()))?;
+    let env = setup.state.env();
+    let upstream = match setup.backend {
+        Backend::Kubernetes => env.get("LE_KUBE_SERVER").map(|s| {
+            s.trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned()
+        }),
+        Backend::Consul => env.get("CONSUL_HTTP_ADDR").cloned(),
+    }
+    .ok_or("the server's address is not in the servers' environment")?;
+    std::net::TcpStream::connect_timeout(
+        &upstream
+            .parse()
+            .map_err(|e| format!("server address {upstream:?}: {e}"))?,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| format!("cannot reach the server at {upstream}: {e}"))?;
+    let proxy_log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.run_dir.join("proxy.log"))
+        .map_err(|e| format!("proxy log: {e}"))?;
+    let proxy = ProxyControl::start(&setup.bin_dir.join("chaos-proxy"), log, proxy_log)?;
+    let resource = format!("chaos-{}-{:08x}", setup.mix.name, setup.seed & 0xffff_ffff);
+    let mut case = Case {
+        setup,
+        log: log.to_path_buf(),
+        resource,
+        upstream,
+        proxy,
+        slots: Vec::new(),
+        twins: Vec::new(),
+        rng: Rng(setup.seed),
+        tail: LogTail {
+            path: log.to_path_buf(),
+            offset: 0,
+            partial: String::new(),
+            last_writer: None,
+            writes: 0,
+        },
+        started: Instant::now(),
+        unexpected_exits: 0,
+        teardown,
+    };
+    let candidates = [
+        ("rust-1", Who::Rust),
+        ("rust-2", Who::Rust),
+        ("rust-3", Who::Rust),
+        ("go-1", Who::Foreign),
+    ];
+    for (id, who) in candidates {
+        let (proxy, port) = case.proxy.add(&case.upstream)?;
+        let child = case.spawn(who, id, port)?;
+        case.slots.push(Slot {
+            id: id.to_owned(),
+            who,
+            proxy,
+            port,
+            child: Some(child),
+        });
+    }
+    case.say(&format!(
+        "{} candidates on resource {} (3 Rust, 1 foreign), each behind its own proxy",
+        case.slots.len(),
+        case.resource
+    ));
+    let first = proc::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        case.tail.poll();
+        case.tail.writes > 0
+    });
+    if !first {
+        case.reap_unexpected()?;
+        return Err(format!(
+            "no candidate wrote within 60s: is the server reachable? candidate logs in {}",
+            setup.run_dir.display()
+        ));
+    }
+    case.say("a leader is writing; injecting faults");
+    let deadline = case.started + setup.duration;
+    while Instant::now() < deadline {
+        case.reap_unexpected()?;
+        let kind = case.rng.pick(setup.mix.faults);
+        case.inject(kind)?;
+        let pause = case.rng.millis(1000, 3000);
+        sleep(pause);
+    }
+    case.reap_unexpected()?;
+    sleep(Duration::from_secs(2));
+    case.tail.poll();
+    let writes = case.tail.writes;
+    case.say(&format!(
+        "time is up after {writes} writes; stopping every candidate (SIGTERM)"
+    ));
+    for child in case
+        .slots
+        .iter_mut()
+        .filter_map(|s| s.child.as_mut())
+        .chain(case.twins.iter_mut())
+    {
+        signal(child.id(), "CONT");
+        signal(child.id(), "TERM");
+    }
+    for child in case
+        .slots
+        .iter_mut()
+        .filter_map(|s| s.child.as_mut())
+        .chain(case.twins.iter_mut())
+    {
+        Case::wait_exit(child, Duration::from_secs(10));
+    }
+    Ok(())
+}
