@@ -185,6 +185,7 @@ async fn leader_whose_node_is_deregistered_while_cut_off_stops_before_the_lock_i
         follower.is_leader()
     })
     .await;
+    recorder.sample_now();
     wait_for("the leader to step down", Duration::from_secs(30), || {
         !leader.is_leader()
     })
@@ -246,6 +247,7 @@ async fn two_processes_with_one_candidate_id_never_both_lead() {
         second.is_leader()
     })
     .await;
+    recorder.sample_now();
     println!("consul: the twin took over {took_over:?} after the first was cut off");
     first_proxy.set_fault(Fault::PassThrough);
     // Healed, the first finds the lock held under its id by the second's
@@ -261,6 +263,8 @@ async fn two_processes_with_one_candidate_id_never_both_lead() {
         first.is_leader()
     })
     .await;
+    // Record the term even if stop() ends it before the next tick.
+    recorder.sample_now();
     first.stop().await.expect("stop first");
     let report = recorder.finish();
     report.assert_safe();
