@@ -57,7 +57,7 @@ async fn serve(log: &Path) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
     while let Ok(Some(line)) = lines.next_line().await {
-        let answer = command(&line, &mut proxies)
+        let answer = command(&line, &mut proxies, log)
             .await
             .unwrap_or_else(|e| format!("error {e}"));
         if out
