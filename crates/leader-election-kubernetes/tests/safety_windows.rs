@@ -27,75 +27,98 @@ use tokio::time::{timeout, Instant};
 
 use support::{admin_client, client_go_peer, namespace, test_options, WallInterval, WallSampler};
 
+/// An election of `resource` under `id` with a factory (and client) of its
+/// own, as another process would have.
+async fn election_of_another_process(resource: &str, id: &str) -> Arc<dyn LeaderElection> {
+    let factory = KubernetesLeaderElectionFactory::new(
+        admin_client().await,
+        KubernetesConfig::default(),
+        test_options(),
+    )
+    .expect("factory");
+    Arc::new(
+        factory
+            .election(resource, Some(id), false)
+            .expect("election"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn two_elections_with_one_candidate_id_never_both_lead() {
     let resource = unique_resource("twins");
-    // Two factories over two clients, as two processes would have.
-    let mut twins: Vec<Arc<dyn LeaderElection>> = Vec::new();
-    for _ in 0..2 {
-        let factory = KubernetesLeaderElectionFactory::new(
-            admin_client().await,
-            KubernetesConfig::default(),
-            test_options(),
-        )
-        .expect("factory");
-        let election = factory
-            .election(&resource, Some("same-id"), false)
-            .expect("election");
-        twins.push(Arc::new(election));
-    }
+    let live: Arc<std::sync::Mutex<Vec<Arc<dyn LeaderElection>>>> = Arc::default();
     let recorder = LeadershipRecorder::start(Duration::from_millis(1));
-    for twin in &twins {
-        recorder.watch(twin);
-        twin.start().await.expect("start");
-    }
-    // A plain thread reads both, back to back, as application threads would.
-    let readers = {
-        let twins = twins.clone();
+    let first = election_of_another_process(&resource, "same-id").await;
+    recorder.watch(&first);
+    first.start().await.expect("start");
+    first.wait_for_leadership().await.expect("the first leads");
+    live.lock().expect("live").push(first);
+    // A plain thread reads every live twin, back to back, as application
+    // threads would.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (live, done) = (Arc::clone(&live), Arc::clone(&done));
         std::thread::spawn(move || {
             let (mut reads, mut both) = (0u64, 0u64);
-            let until = std::time::Instant::now() + Duration::from_secs(6);
-            while std::time::Instant::now() < until {
-                let (a, b) = (twins[0].is_leader(), twins[1].is_leader());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let twins = live.lock().expect("live").clone();
+                let leading = twins.iter().filter(|t| t.is_leader()).count();
                 reads += 1;
-                both += u64::from(a && b);
+                both += u64::from(leading > 1);
                 std::thread::sleep(Duration::from_micros(50));
             }
             (reads, both)
         })
     };
-    let (reads, both) = tokio::task::spawn_blocking(move || readers.join().expect("reader"))
+    // Twins start one after another while one of them leads (a replacement
+    // process, a second replica with the same configured id); the one that
+    // does not lead is stopped before the next arrives.
+    for _ in 0..5 {
+        let twin = election_of_another_process(&resource, "same-id").await;
+        recorder.watch(&twin);
+        live.lock().expect("live").push(Arc::clone(&twin));
+        twin.start().await.expect("start");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let follower = {
+            let mut twins = live.lock().expect("live");
+            let index = twins.iter().position(|t| !t.is_leader());
+            index.map(|i| twins.remove(i))
+        };
+        if let Some(follower) = follower {
+            follower.stop().await.expect("stop");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, both) = tokio::task::spawn_blocking(move || reader.join().expect("reader"))
         .await
         .expect("join");
-    let leading: Vec<bool> = twins.iter().map(|t| t.is_leader()).collect();
     let report = recorder.finish();
     println!(
-        "kubernetes: twins with one id: {} terms recorded, {both} of {reads} thread reads saw both leading",
+        "kubernetes: twins with one id: {} terms recorded, {both} of {reads} thread reads saw two leading",
         report.intervals.len()
     );
     assert_eq!(
         both, 0,
-        "both elections with one id led at once in {both} of {reads} reads"
+        "two elections with one id led at once in {both} of {reads} reads"
     );
     report.assert_safe();
     assert_eq!(
-        leading.iter().filter(|l| **l).count(),
+        report.intervals.len(),
         1,
-        "exactly one twin leads: {leading:?}"
+        "the first twin kept leading: {:?}",
+        report.intervals
     );
-    // The leader hands over to its twin on stop, as to anyone else.
-    let (first, second) = if leading[0] {
-        (&twins[0], &twins[1])
-    } else {
-        (&twins[1], &twins[0])
-    };
-    first.stop().await.expect("stop");
-    timeout(Duration::from_secs(30), second.wait_for_leadership())
+    // The leader hands over to a twin on stop, as to anyone else.
+    let leader = live.lock().expect("live").pop().expect("the leader");
+    let twin = election_of_another_process(&resource, "same-id").await;
+    twin.start().await.expect("start");
+    leader.stop().await.expect("stop");
+    timeout(Duration::from_secs(30), twin.wait_for_leadership())
         .await
         .expect("the twin takes over after the release")
         .expect("leads");
-    second.stop().await.expect("stop");
+    twin.stop().await.expect("stop");
 }
 
 /// client-go's elector running as a separate process, and its stdout lines.
