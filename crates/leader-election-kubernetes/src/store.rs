@@ -442,8 +442,13 @@ impl LeaseStore for KubernetesLeaseStore {
         if !free {
             return Ok(Acquisition::Held(view));
         }
-        let previous = lease.spec.as_ref().and_then(|s| s.lease_transitions);
-        let next = next_term(lease.metadata.resource_version.as_deref(), previous)?;
+        // A missing counter counts as 0, as in client-go: this is transition 1.
+        let previous = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_transitions)
+            .unwrap_or(0);
+        let next = next_term(lease.metadata.resource_version.as_deref(), Some(previous))?;
         self.claim_for_us(&mut lease, &next.epoch, next.transitions);
         match self
             .call(

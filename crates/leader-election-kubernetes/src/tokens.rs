@@ -70,7 +70,7 @@ pub(crate) struct NextTerm {
 
 /// The term an acquisition begins, given the `resourceVersion` read just
 /// before the acquiring write and the Lease's current `leaseTransitions`
-/// (`None` for a Lease we create).
+/// (`None` for a Lease we create, which starts at 0 like client-go's).
 ///
 /// Refuses (an error the engine retries, logged) when the revision cannot
 /// serve as an epoch, instead of issuing a token that may not be above every
@@ -83,7 +83,6 @@ pub(crate) fn next_term(read_revision: Option<&str>, previous: Option<i32>) -> R
         )));
     };
     let transitions = match previous {
-        // A created Lease, or one whose writer left the counter out.
         None => 0,
         Some(count) if (0..i32::MAX).contains(&count) => count + 1,
         // Exhausted (or written negative, which only a wrapped counter does):
