@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use examples::{demo_options, elapsed, init_tracing, stamp};
 use leader_election_abstractions::{
-    LeaderElection, LeaderElectionExt, LeaderElectionFactory, LeadershipGuard,
+    LeaderElection, LeaderElectionExt, LeaderElectionFactory, LeadershipGuard, RunOutcome,
 };
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore, StoreFault};
 
@@ -99,10 +99,10 @@ async fn active_passive_service(
         let work = |guard| serve_while_active(id.clone(), guard, Arc::clone(&active));
         match election.run_while_leader(work).await {
             // The active work never finishes by itself; it ends by being cancelled.
-            Ok(Some(never)) => match never {},
-            Ok(None) => {
+            Ok(RunOutcome::Completed(never)) => match never {},
+            Ok(RunOutcome::Ended(reason)) => {
                 terms += 1;
-                println!("{} {id} is passive again", stamp());
+                println!("{} {id} is passive again ({reason})", stamp());
             }
             Err(leader_election_abstractions::Error::Stopped) => return Ok(terms),
             Err(other) => return Err(other),

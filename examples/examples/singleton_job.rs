@@ -1,8 +1,9 @@
 //! Pattern 1 of the seed README: a single leader for singleton work.
 //!
-//! Two workers run the same service; on every tick only the one that leads
-//! runs the job. Half-way through, worker-1 (the first leader) shuts down
-//! gracefully and worker-2 takes the job over at once. Each job run carries
+//! Two workers run the same service; each waits for leadership and, while its
+//! term lasts, runs the job on every tick. Half-way through, worker-1 (the
+//! first leader) is told to shut down (its cancellation token is cancelled)
+//! and worker-2 takes the job over at once. Each job run carries
 //! the term's fencing token, and the (simulated) system the job writes to
 //! rejects any token older than one it has already seen, so a stale leader
 //! could never overwrite its successor's work. Ends after a fixed number of
@@ -17,8 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use examples::{demo_options, elapsed, init_tracing, stamp};
-use leader_election_abstractions::{FencingToken, LeaderElection, LeaderElectionFactory};
+use leader_election_abstractions::{
+    Error as ElectionError, FencingToken, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
+};
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
+use tokio_util::sync::CancellationToken;
 
 /// How often each worker checks whether it should run the job (the seed
 /// waits a minute; a demo cannot).
@@ -34,19 +38,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     )?);
     let sink = Arc::new(JobSink::default());
 
-    // worker-1 runs 8 ticks and then leaves (a rolling deploy, say);
-    // worker-2 runs 16. Starting worker-1 first makes it the first leader.
+    // worker-1 runs for 8 ticks and then leaves (a rolling deploy, say);
+    // worker-2 for 16. Starting worker-1 first makes it the first leader.
+    let (stop_1, stop_2) = (CancellationToken::new(), CancellationToken::new());
     let first = tokio::spawn(singleton_job_service(
         factory.create_election("singleton-job", Some("worker-1"))?,
-        8,
+        stop_1.clone(),
         Arc::clone(&sink),
     ));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let second = tokio::spawn(singleton_job_service(
         factory.create_election("singleton-job", Some("worker-2"))?,
-        16,
+        stop_2.clone(),
         Arc::clone(&sink),
     ));
+    tokio::time::sleep(TICK * 8).await;
+    stop_1.cancel();
+    tokio::time::sleep(TICK * 8).await;
+    stop_2.cancel();
 
     let runs_1 = first.await??;
     let runs_2 = second.await??;
@@ -60,25 +69,39 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The seed's `SingletonJobService.ExecuteAsync`, with a bounded loop.
+/// The seed's `SingletonJobService.ExecuteAsync(stoppingToken)`: the
+/// election lives until `stopping` is cancelled; the job runs on every tick
+/// of each term this worker leads, and not a moment after the term ends.
 async fn singleton_job_service(
     election: Arc<dyn LeaderElection>,
-    ticks: u32,
+    stopping: CancellationToken,
     sink: Arc<JobSink>,
-) -> Result<u32, leader_election_abstractions::Error> {
-    election.start().await?;
+) -> Result<u32, ElectionError> {
+    // Cancelling `stopping` stops the election and releases the lease.
+    Arc::clone(&election).start_until(stopping.clone()).await?;
+    let id = election.candidate_id().to_owned();
     let mut runs = 0;
-    for _ in 0..ticks {
-        // `fencing_token()` is `is_leader()` plus the term's token, in one
-        // read: `Some` exactly while this worker leads.
-        if let Some(token) = election.fencing_token() {
-            process_job(election.candidate_id(), token, &sink).await;
+    loop {
+        let guard = tokio::select! {
+            () = stopping.cancelled() => break,
+            guard = election.wait_for_leadership() => match guard {
+                Ok(guard) => guard,
+                Err(ElectionError::Stopped) => break,
+                Err(other) => return Err(other),
+            },
+        };
+        // Leading: run the job every tick until the term ends.
+        loop {
+            process_job(&id, guard.fencing_token(), &sink).await;
             runs += 1;
+            tokio::select! {
+                () = guard.lost() => break,
+                () = tokio::time::sleep(TICK) => {}
+            }
         }
-        tokio::time::sleep(TICK).await;
     }
-    println!("{} {} shuts down", stamp(), election.candidate_id());
-    // Releases the lease if leading, so the other worker takes over at once.
+    println!("{} {id} shuts down", stamp());
+    // Waits for the stop that the cancellation began (stop() is idempotent).
     election.stop().await?;
     Ok(runs)
 }

@@ -6,9 +6,10 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::types::LeaderElectionEvent;
 
@@ -69,7 +70,19 @@ impl Stream for EventStream {
 #[must_use = "dropping the handle unregisters the callback; call .detach() to keep it"]
 #[derive(Debug)]
 pub struct EventCallback {
-    task: Option<tokio::task::JoinHandle<()>>,
+    runner: Option<Runner>,
+}
+
+/// Where a callback runs.
+#[derive(Debug)]
+enum Runner {
+    /// On a task of the Tokio runtime it was registered from.
+    Task(tokio::task::JoinHandle<()>),
+    /// Registered outside any Tokio runtime: on a thread of its own.
+    Thread {
+        stop: CancellationToken,
+        done: oneshot::Receiver<()>,
+    },
 }
 
 impl EventCallback {
@@ -77,32 +90,73 @@ impl EventCallback {
     where
         F: FnMut(&LeaderElectionEvent) + Send + 'static,
     {
-        let task = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                callback(&event);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let task = runtime.spawn(async move {
+                while let Some(event) = events.next().await {
+                    callback(&event);
+                }
+            });
+            return Self {
+                runner: Some(Runner::Task(task)),
+            };
+        }
+        let stop = CancellationToken::new();
+        let (finished, done) = oneshot::channel();
+        let stopped = stop.clone();
+        let deliver = move || {
+            // The event stream needs no reactor, only something to poll it.
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() {
+                runtime.block_on(async {
+                    loop {
+                        tokio::select! {
+                            () = stopped.cancelled() => break,
+                            event = events.next() => match event {
+                                Some(event) => callback(&event),
+                                None => break,
+                            },
+                        }
+                    }
+                });
             }
-        });
-        Self { task: Some(task) }
+            let _ = finished.send(());
+        };
+        let spawned = std::thread::Builder::new()
+            .name("leader-election-callback".into())
+            .spawn(deliver);
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start a thread for an event callback");
+        }
+        Self {
+            runner: Some(Runner::Thread { stop, done }),
+        }
     }
 
     /// Keeps the callback registered for the rest of the election's life.
     pub fn detach(mut self) {
-        self.task = None;
+        self.runner = None;
     }
 
     /// Waits until every event up to the election's stop was delivered.
     pub async fn finished(mut self) {
-        if let Some(task) = self.task.take() {
+        match self.runner.take() {
             // A panicking callback ends its own task only; nothing to report here.
-            let _ = task.await;
+            Some(Runner::Task(task)) => {
+                let _ = task.await;
+            }
+            Some(Runner::Thread { done, .. }) => {
+                let _ = done.await;
+            }
+            None => {}
         }
     }
 }
 
 impl Drop for EventCallback {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        match self.runner.take() {
+            Some(Runner::Task(task)) => task.abort(),
+            Some(Runner::Thread { stop, .. }) => stop.cancel(),
+            None => {}
         }
     }
 }

@@ -6,13 +6,18 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Shared;
-use crate::types::FencingToken;
+use crate::types::{FencingToken, LossReason};
 
 /// One term of leadership, returned by
 /// [`wait_for_leadership`](crate::LeaderElection::wait_for_leadership).
 ///
 /// Cheap to clone. Hand [`fencing_token`](Self::fencing_token) to the systems
 /// you write to; stop writing when [`lost`](Self::lost) completes.
+///
+/// A guard is a view of one term, not ownership of the lease: dropping it
+/// does **not** resign or release anything. To give leadership up, call
+/// [`resign`](crate::LeaderElection::resign) or
+/// [`stop`](crate::LeaderElection::stop).
 #[derive(Clone)]
 pub struct LeadershipGuard {
     pub(crate) shared: Arc<Shared>,
@@ -62,6 +67,14 @@ impl LeadershipGuard {
                 () = sleep_until_opt(deadline) => {}
             }
         }
+    }
+
+    /// Why the term ended, once it has: the first cause known (`stop`,
+    /// `resign`, an unhealthy score, or what the engine saw). `None` while
+    /// the term holds, and when it ended only by its local deadline passing
+    /// before the engine ran (that is [`LossReason::DeadlineExpired`]).
+    pub fn loss_reason(&self) -> Option<LossReason> {
+        self.shared.loss_reason(self.fencing_token)
     }
 
     /// A token cancelled when the engine notices the term has ended (loss,

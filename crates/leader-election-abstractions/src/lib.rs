@@ -55,6 +55,6 @@ pub use registry::{ElectionRegistry, Registration};
 pub use store::LeaseStore;
 pub use traits::{
     ElectionFactory, HealthBasedLeaderElection, LeaderElection, LeaderElectionExt,
-    LeaderElectionFactory,
+    LeaderElectionFactory, RunOutcome,
 };
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};

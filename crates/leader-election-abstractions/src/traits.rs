@@ -10,7 +10,17 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::events::{EventCallback, EventStream};
 use crate::guard::LeadershipGuard;
-use crate::types::{CandidateHealth, FencingToken, LeaderElectionEvent};
+use crate::types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};
+
+/// How [`run_while_leader`](LeaderElectionExt::run_while_leader) ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum RunOutcome<T> {
+    /// The work finished while this candidate led; its output.
+    Completed(T),
+    /// Leadership ended first and the work was dropped; why it ended.
+    Ended(LossReason),
+}
 
 /// Taking part in the election for one resource (the seed's `ILeaderElection`).
 ///
@@ -55,6 +65,9 @@ pub trait LeaderElection: Send + Sync {
     /// Gives up leadership but stays a candidate: releases the lease (if
     /// leading) and does not try to acquire again for one lease duration, so
     /// another candidate can take over. Does nothing when not leading.
+    /// `is_leader()` is false from the moment it is called, even while the
+    /// engine waits on a backend call. Returns
+    /// [`Error::NotStarted`](crate::Error::NotStarted) before `start()`.
     async fn resign(&self) -> Result<()>;
 
     /// A stream of this candidate's events, from now on, in order. A slow
@@ -64,7 +77,9 @@ pub trait LeaderElection: Send + Sync {
 
     /// Waits until this candidate leads and returns a guard with the term's
     /// fencing token and a signal that fires when the term ends. Returns
-    /// [`Error::Stopped`](crate::Error::Stopped) if the election stops first.
+    /// [`Error::NotStarted`](crate::Error::NotStarted) before `start()` (it
+    /// would wait forever), and [`Error::Stopped`](crate::Error::Stopped) if
+    /// the election stops first.
     async fn wait_for_leadership(&self) -> Result<LeadershipGuard>;
 }
 
@@ -78,8 +93,10 @@ pub trait LeaderElection: Send + Sync {
 pub trait HealthBasedLeaderElection: LeaderElection {
     /// Reports health as healthy (score 1) or unhealthy (score 0), with
     /// optional metadata. It is published on top of the options'
-    /// `candidate_metadata` (its keys win) and replaces the metadata of the
-    /// previous health report.
+    /// `candidate_metadata` (its keys win). `Some(metadata)` replaces the
+    /// metadata of the previous health report; `None` keeps it (pass
+    /// `Some(BTreeMap::new())` to clear it). May be called before `start()`
+    /// to set the health the election starts with.
     async fn update_health(
         &self,
         is_healthy: bool,
@@ -123,14 +140,17 @@ pub trait LeaderElectionExt: LeaderElection {
     /// Waits for leadership, then runs `work` with the term's guard until it
     /// finishes or leadership ends, whichever comes first. When leadership
     /// ends first, `work`'s future is dropped (cancelled) no later than the
-    /// term's local deadline, and `Ok(None)` is returned.
+    /// term's local deadline, and [`RunOutcome::Ended`] says why (including
+    /// [`LossReason::Stopped`](crate::LossReason::Stopped) when `stop()` ended
+    /// it). Returns [`Error::NotStarted`](crate::Error::NotStarted) before
+    /// `start()` and [`Error::Stopped`](crate::Error::Stopped) after `stop()`.
     ///
     /// This is the active-passive pattern in one call; loop over it to become
     /// active again after the next election.
     fn run_while_leader<'a, F, Fut, T>(
         &'a self,
         work: F,
-    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a
+    ) -> impl Future<Output = Result<RunOutcome<T>>> + Send + 'a
     where
         F: FnOnce(LeadershipGuard) -> Fut + Send + 'a,
         Fut: Future<Output = T> + Send + 'a,
@@ -140,16 +160,42 @@ pub trait LeaderElectionExt: LeaderElection {
             let guard = self.wait_for_leadership().await?;
             let ended = guard.clone();
             tokio::select! {
-                output = work(guard) => Ok(Some(output)),
-                () = ended.lost() => Ok(None),
+                output = work(guard) => Ok(RunOutcome::Completed(output)),
+                () = ended.lost() => Ok(RunOutcome::Ended(
+                    ended.loss_reason().unwrap_or(LossReason::DeadlineExpired),
+                )),
             }
+        }
+    }
+
+    /// Starts the election and stops it when `shutdown` is cancelled (the
+    /// seed's `StartAsync(cancellationToken)`): on cancellation a leader
+    /// releases its lease, as with [`stop`](LeaderElection::stop). Returns
+    /// once started; the stop runs on a task of the current runtime. Await
+    /// `stop()` after cancelling to know it has finished (it is idempotent).
+    fn start_until(
+        self: Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        Self: 'static,
+    {
+        async move {
+            self.start().await?;
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                // stop() reports no errors worth acting on here; it is idempotent.
+                let _ = self.stop().await;
+            });
+            Ok(())
         }
     }
 
     /// Calls `callback` for every event, in order, on a background task (the
     /// seed's `event` handlers). The callback runs until the returned handle
-    /// is dropped, unless it is [detached](EventCallback::detach). Must be
-    /// called inside a Tokio runtime.
+    /// is dropped, unless it is [detached](EventCallback::detach). Called
+    /// inside a Tokio runtime, the callback runs on a task of that runtime;
+    /// called from any other thread, on a thread of its own.
     ///
     /// Each registration has its own task: one callback sees events in order,
     /// but two callbacks may run in either order for the same moment. Register

@@ -13,7 +13,7 @@ use leader_election_abstractions::store::{
 };
 use leader_election_abstractions::{
     Election, Error, FencingToken, LeaderElection, LeaderElectionEvent, LeaderElectionExt,
-    LeaderElectionOptions, LossReason, Result,
+    LeaderElectionOptions, LossReason, Result, RunOutcome,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
@@ -278,7 +278,11 @@ async fn run_while_leader_cancels_work_at_the_deadline_when_renewals_hang() {
         .run_while_leader(|_guard| std::future::pending::<()>())
         .await
         .expect("run");
-    assert_eq!(outcome, None, "work must be cancelled, not finish");
+    assert_eq!(
+        outcome,
+        RunOutcome::Ended(LossReason::DeadlineExpired),
+        "work must be cancelled, not finish"
+    );
     let lasted = started.elapsed();
     assert!(
         lasted <= Duration::from_secs(15),
@@ -536,4 +540,58 @@ fn options_whose_renewals_do_not_fit_the_backends_guarantee_are_refused() {
     )
     .expect_err("renew_interval 5 s cannot fit a 4 s guarantee");
     assert!(error.to_string().contains("renew_interval"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_that_need_a_running_engine_say_not_started_before_start() {
+    use leader_election_abstractions::HealthBasedLeaderElection;
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    let election = election(store);
+    assert!(matches!(election.resign().await, Err(Error::NotStarted)));
+    assert!(matches!(
+        election.wait_for_leadership().await,
+        Err(Error::NotStarted)
+    ));
+    assert!(matches!(
+        election.run_while_leader(|_| async {}).await,
+        Err(Error::NotStarted)
+    ));
+    // Health may be set before start: it is what the election starts with.
+    election
+        .update_health(true, None)
+        .await
+        .expect("health before start");
+    election.stop().await.expect("stop");
+    assert!(matches!(election.resign().await, Err(Error::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_while_leader_says_why_the_term_ended() {
+    let (store, _feed) = FakeStore::new(RenewScript::Reject);
+    store.then_acquire(acquired(1));
+    let rejected = election(store);
+    rejected.start().await.expect("start");
+    let outcome = rejected
+        .run_while_leader(|_| std::future::pending::<()>())
+        .await
+        .expect("run");
+    assert_eq!(outcome, RunOutcome::Ended(LossReason::RenewRejected));
+    rejected.stop().await.expect("stop");
+
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    election.start().await.expect("start");
+    let running = tokio::spawn({
+        let election = election.clone();
+        async move {
+            election
+                .run_while_leader(|_| std::future::pending::<()>())
+                .await
+        }
+    });
+    sleep(Duration::from_secs(1)).await;
+    election.stop().await.expect("stop");
+    let outcome = running.await.expect("join").expect("run");
+    assert_eq!(outcome, RunOutcome::Ended(LossReason::Stopped));
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use leader_election_abstractions::{
     HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
-    LeaderElectionOptions,
+    LeaderElectionOptions, RunOutcome,
 };
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
 
@@ -28,7 +28,7 @@ async fn library_code(factory: Arc<dyn LeaderElectionFactory>) -> (bool, bool) {
     let follows = !upcast.is_leader();
     plain.stop().await.expect("stop");
     upcast.stop().await.expect("stop");
-    (ran == Some(true), follows)
+    (ran == RunOutcome::Completed(true), follows)
 }
 
 #[tokio::test(start_paused = true)]
@@ -61,4 +61,41 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
         .expect("start does not wait")
         .expect_err("no runtime");
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
+}
+
+/// Callbacks may be registered from a thread outside any Tokio runtime
+/// (this used to panic with "there is no reactor running").
+#[test]
+fn callbacks_can_be_registered_from_a_plain_thread() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let factory =
+        InMemoryLeaderElectionFactory::new(InMemoryStore::new(), LeaderElectionOptions::default())
+            .expect("factory");
+    let election = factory
+        .create_election("plain-thread", Some("me"))
+        .expect("create");
+    let (seen, became) = mpsc::channel();
+    let registered = std::thread::spawn({
+        let election = Arc::clone(&election);
+        move || election.on_became_leader(move |token| seen.send(token.get()).expect("send"))
+    })
+    .join()
+    .expect("registering from a plain thread must not panic");
+    runtime.block_on(async {
+        election.start().await.expect("start");
+        election.wait_for_leadership().await.expect("leads");
+    });
+    let token = became
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert_eq!(token, 1);
+    runtime.block_on(election.stop()).expect("stop");
+    drop(registered);
 }

@@ -20,9 +20,9 @@ use crate::options::{validate_metadata, LeaderElectionOptions};
 use crate::registry::Registration;
 use crate::store::LeaseStore;
 use crate::traits::{HealthBasedLeaderElection, LeaderElection};
-use crate::types::{CandidateHealth, FencingToken};
+use crate::types::{CandidateHealth, FencingToken, LossReason};
 
-use run::{Command, Engine, Health};
+use run::{Command, Health, Setup};
 use shared::Phase;
 pub(crate) use shared::Shared;
 
@@ -68,19 +68,17 @@ struct Inner<S: LeaseStore> {
     term_limit: Duration,
     health_based: bool,
     health: watch::Sender<Health>,
-    control: Mutex<Control>,
+    /// The engine task and its command channel, while it runs. The lifecycle
+    /// itself is the [`Phase`] in `shared.status`, changed only under this lock.
+    task: Mutex<Option<Task>>,
     /// This election's place in its factory's registry, given up when it stops.
     registration: Mutex<Option<Registration>>,
 }
 
-enum Control {
-    Idle,
-    Running {
-        commands: mpsc::UnboundedSender<Command>,
-        task: tokio::task::JoinHandle<()>,
-    },
-    Stopping,
-    Stopped,
+/// A running engine task and the way to command it.
+struct Task {
+    commands: mpsc::UnboundedSender<Command>,
+    handle: tokio::task::JoinHandle<()>,
 }
 
 impl<S: LeaseStore> Election<S> {
@@ -125,7 +123,7 @@ impl<S: LeaseStore> Election<S> {
                 term_limit,
                 health_based,
                 health,
-                control: Mutex::new(Control::Idle),
+                task: Mutex::new(None),
                 registration: Mutex::new(None),
             }),
         })
@@ -163,26 +161,16 @@ impl<S: LeaseStore> Election<S> {
     /// Other candidates take over only when the lease expires. The election
     /// counts as stopped afterwards.
     pub fn abort_without_release(&self) {
-        let previous = self.replace_control(Control::Stopped);
-        if let Control::Running { task, .. } = previous {
-            task.abort();
+        let task = {
+            let mut task = lock(&self.inner.task);
+            self.inner.shared.set_phase(Phase::Stopped);
+            task.take()
+        };
+        if let Some(task) = task {
+            task.handle.abort();
         }
         self.inner.shared.finish();
         lock(&self.inner.registration).take();
-    }
-
-    fn replace_control(&self, next: Control) -> Control {
-        match self.inner.control.lock() {
-            Ok(mut control) => std::mem::replace(&mut *control, next),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
-        }
-    }
-
-    fn with_control<T>(&self, f: impl FnOnce(&mut Control) -> T) -> T {
-        match self.inner.control.lock() {
-            Ok(mut control) => f(&mut control),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
     }
 
     /// Whether this election honours health scores (steps down when unhealthy).
@@ -199,6 +187,16 @@ impl<S: LeaseStore> Election<S> {
             return Err(Error::Stopped);
         }
         Ok(())
+    }
+
+    /// For calls that need the engine: `NotStarted` before `start()`,
+    /// `Stopped` after `stop()`.
+    fn ensure_running(&self) -> Result<()> {
+        match self.phase() {
+            Phase::Idle => Err(Error::NotStarted),
+            Phase::Running | Phase::Stopping => Ok(()),
+            Phase::Stopped => Err(Error::Stopped),
+        }
     }
 
     async fn wait_until_stopped(&self) {
@@ -230,7 +228,7 @@ impl<S: LeaseStore> Election<S> {
             && score < options.minimum_health_score
         {
             // Readers see the step-down now, not after a store call in flight.
-            self.inner.shared.end_term_now();
+            self.inner.shared.end_term_now(LossReason::Unhealthy);
         }
         Ok(())
     }
@@ -264,86 +262,82 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
     }
 
     async fn start(&self) -> Result<()> {
-        self.with_control(|control| match control {
-            Control::Running { .. } => Ok(()),
-            Control::Stopping | Control::Stopped => Err(Error::Stopped),
-            Control::Idle => {
-                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-                    Error::invalid_option(
-                        "runtime",
-                        "start() must be called inside a Tokio runtime",
-                    )
-                })?;
-                let inner = &self.inner;
-                inner.shared.init_clock();
-                inner
-                    .shared
-                    .status
-                    .send_modify(|status| status.phase = Phase::Running);
-                let (commands, receiver) = mpsc::unbounded_channel();
-                let engine = Engine {
-                    store: Arc::clone(&inner.store),
-                    shared: Arc::clone(&inner.shared),
-                    options: Arc::clone(&inner.options),
-                    term_limit: inner.term_limit,
-                    honour_health: self.honours_health(),
-                    health: inner.health.subscribe(),
-                    commands: receiver,
-                };
-                // WARN level, so the fields reach warnings even under a `warn` filter.
-                let span = tracing::warn_span!(
-                    "leader_election",
-                    resource = %inner.shared.resource,
-                    candidate = %inner.shared.candidate_id
-                );
-                let task = runtime.spawn(tracing::Instrument::instrument(engine.run(), span));
-                *control = Control::Running { commands, task };
-                Ok(())
-            }
-        })
+        let mut task = lock(&self.inner.task);
+        match self.phase() {
+            Phase::Running => return Ok(()),
+            Phase::Stopping | Phase::Stopped => return Err(Error::Stopped),
+            Phase::Idle => {}
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::invalid_option("runtime", "start() must be called inside a Tokio runtime")
+        })?;
+        let inner = &self.inner;
+        inner.shared.init_clock();
+        inner.shared.set_phase(Phase::Running);
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let setup = Setup {
+            store: Arc::clone(&inner.store),
+            shared: Arc::clone(&inner.shared),
+            options: Arc::clone(&inner.options),
+            term_limit: inner.term_limit,
+            honour_health: self.honours_health(),
+            health: inner.health.subscribe(),
+            commands: receiver,
+        };
+        // WARN level, so the fields reach warnings even under a `warn` filter.
+        let span = tracing::warn_span!(
+            "leader_election",
+            resource = %inner.shared.resource,
+            candidate = %inner.shared.candidate_id
+        );
+        let handle = runtime.spawn(tracing::Instrument::instrument(setup.run(), span));
+        *task = Some(Task { commands, handle });
+        Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
         // Readers see the term end now, even if the engine is in a store call.
-        self.inner.shared.begin_ending();
-        let previous = self.with_control(|control| match control {
-            Control::Running { .. } => std::mem::replace(control, Control::Stopping),
-            Control::Idle => std::mem::replace(control, Control::Stopped),
-            Control::Stopping => Control::Stopping,
-            Control::Stopped => Control::Stopped,
-        });
-        match previous {
-            Control::Running { commands, task } => {
-                let _ = commands.send(Command::Stop);
-                // A panic in the engine must still leave the election stopped.
-                let _ = task.await;
-                self.inner.shared.finish();
-                self.with_control(|control| *control = Control::Stopped);
+        self.inner.shared.begin_ending(LossReason::Stopped);
+        let (phase, running) = {
+            let mut task = lock(&self.inner.task);
+            let phase = self.phase();
+            match phase {
+                Phase::Running => self.inner.shared.set_phase(Phase::Stopping),
+                Phase::Idle => self.inner.shared.set_phase(Phase::Stopped),
+                Phase::Stopping | Phase::Stopped => {}
             }
-            Control::Idle => self.inner.shared.finish(),
-            Control::Stopping => self.wait_until_stopped().await,
-            Control::Stopped => {}
+            (phase, task.take())
+        };
+        match (phase, running) {
+            (Phase::Running, Some(task)) => {
+                let _ = task.commands.send(Command::Stop);
+                // A panic in the engine must still leave the election stopped.
+                let _ = task.handle.await;
+                self.inner.shared.finish();
+            }
+            (Phase::Stopping, _) => self.wait_until_stopped().await,
+            _ => self.inner.shared.finish(),
         }
         lock(&self.inner.registration).take();
         Ok(())
     }
 
     async fn resign(&self) -> Result<()> {
-        self.ensure_not_stopped()?;
+        self.ensure_running()?;
         let (ack, done) = oneshot::channel();
-        let sent = self.with_control(|control| match control {
-            Control::Running { commands, .. } => {
+        let sent = match lock(&self.inner.task).as_ref() {
+            Some(task) => {
                 // Readers see the term end now, even if the engine is in a
                 // store call; no term begins until the engine has resigned.
-                self.inner.shared.begin_ending();
-                let sent = commands.send(Command::Resign(ack)).is_ok();
+                self.inner.shared.begin_ending(LossReason::Resigned);
+                let sent = task.commands.send(Command::Resign(ack)).is_ok();
                 if !sent {
                     self.inner.shared.finish_ending();
                 }
                 sent
             }
-            _ => false,
-        });
+            None => false,
+        };
         if sent {
             done.await.map_err(|_| Error::Stopped)?;
         }
@@ -355,6 +349,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
     }
 
     async fn wait_for_leadership(&self) -> Result<LeadershipGuard> {
+        self.ensure_running()?;
         let mut status = self.inner.shared.status.subscribe();
         loop {
             {

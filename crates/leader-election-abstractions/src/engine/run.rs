@@ -30,6 +30,16 @@ pub(crate) enum Command {
     Resign(oneshot::Sender<()>),
 }
 
+/// What a step-down does with the lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handback {
+    /// Release it, so a waiting candidate takes over at once.
+    Release,
+    /// Leave it to expire (the backend already says it is not ours, or
+    /// cannot be reached).
+    LetExpire,
+}
+
 /// The candidate's self-reported health.
 #[derive(Clone, Debug)]
 pub(crate) struct Health {
@@ -47,7 +57,9 @@ struct Term<G> {
     ended: CancellationToken,
 }
 
-pub(crate) struct Engine<S: LeaseStore> {
+/// What an engine is started with: its store, shared state, options and
+/// the channels from its handle.
+pub(crate) struct Setup<S: LeaseStore> {
     pub(crate) store: Arc<S>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) options: Arc<LeaderElectionOptions>,
@@ -61,9 +73,10 @@ pub(crate) struct Engine<S: LeaseStore> {
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
 }
 
-/// The engine's mutable state, kept apart from its fixed configuration.
-struct Machine<S: LeaseStore> {
-    cfg: Engine<S>,
+/// The running engine: its setup plus the state of the current term and the
+/// follower's schedule.
+struct Engine<S: LeaseStore> {
+    cfg: Setup<S>,
     term: Option<Term<S::Grant>>,
     next_attempt: Instant,
     /// No acquisition attempt before this instant (set by `resign`).
@@ -76,11 +89,12 @@ struct Machine<S: LeaseStore> {
     observed: Option<String>,
 }
 
-impl<S: LeaseStore> Engine<S> {
+impl<S: LeaseStore> Setup<S> {
+    /// Runs the election until stopped.
     pub(crate) async fn run(self) {
         let now = Instant::now();
         let next_publish = self.honour_health.then_some(now);
-        let mut machine = Machine {
+        let mut engine = Engine {
             cfg: self,
             term: None,
             next_attempt: now,
@@ -92,7 +106,7 @@ impl<S: LeaseStore> Engine<S> {
             failures: 0,
             observed: None,
         };
-        machine.run().await;
+        engine.run().await;
     }
 }
 
@@ -110,7 +124,7 @@ async fn next_view(watch: &mut Option<LeaseWatch>) -> Option<crate::Result<Lease
     }
 }
 
-impl<S: LeaseStore> Machine<S> {
+impl<S: LeaseStore> Engine<S> {
     fn me(&self) -> &str {
         &self.cfg.shared.candidate_id
     }
@@ -133,14 +147,14 @@ impl<S: LeaseStore> Machine<S> {
                 biased;
                 command = self.cfg.commands.recv() => match command {
                     Some(Command::Resign(ack)) => {
-                        self.step_down(LossReason::Resigned, true, None).await;
+                        self.step_down(LossReason::Resigned, Handback::Release, None).await;
                         self.cfg.shared.finish_ending();
                         let _ = ack.send(());
                     }
                     // A dropped handle stops the election like `stop()` does.
                     Some(Command::Stop) | None => break,
                 },
-                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, false, None).await,
+                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None).await,
                 changed = self.cfg.health.changed() => match changed {
                     Ok(()) => self.on_health().await,
                     Err(_) => break,
@@ -267,7 +281,7 @@ impl<S: LeaseStore> Machine<S> {
         let outcome = timeout_at(limit, self.cfg.store.renew(&term.grant)).await;
         match outcome {
             Err(_) if Instant::now() >= deadline => {
-                self.step_down(LossReason::DeadlineExpired, false, None)
+                self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None)
                     .await
             }
             Err(_) => self.renew_failed(deadline, &Error::unavailable("renew timed out")),
@@ -285,7 +299,7 @@ impl<S: LeaseStore> Machine<S> {
                 }
                 if Instant::now() >= deadline {
                     // The answer came after the term had ended; it stays ended.
-                    self.step_down(LossReason::DeadlineExpired, true, None)
+                    self.step_down(LossReason::DeadlineExpired, Handback::Release, None)
                         .await;
                 } else if self.cfg.shared.extend_term(deadline, new_deadline) {
                     term.deadline = new_deadline;
@@ -303,7 +317,7 @@ impl<S: LeaseStore> Machine<S> {
                     _ => LossReason::RenewRejected,
                 };
                 let holder = view.as_ref().and_then(|v| v.holder.clone());
-                self.step_down(reason, false, holder).await;
+                self.step_down(reason, Handback::LetExpire, holder).await;
                 if let Some(view) = view {
                     self.follow(view);
                 }
@@ -329,13 +343,19 @@ impl<S: LeaseStore> Machine<S> {
     /// Ends the current term: readers see it at once, then the lease is
     /// released (when asked), then `LostLeadership` is emitted, followed by
     /// `LeaderChanged` to `next_leader` (the holder we know of now, if any).
-    async fn step_down(&mut self, reason: LossReason, release: bool, next_leader: Option<String>) {
+    async fn step_down(
+        &mut self,
+        reason: LossReason,
+        lease: Handback,
+        next_leader: Option<String>,
+    ) {
         let Some(term) = self.term.take() else {
             return;
         };
         self.cfg.shared.clear_leadership();
+        self.cfg.shared.record_loss(term.token, reason);
         term.ended.cancel();
-        if release {
+        if lease == Handback::Release {
             match timeout(self.call_timeout(), self.cfg.store.release(&term.grant)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
@@ -409,7 +429,8 @@ impl<S: LeaseStore> Machine<S> {
             } else {
                 LossReason::RenewRejected
             };
-            self.step_down(reason, false, view.holder.clone()).await;
+            self.step_down(reason, Handback::LetExpire, view.holder.clone())
+                .await;
         }
         self.follow(view);
     }
@@ -476,7 +497,8 @@ impl<S: LeaseStore> Machine<S> {
         }
         let eligible = self.eligible();
         if !eligible && self.term.is_some() && self.cfg.options.step_down_when_unhealthy {
-            self.step_down(LossReason::Unhealthy, true, None).await;
+            self.step_down(LossReason::Unhealthy, Handback::Release, None)
+                .await;
         }
         if eligible && self.term.is_none() {
             self.schedule_attempt(self.next_attempt.min(Instant::now()));
@@ -518,7 +540,8 @@ impl<S: LeaseStore> Machine<S> {
     }
 
     async fn shutdown(&mut self) {
-        self.step_down(LossReason::Stopped, true, None).await;
+        self.step_down(LossReason::Stopped, Handback::Release, None)
+            .await;
         let limit = self.call_timeout();
         if self.published {
             let call = self

@@ -11,13 +11,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventStream, EVENT_BUFFER};
-use crate::types::{FencingToken, LeaderElectionEvent};
+use crate::types::{FencingToken, LeaderElectionEvent, LossReason};
 
 /// Where an election is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Created, not started.
     Idle,
+    /// The engine task runs.
     Running,
+    /// `stop()` was called and waits for the engine task to end.
+    Stopping,
+    /// Ended; an election is used once.
     Stopped,
 }
 
@@ -46,6 +51,9 @@ pub(crate) struct Shared {
     /// any is pending no term may begin, so a grant that arrives after
     /// `stop()` or `resign()` was called never shows as leadership.
     ending: AtomicU32,
+    /// Why the last term that ended ended, with that term's token: the first
+    /// cause recorded wins (the handle's stop or resign, or the engine's).
+    loss: Mutex<Option<(FencingToken, LossReason)>>,
     pub(crate) status: watch::Sender<Status>,
     /// `None` once stopped, which ends every subscriber's stream.
     events: Mutex<Option<broadcast::Sender<LeaderElectionEvent>>>,
@@ -66,6 +74,7 @@ impl Shared {
             deadline_nanos: AtomicU64::new(0),
             term_token: AtomicU64::new(0),
             ending: AtomicU32::new(0),
+            loss: Mutex::new(None),
             status,
             events: Mutex::new(Some(events)),
         }
@@ -141,17 +150,33 @@ impl Shared {
     /// gets to it (it may be waiting on a store call): readers see it at
     /// once and the term's guards fire. The engine releases the lease and
     /// emits `LostLeadership` when it next runs.
-    pub(crate) fn end_term_now(&self) {
+    pub(crate) fn end_term_now(&self, reason: LossReason) {
         self.clear_leadership();
-        if let Some((_, ended)) = &self.status.borrow().term {
+        if let Some((token, ended)) = &self.status.borrow().term {
+            self.record_loss(*token, reason);
             ended.cancel();
         }
     }
 
     /// Registers a pending stop or resign (see `ending`) and ends the term.
-    pub(crate) fn begin_ending(&self) {
+    pub(crate) fn begin_ending(&self, reason: LossReason) {
         self.ending.fetch_add(1, Ordering::SeqCst);
-        self.end_term_now();
+        self.end_term_now(reason);
+    }
+
+    /// Records why the term with `token` ended, unless a cause is recorded
+    /// for it already.
+    pub(crate) fn record_loss(&self, token: FencingToken, reason: LossReason) {
+        let mut loss = self.loss.lock().unwrap_or_else(|p| p.into_inner());
+        if loss.map(|(seen, _)| seen) != Some(token) {
+            *loss = Some((token, reason));
+        }
+    }
+
+    /// Why the term with `token` ended, if it has and the cause is known.
+    pub(crate) fn loss_reason(&self, token: FencingToken) -> Option<LossReason> {
+        let loss = self.loss.lock().unwrap_or_else(|p| p.into_inner());
+        loss.and_then(|(seen, reason)| (seen == token).then_some(reason))
     }
 
     /// The engine carried out (or dropped) a pending resign.
@@ -178,6 +203,11 @@ impl Shared {
             .ok()
             .and_then(|guard| guard.as_ref().map(broadcast::Sender::subscribe));
         EventStream::new(receiver)
+    }
+
+    /// Publishes a new phase of the election's life.
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.status.send_modify(|status| status.phase = phase);
     }
 
     /// Marks the election stopped: no more leadership, no more events.
