@@ -35,7 +35,7 @@ mod engine;
 mod error;
 mod events;
 mod guard;
-mod names;
+pub mod limits;
 mod options;
 mod registry;
 pub mod store;
@@ -46,11 +46,7 @@ pub use engine::Election;
 pub use error::{Error, Result};
 pub use events::{EventCallback, EventStream};
 pub use guard::LeadershipGuard;
-pub use names::{validate_candidate_id, validate_resource_name, MAX_NAME_BYTES};
-pub use options::{
-    validate_metadata, LeaderElectionOptions, LeaderElectionOptionsBuilder, MAX_METADATA_ENTRIES,
-    MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
-};
+pub use options::{LeaderElectionOptions, LeaderElectionOptionsBuilder};
 pub use registry::{ElectionRegistry, Registration};
 pub use store::LeaseStore;
 pub use traits::{

@@ -7,17 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::names;
-
-/// Most metadata entries a candidate may carry.
-pub const MAX_METADATA_ENTRIES: usize = 64;
-/// Longest metadata key, in bytes.
-pub const MAX_METADATA_KEY_BYTES: usize = 253;
-/// Total size of all metadata keys and values together, in bytes.
-///
-/// Metadata travels with every candidate-registry write, so it is kept small;
-/// Consul's 512 KiB value limit and Kubernetes' annotation limits are far above it.
-pub const MAX_METADATA_TOTAL_BYTES: usize = 16 * 1024;
+use crate::limits::{self as names, validate_metadata};
 
 /// Options shared by every provider; the same fields and defaults as the .NET
 /// `LeaderElectionOptions`.
@@ -190,46 +180,6 @@ impl LeaderElectionOptions {
 fn positive(field: &'static str, value: Duration) -> Result<()> {
     if value.is_zero() {
         return Err(Error::invalid_option(field, "must be greater than zero"));
-    }
-    Ok(())
-}
-
-/// Checks the metadata limits: entry count, key shape and total size.
-pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
-    if metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(Error::invalid_option(
-            "candidate_metadata",
-            format!(
-                "at most {MAX_METADATA_ENTRIES} entries, got {}",
-                metadata.len()
-            ),
-        ));
-    }
-    let mut total = 0usize;
-    for (key, value) in metadata {
-        if key.is_empty() || key.len() > MAX_METADATA_KEY_BYTES {
-            return Err(Error::invalid_name(
-                "metadata key",
-                key,
-                format!("must be 1 to {MAX_METADATA_KEY_BYTES} bytes"),
-            ));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(Error::invalid_name(
-                "metadata key",
-                key,
-                "must not contain control characters",
-            ));
-        }
-        total += key.len() + value.len();
-    }
-    if total > MAX_METADATA_TOTAL_BYTES {
-        return Err(Error::invalid_option(
-            "candidate_metadata",
-            format!(
-                "keys and values together must not exceed {MAX_METADATA_TOTAL_BYTES} bytes, got {total}"
-            ),
-        ));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::names::validate_candidate_id;
+use crate::limits::validate_candidate_id;
 
 /// The live elections a factory has handed out. Clones share one registry.
 #[derive(Clone, Debug, Default)]

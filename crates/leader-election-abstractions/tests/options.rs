@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use leader_election_abstractions::{
-    validate_candidate_id, validate_resource_name, Error, LeaderElectionOptions,
-    MAX_METADATA_ENTRIES, MAX_METADATA_TOTAL_BYTES,
+use leader_election_abstractions::limits::{
+    validate_candidate_id, validate_resource_name, MAX_METADATA_ENTRIES, MAX_METADATA_TOTAL_BYTES,
 };
+use leader_election_abstractions::{Error, LeaderElectionOptions};
 
 fn field_of(error: Error) -> String {
     match error {

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::EventStream;
 use crate::guard::LeadershipGuard;
-use crate::names::{validate_candidate_id, validate_resource_name};
-use crate::options::{validate_metadata, LeaderElectionOptions};
+use crate::limits::{validate_candidate_id, validate_metadata, validate_resource_name};
+use crate::options::LeaderElectionOptions;
 use crate::registry::Registration;
 use crate::store::LeaseStore;
 use crate::traits::{HealthBasedLeaderElection, LeaderElection};
@@ -150,7 +150,9 @@ impl<S: LeaseStore> Election<S> {
         &self.inner.options
     }
 
-    /// The store this election runs over.
+    /// The store this election runs over (feature `test-util`: for tests
+    /// that inspect what the store holds).
+    #[cfg(feature = "test-util")]
     pub fn store(&self) -> &S {
         &self.inner.store
     }
@@ -159,7 +161,8 @@ impl<S: LeaseStore> Election<S> {
     /// once without releasing the lease or withdrawing its candidate record,
     /// and without a `LostLeadership` event, as if the process had died.
     /// Other candidates take over only when the lease expires. The election
-    /// counts as stopped afterwards.
+    /// counts as stopped afterwards. Feature `test-util`.
+    #[cfg(feature = "test-util")]
     pub fn abort_without_release(&self) {
         let task = {
             let mut task = lock(&self.inner.task);

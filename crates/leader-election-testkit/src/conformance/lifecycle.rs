@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use leader_election_abstractions::{
-    Error, LeaderElectionEvent, LossReason, MAX_METADATA_TOTAL_BYTES,
-};
+use leader_election_abstractions::{Error, LeaderElectionEvent, LossReason};
 
 use super::support::{unique_resource, Group};
 use crate::provider::Provider;
@@ -158,8 +156,10 @@ pub async fn c10_bad_input_is_rejected_with_field_and_rule(p: &dyn Provider) {
     );
 
     let mut huge_metadata = base.clone();
-    huge_metadata.candidate_metadata =
-        BTreeMap::from([("blob".to_owned(), "x".repeat(MAX_METADATA_TOTAL_BYTES + 1))]);
+    huge_metadata.candidate_metadata = BTreeMap::from([(
+        "blob".to_owned(),
+        "x".repeat(leader_election_abstractions::limits::MAX_METADATA_TOTAL_BYTES + 1),
+    )]);
     expect_error(
         p.candidate(&resource, "a", huge_metadata).await,
         "candidate_metadata",
