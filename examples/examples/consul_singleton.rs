@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The lease is 10 s (Consul's default `session_ttl_min`); the lock-delay is
-//! the grace period, 2 s.
+//! the lease plus the grace period, 12 s.
 
 use std::time::Duration;
 
