@@ -4,8 +4,6 @@
 //! started (also on failure), and prints one `<suite>: N passed, M failed`
 //! line per suite.
 //!
-//! When a provider crate does not exist yet, its suite runs the servers'
-//! smoke check instead and says so; it never reports the provider as passed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -145,25 +143,6 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     Some((passed, failed))
 }
 
-/// Runs the servers' smoke check in place of an absent provider crate.
-fn smoke_instead(suite: &Suite) -> Outcome {
-    println!(
-        "xtask: integration {}: provider crate `{}` does not exist yet; running the {} \
-         server smoke check instead (this is NOT the provider's test suite)",
-        suite.name, suite.krate, suite.name
-    );
-    match servers::check(suite.target) {
-        Ok(n) => Outcome {
-            line: format!("{}-smoke: {n} passed, 0 failed", suite.name),
-            failed: false,
-        },
-        Err(e) => Outcome {
-            line: format!("{}-smoke: failed: {e}", suite.name),
-            failed: true,
-        },
-    }
-}
-
 /// Entry point of `cargo xtask integration`.
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut runtime = Runtime::Process;
@@ -189,6 +168,34 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 /// Runs the suites named by `which` (`consul`, `kubernetes` or `all`).
 pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let started = Instant::now();
+    let outcomes = with_servers(which, runtime, |suite, env| {
+        cargo_test(suite, env).unwrap_or_else(|e| Outcome {
+            line: format!("{}: {e}", suite.name),
+            failed: true,
+        })
+    })?;
+    println!(
+        "\nxtask: integration summary ({:.0}s):",
+        started.elapsed().as_secs_f64()
+    );
+    for outcome in &outcomes {
+        println!("{}", outcome.line);
+    }
+    if outcomes.iter().any(|o| o.failed) {
+        Err("integration suites failed (see the summary above)".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// For each suite named by `which`: brings its servers up, calls `body` with
+/// the connection environment (peers included), and tears down what it
+/// started, whatever happens.
+fn with_servers(
+    which: &str,
+    runtime: Runtime,
+    mut body: impl FnMut(&Suite, &[(String, String)]) -> Outcome,
+) -> Result<Vec<Outcome>, String> {
     let suites: Vec<&Suite> = SUITES
         .iter()
         .filter(|s| which == "all" || s.name == which)
@@ -225,40 +232,68 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
                 continue;
             }
         };
-        let manifest = workspace_root()
-            .join("crates")
-            .join(suite.krate)
-            .join("Cargo.toml");
-        let outcome = if manifest.exists() {
-            let mut env = state.env();
-            // Servers started by an older xtask may lack a peer variable.
-            for &(dir, var) in suite.peers {
-                if !env.contains_key(var) {
-                    match servers::optional_program(dir, var) {
-                        Ok(peer) => env.extend(peer),
-                        Err(e) => println!("xtask: integration {}: {e}", suite.name),
-                    }
+        let mut env = state.env();
+        // Servers started by an older xtask may lack a peer variable.
+        for &(dir, var) in suite.peers {
+            if !env.contains_key(var) {
+                match servers::optional_program(dir, var) {
+                    Ok(peer) => env.extend(peer),
+                    Err(e) => println!("xtask: integration {}: {e}", suite.name),
                 }
             }
-            let env: Vec<(String, String)> = env.into_iter().collect();
-            cargo_test(suite, &env).unwrap_or_else(|e| Outcome {
-                line: format!("{}: {e}", suite.name),
-                failed: true,
-            })
-        } else {
-            smoke_instead(suite)
-        };
-        outcomes.push(outcome);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        outcomes.push(body(suite, &env));
     }
-    println!(
-        "\nxtask: integration summary ({:.0}s):",
-        started.elapsed().as_secs_f64()
-    );
+    Ok(outcomes)
+}
+
+/// `cargo xtask bench`'s real-server part: runs the conformance suite's
+/// timing cases (C2 local deadline, C3 crash failover, C4 handover) against
+/// the real servers and prints the times they measure, wall clock, not
+/// asserted.
+pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
+    let mut measured = Vec::new();
+    let outcomes = with_servers("all", runtime, |suite, env| {
+        let args = [
+            "test", "-q", "-p", suite.krate, "--test", "conformance", "--", "--ignored",
+            "--nocapture", "--test-threads", "1", "c2_", "c3_", "c4_",
+        ];
+        println!("xtask: bench {}: $ cargo {}", suite.name, args.join(" "));
+        let output = Command::new("cargo")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(workspace_root())
+            .stderr(Stdio::inherit())
+            .output();
+        match output {
+            Ok(output) => {
+                let text = String::from_utf8_lossy(&output.stdout);
+                measured.extend(
+                    text.lines()
+                        .filter(|l| l.contains("wall clock, not asserted"))
+                        .map(str::to_owned),
+                );
+                Outcome {
+                    line: format!("{}: timing cases {}", suite.name, output.status),
+                    failed: !output.status.success(),
+                }
+            }
+            Err(e) => Outcome {
+                line: format!("{}: cannot run cargo test: {e}", suite.name),
+                failed: true,
+            },
+        }
+    })?;
+    println!("\nxtask: bench: real-server timings (one run each, wall clock, not asserted):");
+    for line in &measured {
+        println!("  {line}");
+    }
     for outcome in &outcomes {
         println!("{}", outcome.line);
     }
-    if outcomes.iter().any(|o| o.failed) {
-        Err("integration suites failed (see the summary above)".into())
+    if measured.is_empty() || outcomes.iter().any(|o| o.failed) {
+        Err("the real-server timing cases did not all run (see above)".into())
     } else {
         Ok(())
     }

@@ -57,13 +57,14 @@ fn print_help() {
          `up` writes target/test-servers/env (source it); `check` runs the smoke tests\n  \
          integration [consul|kubernetes|all] [--runtime process|docker]\n      \
          servers up, provider #[ignore]d tests with --ignored, servers down, one summary line\n      \
-         per suite (the servers' smoke check when a provider crate does not exist yet)\n  \
+         per suite\n  \
          chaos [kubernetes|consul|all] [--duration D] [--seed N]\n      \
          adversarial multi-process run against the real servers: candidate processes (Rust,\n      \
          client-go, Consul api.Lock) behind fault proxies, seeded random faults, then the\n      \
          fenced-write log checker; one case per backend x fault mix (D per backend, default 2m)\n  \
-         bench   timing numbers, printed not asserted: the hot-path benchmark and the\n      \
-         quickstart's failover and handover times (integration tests print the backends')\n  \
+         bench   timing numbers, printed not asserted: the hot-path benchmark, the\n      \
+         quickstart's failover and handover times, and against the real servers the\n      \
+         conformance suite's C2 deadline, C3 crash failover and C4 handover times\n  \
          help    this text"
     );
 }
@@ -150,7 +151,8 @@ fn bench() -> Result<(), String> {
             "quickstart",
         ],
         &[],
-    )
+    )?;
+    integration::timings(servers::Runtime::Process)
 }
 
 /// Runs one command, echoing it first, and fails with its exit status.
