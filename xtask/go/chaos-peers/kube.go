@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,30 +14,54 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// recordingLock remembers the leaseTransitions of the last record this
-// elector wrote under its own identity: client-go's fencing token.
+// recordingLock remembers the fencing token of the last record this elector
+// wrote under its own identity. It is the token our Rust provider computes
+// for the same Lease (epoch x 2^31 + leaseTransitions, where the epoch is
+// the annotation our library writes and client-go keeps), so that tokens of
+// both kinds compare. The Lease is read back after each successful write of
+// ours; if someone else holds it by then, no token is remembered.
 type recordingLock struct {
 	resourcelock.Interface
-	token atomic.Int64
+	leases coordinationv1.LeaseInterface
+	name   string
+	token  atomic.Int64
 }
 
-func (l *recordingLock) remember(record resourcelock.LeaderElectionRecord) {
-	if record.HolderIdentity == l.Identity() {
-		l.token.Store(int64(record.LeaderTransitions))
-	} else {
+// epochAnnotation is where our Rust provider records a token's epoch.
+const epochAnnotation = "leader-election-rs/token-epoch"
+
+func (l *recordingLock) remember(ctx context.Context, record resourcelock.LeaderElectionRecord) {
+	if record.HolderIdentity != l.Identity() {
 		l.token.Store(-1)
+		return
 	}
+	lease, err := l.leases.Get(ctx, l.name, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.Identity() || lease.Spec.LeaseTransitions == nil {
+		l.token.Store(-1)
+		return
+	}
+	epoch := int64(0)
+	if value, ok := lease.Annotations[epochAnnotation]; ok {
+		parsed, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			l.token.Store(-1)
+			return
+		}
+		epoch = parsed
+	}
+	l.token.Store(epoch<<31 + int64(*lease.Spec.LeaseTransitions))
 }
 
 func (l *recordingLock) Create(ctx context.Context, record resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Create(ctx, record)
 	if err == nil {
-		l.remember(record)
+		l.remember(ctx, record)
 	}
 	return err
 }
@@ -44,7 +69,7 @@ func (l *recordingLock) Create(ctx context.Context, record resourcelock.LeaderEl
 func (l *recordingLock) Update(ctx context.Context, record resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Update(ctx, record)
 	if err == nil {
-		l.remember(record)
+		l.remember(ctx, record)
 	}
 	return err
 }
@@ -79,11 +104,15 @@ func runKube(args []string) error {
 	if err != nil {
 		return err
 	}
-	lock := &recordingLock{Interface: &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: *name, Namespace: *namespace},
-		Client:     client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: *id},
-	}}
+	lock := &recordingLock{
+		Interface: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Name: *name, Namespace: *namespace},
+			Client:     client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: *id},
+		},
+		leases: client.CoordinationV1().Leases(*namespace),
+		name:   *name,
+	}
 	lock.token.Store(-1)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
