@@ -352,35 +352,66 @@ async fn settle() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn resign_ends_the_term_at_once_while_a_renewal_hangs() {
+/// A leader (health-based or not) whose first renewal, at 5 s, hangs: the
+/// engine is inside a store call when the test acts.
+async fn leader_in_a_hung_renewal(
+    health_based: bool,
+) -> (
+    Election<FakeStore>,
+    leader_election_abstractions::EventStream,
+    leader_election_abstractions::LeadershipGuard,
+) {
     let (store, _feed) = FakeStore::new(RenewScript::Hang);
     store.then_acquire(acquired(1));
-    let election = election(store);
-    let mut events = election.subscribe();
+    let election = Election::new(
+        store,
+        "engine",
+        Some("me"),
+        LeaderElectionOptions::default(),
+        health_based,
+    )
+    .expect("valid election");
+    let events = election.subscribe();
     election.start().await.expect("start");
     let guard = election.wait_for_leadership().await.expect("leads");
-    // The first renewal starts at 5 s and hangs.
     sleep(Duration::from_millis(5_100)).await;
     assert!(election.is_leader());
-    let resigning = tokio::spawn({
-        let election = election.clone();
-        async move { election.resign().await }
-    });
+    (election, events, guard)
+}
+
+/// Runs `action` (stop or resign) beside the hung renewal: readers must see
+/// the term end before it returns, and it returns within one renew interval.
+async fn ends_the_term_at_once<F>(election: &Election<FakeStore>, what: &str, action: F)
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let acting = tokio::spawn(action);
     settle().await;
     assert!(
         !election.is_leader(),
-        "resign() must end the term for readers while the renewal is in flight"
+        "{what} must end the term for readers while the renewal is in flight"
     );
-    assert!(!guard.is_valid(), "the guard must fire at once");
     let asked = Instant::now();
-    resigning.await.expect("join").expect("resign");
-    // resign() itself waits at most one renew interval behind the hung call.
+    acting.await.expect("join").expect(what);
     assert!(
         asked.elapsed() <= Duration::from_secs(5),
-        "{:?}",
+        "{what} waited {:?} behind the hung call",
         asked.elapsed()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resign_ends_the_term_at_once_while_a_renewal_hangs() {
+    let (election, mut events, guard) = leader_in_a_hung_renewal(false).await;
+    let resigning = election.clone();
+    ends_the_term_at_once(
+        &election,
+        "resign()",
+        async move { resigning.resign().await },
+    )
+    .await;
+    assert!(!guard.is_valid(), "the guard must fire at once");
+    assert_eq!(guard.loss_reason(), Some(LossReason::Resigned));
     assert_eq!(
         loss_reasons(&drain(&mut events).await),
         vec![LossReason::Resigned]
@@ -390,44 +421,16 @@ async fn resign_ends_the_term_at_once_while_a_renewal_hangs() {
 
 #[tokio::test(start_paused = true)]
 async fn stop_ends_the_term_at_once_while_a_renewal_hangs() {
-    let (store, _feed) = FakeStore::new(RenewScript::Hang);
-    store.then_acquire(acquired(1));
-    let election = election(store);
-    election.start().await.expect("start");
-    election.wait_for_leadership().await.expect("leads");
-    sleep(Duration::from_millis(5_100)).await;
-    let stopping = tokio::spawn({
-        let election = election.clone();
-        async move { election.stop().await }
-    });
-    settle().await;
-    assert!(!election.is_leader(), "stop() must end the term at once");
-    let asked = Instant::now();
-    stopping.await.expect("join").expect("stop");
-    assert!(
-        asked.elapsed() <= Duration::from_secs(5),
-        "{:?}",
-        asked.elapsed()
-    );
+    let (election, _events, guard) = leader_in_a_hung_renewal(false).await;
+    let stopping = election.clone();
+    ends_the_term_at_once(&election, "stop()", async move { stopping.stop().await }).await;
+    assert_eq!(guard.loss_reason(), Some(LossReason::Stopped));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unhealthy_score_ends_the_term_at_once_while_a_renewal_hangs() {
     use leader_election_abstractions::HealthBasedLeaderElection;
-    let (store, _feed) = FakeStore::new(RenewScript::Hang);
-    store.then_acquire(acquired(1));
-    let election = Election::new(
-        store,
-        "engine",
-        Some("me"),
-        LeaderElectionOptions::default(),
-        true,
-    )
-    .expect("valid election");
-    let mut events = election.subscribe();
-    election.start().await.expect("start");
-    election.wait_for_leadership().await.expect("leads");
-    sleep(Duration::from_millis(5_100)).await;
+    let (election, mut events, _guard) = leader_in_a_hung_renewal(true).await;
     election.update_health(false, None).await.expect("health");
     assert!(
         !election.is_leader(),
