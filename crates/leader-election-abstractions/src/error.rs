@@ -54,6 +54,10 @@ pub enum Error {
     /// The operation needs a running election; call `start` first.
     #[error("the election is not started; call `start` first")]
     NotStarted,
+    /// `start` was called outside a Tokio runtime; the election's engine
+    /// runs as a task of one.
+    #[error("start() must be called inside a Tokio runtime")]
+    NoRuntime,
 }
 
 impl Error {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use leader_election_abstractions::{
-    HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
+    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory,
     LeaderElectionOptions, RunOutcome,
 };
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
@@ -60,6 +60,7 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
     let error = futures_util::FutureExt::now_or_never(election.start())
         .expect("start does not wait")
         .expect_err("no runtime");
+    assert!(matches!(error, Error::NoRuntime), "{error}");
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }
 

@@ -271,9 +271,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             Phase::Stopping | Phase::Stopped => return Err(Error::Stopped),
             Phase::Idle => {}
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::invalid_option("runtime", "start() must be called inside a Tokio runtime")
-        })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let inner = &self.inner;
         inner.shared.init_clock();
         inner.shared.set_phase(Phase::Running);
