@@ -322,6 +322,8 @@ async fn our_follower_waits_out_a_frozen_client_go_leader() {
         .await
         .expect("we take over from the frozen leader")
         .expect("leads");
+    // Let the sampler thread read the new state.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let (intervals, _) = sampler.finish();
     let ours_start = intervals.first().map(|i| i.start).expect("we led");
     peer.signal("-CONT");

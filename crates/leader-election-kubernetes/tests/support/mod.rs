@@ -146,7 +146,15 @@ impl WallSampler {
                 }
                 std::thread::sleep(Duration::from_micros(100));
             }
-            if let Some(start) = open {
+            // One last read after the stop request, so a state reached just
+            // before it is recorded even if this thread was not scheduled.
+            samples += 1;
+            let start = match (election.is_leader(), open) {
+                (_, Some(start)) => Some(start),
+                (true, None) => Some(last_false),
+                (false, None) => None,
+            };
+            if let Some(start) = start {
                 intervals.push(WallInterval {
                     start,
                     end: unix_nanos(),
