@@ -11,14 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::chaos::Teardown;
+use crate::chaos_parts::{signal, LogTail, ProxyControl, Rng};
 use crate::consul;
 use crate::proc;
 use crate::state::State;
@@ -145,108 +145,6 @@ impl CaseResult {
     }
 }
 
-/// SplitMix64 (the same generator as the chaos crate's, which xtask does not
-/// depend on).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, low: u64, high: u64) -> u64 {
-        if high <= low {
-            low
-        } else {
-            low + self.next() % (high - low)
-        }
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(self.range(low, high))
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[usize::try_from(self.range(0, items.len() as u64)).unwrap_or(0)]
-    }
-}
-
-/// Sends `signal` to `pid` with kill(1).
-fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// The `chaos-proxy` process: fault proxies and fault notes.
-struct ProxyControl {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl ProxyControl {
-    fn start(binary: &Path, log: &Path, stderr: File) -> Result<Self, String> {
-        let mut child = Command::new(binary)
-            .arg("--log")
-            .arg(log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            return Err("chaos-proxy has no stdin/stdout".into());
-        };
-        Ok(Self {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout),
-        })
-    }
-
-    fn command(&mut self, line: &str) -> Result<String, String> {
-        writeln!(self.stdin, "{line}")
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("chaos-proxy: {line}: {e}"))?;
-        let mut answer = String::new();
-        self.stdout
-            .read_line(&mut answer)
-            .map_err(|e| format!("chaos-proxy: {line}: {e}"))?;
-        let answer = answer.trim().to_owned();
-        if answer.starts_with("ok") {
-            Ok(answer)
-        } else {
-            Err(format!("chaos-proxy: {line}: {answer:?}"))
-        }
-    }
-
-    /// Starts a proxy to `upstream`; returns its index and port.
-    fn add(&mut self, upstream: &str) -> Result<(usize, u16), String> {
-        let answer = self.command(&format!("add {upstream}"))?;
-        let mut words = answer.split_whitespace().skip(1);
-        let index = words.next().and_then(|w| w.parse().ok());
-        let port = words.next().and_then(|w| w.parse().ok());
-        index
-            .zip(port)
-            .ok_or_else(|| format!("chaos-proxy: bad answer {answer:?}"))
-    }
-}
-
-impl Drop for ProxyControl {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Our library or a foreign client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
@@ -261,43 +159,6 @@ struct Slot {
     proxy: usize,
     port: u16,
     child: Option<Child>,
-}
-
-/// Follows the shared log to know who wrote last (the leader).
-struct LogTail {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-    last_writer: Option<u32>,
-    writes: u64,
-}
-
-impl LogTail {
-    fn poll(&mut self) {
-        let Ok(mut file) = File::open(&self.path) else {
-            return;
-        };
-        if file.seek(SeekFrom::Start(self.offset)).is_err() {
-            return;
-        }
-        let mut text = String::new();
-        if let Ok(n) = file.read_to_string(&mut text) {
-            self.offset += n as u64;
-        }
-        self.partial.push_str(&text);
-        let complete = match self.partial.rfind('\n') {
-            Some(end) => self.partial[..=end].to_owned(),
-            None => return,
-        };
-        self.partial.drain(..complete.len());
-        for line in complete.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() == Some("W") {
-                self.writes += 1;
-                self.last_writer = words.nth(3).and_then(|pid| pid.parse().ok());
-            }
-        }
-    }
 }
 
 /// A running case. Dropping it kills every process it started.
