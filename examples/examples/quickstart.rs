@@ -15,6 +15,7 @@
 //! cargo run -p examples --example quickstart
 //! ```
 
+use leader_election_abstractions::StoreFactory;
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,7 +55,7 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     for id in CANDIDATES {
         // `election` returns the concrete `Election`, which can simulate a crash;
         // `create_election` would return an `Arc<dyn LeaderElection>`.
-        let election = factory.election(RESOURCE, Some(id), false)?;
+        let election = factory.election(RESOURCE).candidate_id(id).build()?;
         let mut events = election.subscribe();
         let seen_tx = seen_tx.clone();
         tokio::spawn(async move {

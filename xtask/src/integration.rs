@@ -256,8 +256,20 @@ pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
     let mut measured = Vec::new();
     let outcomes = with_servers("all", runtime, |suite, env| {
         let args = [
-            "test", "-q", "-p", suite.krate, "--test", "conformance", "--", "--ignored",
-            "--nocapture", "--test-threads", "1", "c2_", "c3_", "c4_",
+            "test",
+            "-q",
+            "-p",
+            suite.krate,
+            "--test",
+            "conformance",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "c2_",
+            "c3_",
+            "c4_",
         ];
         println!("xtask: bench {}: $ cargo {}", suite.name, args.join(" "));
         let output = Command::new("cargo")

@@ -2,6 +2,7 @@
 //! `current_leader_id()` cost nanoseconds, also while other threads read.
 //! Prints numbers; asserts nothing. Run with `cargo bench -p leader-election-abstractions`.
 
+use leader_election_abstractions::StoreFactory;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +47,9 @@ fn main() {
     let factory =
         InMemoryLeaderElectionFactory::new(InMemoryStore::new(), options).expect("factory");
     let leader = factory
-        .election("bench", Some("leader"), false)
+        .election("bench")
+        .candidate_id("leader")
+        .build()
         .expect("election");
     runtime.block_on(async {
         leader.start().await.expect("start");

@@ -34,6 +34,7 @@
 mod engine;
 mod error;
 mod events;
+mod factory;
 mod guard;
 pub mod limits;
 mod options;
@@ -45,12 +46,12 @@ mod types;
 pub use engine::Election;
 pub use error::{Error, Result};
 pub use events::{EventCallback, EventStream};
+pub use factory::{ElectionBuilder, StoreFactory};
 pub use guard::LeadershipGuard;
 pub use options::{LeaderElectionOptions, LeaderElectionOptionsBuilder};
 pub use registry::{ElectionRegistry, Registration};
 pub use store::LeaseStore;
 pub use traits::{
-    ElectionFactory, HealthBasedLeaderElection, LeaderElection, LeaderElectionExt,
-    LeaderElectionFactory, RunOutcome,
+    HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory, RunOutcome,
 };
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};

@@ -253,38 +253,3 @@ pub trait LeaderElectionExt: LeaderElection {
 }
 
 impl<T: LeaderElection + ?Sized> LeaderElectionExt for T {}
-
-/// A provider's factory of concrete [`Election`](crate::Election)s over its
-/// [`LeaseStore`](crate::LeaseStore). Implementing it implements
-/// [`LeaderElectionFactory`] too, so every provider hands out
-/// `Arc<dyn LeaderElection>` the same way.
-pub trait ElectionFactory: Send + Sync {
-    /// The provider's store.
-    type Store: crate::LeaseStore;
-
-    /// Creates a (health-based, when asked) election for `resource`.
-    fn election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<crate::Election<Self::Store>>;
-}
-
-impl<F: ElectionFactory> LeaderElectionFactory for F {
-    fn create_election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn LeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, false)?))
-    }
-
-    fn create_health_based_election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-    ) -> Result<Arc<dyn HealthBasedLeaderElection>> {
-        Ok(Arc::new(self.election(resource, candidate_id, true)?))
-    }
-}

@@ -1,8 +1,6 @@
 //! [`ConsulLeaderElectionFactory`]: elections over a Consul agent.
 
-use leader_election_abstractions::{
-    Election, ElectionFactory, ElectionRegistry, LeaderElectionOptions, Result,
-};
+use leader_election_abstractions::{ElectionRegistry, LeaderElectionOptions, Result, StoreFactory};
 
 use crate::client::ConsulClient;
 use crate::config::ConsulConfig;
@@ -10,6 +8,10 @@ use crate::store::ConsulLeaseStore;
 
 /// Creates elections whose leases are Consul KV locks. Cheap to clone; all
 /// elections share one HTTP connection pool.
+///
+/// Concrete elections come from [`StoreFactory::election`] (a builder: id,
+/// options, health-based), `Arc<dyn ...>` ones from
+/// [`LeaderElectionFactory`](leader_election_abstractions::LeaderElectionFactory).
 #[derive(Clone, Debug)]
 pub struct ConsulLeaderElectionFactory {
     client: ConsulClient,
@@ -34,50 +36,34 @@ impl ConsulLeaderElectionFactory {
         Self::new(ConsulConfig::from_env(), options)
     }
 
-    /// The concrete election type, for callers that want its extra methods.
-    pub fn election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<ConsulLeaseStore>> {
-        self.election_with(resource, candidate_id, self.options.clone(), health_based)
-    }
-
-    /// Like [`election`](Self::election) with options other than the factory's.
-    pub fn election_with(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        options: LeaderElectionOptions,
-        health_based: bool,
-    ) -> Result<Election<ConsulLeaseStore>> {
-        let registration = self
-            .live
-            .register(resource, candidate_id, &options.instance_id)?;
-        let id = registration.candidate_id().to_owned();
-        let store = ConsulLeaseStore::new(self.client.clone(), resource, &id, &options);
-        Ok(
-            Election::new(store, resource, Some(&id), options, health_based)?
-                .registered(registration),
-        )
-    }
-
     /// The configuration in use.
     pub fn config(&self) -> &ConsulConfig {
         self.client.config()
     }
 }
 
-impl ElectionFactory for ConsulLeaderElectionFactory {
+impl StoreFactory for ConsulLeaderElectionFactory {
     type Store = ConsulLeaseStore;
 
-    fn election(
+    fn options(&self) -> &LeaderElectionOptions {
+        &self.options
+    }
+
+    fn registry(&self) -> &ElectionRegistry {
+        &self.live
+    }
+
+    fn store(
         &self,
         resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<ConsulLeaseStore>> {
-        ConsulLeaderElectionFactory::election(self, resource, candidate_id, health_based)
+        candidate_id: &str,
+        options: &LeaderElectionOptions,
+    ) -> Result<ConsulLeaseStore> {
+        Ok(ConsulLeaseStore::new(
+            self.client.clone(),
+            resource,
+            candidate_id,
+            options,
+        ))
     }
 }

@@ -30,12 +30,12 @@
 //! ```
 //!
 //! ```no_run
-//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
+//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
 //! use leader_election_consul::ConsulLeaderElectionFactory;
 //!
 //! # async fn run() -> leader_election_abstractions::Result<()> {
 //! let factory = ConsulLeaderElectionFactory::from_env(LeaderElectionOptions::default())?;
-//! let election = factory.election("nightly-report", Some("worker-1"), false)?;
+//! let election = factory.election("nightly-report").candidate_id("worker-1").build()?;
 //! election.start().await?;
 //! let guard = election.wait_for_leadership().await?;
 //! println!("leading with fencing token {}", guard.fencing_token());

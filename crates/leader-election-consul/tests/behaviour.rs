@@ -9,6 +9,7 @@
 
 mod support;
 
+use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,7 +106,9 @@ async fn agent_down_longer_than_the_lease_then_restarted_never_yields_two_leader
     let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
     for id in ["a", "b", "c"] {
         let election = factory
-            .election(&resource, Some(id), false)
+            .election(&resource)
+            .candidate_id(id)
+            .build()
             .expect("election");
         election.start().await.expect("start");
         elections.push(Arc::new(election));

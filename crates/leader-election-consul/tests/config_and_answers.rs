@@ -2,6 +2,7 @@
 //! answers no healthy agent gives (C9), against `FakeAgent`: a fake HTTP
 //! responder for these unit tests only. Runs in plain `cargo test`.
 
+use leader_election_abstractions::StoreFactory;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,7 +99,9 @@ fn lease_duration_must_fit_the_session_ttl_bounds() {
         .build()
         .expect("valid in general");
     let error = factory
-        .election_with("jobs", None, short, false)
+        .election("jobs")
+        .options(short)
+        .build()
         .expect_err("below Consul's default session_ttl_min");
     assert!(error.to_string().contains("session_ttl_min"), "{error}");
     assert_eq!(field(error), "lease_duration");
@@ -130,7 +133,9 @@ fn lock_delay_outlasts_every_term_by_the_grace_period() {
     for ((lease, renew, grace), (lock_delay, term)) in cases {
         let options = timed(lease, renew, grace);
         let election = factory
-            .election_with("jobs", None, options.clone(), false)
+            .election("jobs")
+            .options(options.clone())
+            .build()
             .expect("valid options");
         let store = election.store();
         assert_eq!(
@@ -151,12 +156,16 @@ fn terms_that_cannot_fit_under_the_lock_delay_cap_are_rejected_naming_the_field(
     let factory =
         ConsulLeaderElectionFactory::new(ConsulConfig::default(), options()).expect("factory");
     let error = factory
-        .election_with("jobs", None, timed(120, 10, 60), false)
+        .election("jobs")
+        .options(timed(120, 10, 60))
+        .build()
         .expect_err("no term fits under a 60 s lock-delay minus a 60 s grace period");
     assert!(error.to_string().contains("60 s lock-delay cap"), "{error}");
     assert_eq!(field(error), "grace_period");
     let error = factory
-        .election_with("jobs", None, timed(120, 25, 10), false)
+        .election("jobs")
+        .options(timed(120, 25, 10))
+        .build()
         .expect_err("two 25 s renewals do not fit in a 50 s term");
     assert!(error.to_string().contains("term limit"), "{error}");
     assert_eq!(field(error), "renew_interval");
@@ -237,7 +246,10 @@ async fn malformed_answers_are_errors_and_never_panics() {
     .await;
     let election = agent
         .factory()
-        .election("jobs", Some("a"), true)
+        .election("jobs")
+        .candidate_id("a")
+        .health_based()
+        .build()
         .expect("election");
     election.start().await.expect("start");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -258,7 +270,10 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
     let agent = FakeAgent::start(vec!["403 Forbidden|Permission denied"]).await;
     let election = agent
         .factory()
-        .election("jobs", Some("a"), true)
+        .election("jobs")
+        .candidate_id("a")
+        .health_based()
+        .build()
         .expect("election");
     let error = election.candidate_health().await.expect_err("forbidden");
     match error {

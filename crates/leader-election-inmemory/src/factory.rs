@@ -1,13 +1,15 @@
 //! [`InMemoryLeaderElectionFactory`]: elections over a shared [`InMemoryStore`].
 
-use leader_election_abstractions::{
-    Election, ElectionFactory, ElectionRegistry, LeaderElectionOptions, Result,
-};
+use leader_election_abstractions::{ElectionRegistry, LeaderElectionOptions, Result, StoreFactory};
 
 use crate::store::{InMemoryLeaseStore, InMemoryStore};
 
 /// Creates in-memory elections. Factories built on clones of one
 /// [`InMemoryStore`] contend for the same resources.
+///
+/// Concrete elections come from [`StoreFactory::election`] (a builder: id,
+/// options, health-based), `Arc<dyn ...>` ones from
+/// [`LeaderElectionFactory`](leader_election_abstractions::LeaderElectionFactory).
 #[derive(Clone, Debug)]
 pub struct InMemoryLeaderElectionFactory {
     store: InMemoryStore,
@@ -26,46 +28,29 @@ impl InMemoryLeaderElectionFactory {
         })
     }
 
-    /// The concrete election type, for callers that want
-    /// [`Election::abort_without_release`] or the store. A second live
-    /// election of one resource with the same explicit id is refused; one
-    /// without an id gets a distinct identity (see [`ElectionRegistry`]).
-    pub fn election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<InMemoryLeaseStore>> {
-        let registration = self
-            .live
-            .register(resource, candidate_id, &self.options.instance_id)?;
-        let id = registration.candidate_id().to_owned();
-        let store = self.store.for_candidate(&id, self.options.grace_period);
-        Ok(Election::new(
-            store,
-            resource,
-            Some(&id),
-            self.options.clone(),
-            health_based,
-        )?
-        .registered(registration))
-    }
-
     /// The shared store.
     pub fn store(&self) -> &InMemoryStore {
         &self.store
     }
 }
 
-impl ElectionFactory for InMemoryLeaderElectionFactory {
+impl StoreFactory for InMemoryLeaderElectionFactory {
     type Store = InMemoryLeaseStore;
 
-    fn election(
+    fn options(&self) -> &LeaderElectionOptions {
+        &self.options
+    }
+
+    fn registry(&self) -> &ElectionRegistry {
+        &self.live
+    }
+
+    fn store(
         &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<InMemoryLeaseStore>> {
-        InMemoryLeaderElectionFactory::election(self, resource, candidate_id, health_based)
+        _resource: &str,
+        candidate_id: &str,
+        options: &LeaderElectionOptions,
+    ) -> Result<InMemoryLeaseStore> {
+        Ok(self.store.for_candidate(candidate_id, options.grace_period))
     }
 }

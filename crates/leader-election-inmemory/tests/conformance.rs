@@ -1,5 +1,6 @@
 //! The whole conformance suite against the in-memory store, in virtual time.
 
+use leader_election_abstractions::StoreFactory;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,7 +55,11 @@ impl Provider for InMemoryProvider {
         options: LeaderElectionOptions,
     ) -> Result<Candidate> {
         let factory = InMemoryLeaderElectionFactory::new(self.store.clone(), options)?;
-        let election = factory.election(resource, Some(candidate_id), true)?;
+        let election = factory
+            .election(resource)
+            .candidate_id(candidate_id)
+            .health_based()
+            .build()?;
         let (store, id) = (self.store.clone(), candidate_id.to_owned());
         Ok(Candidate::from_election(election, move |fault| {
             let fault = fault.map(|f| match f {

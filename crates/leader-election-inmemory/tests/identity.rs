@@ -1,6 +1,7 @@
 //! Candidate identity within one process: a factory never runs two live
 //! elections of one resource under one candidate id.
 
+use leader_election_abstractions::StoreFactory;
 use std::time::Duration;
 
 use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
@@ -32,10 +33,14 @@ fn the_default_id_is_the_host_name_plus_a_suffix_fixed_for_the_process() {
 async fn a_second_live_election_with_the_same_explicit_id_is_refused() {
     let factory = factory();
     let first = factory
-        .election("jobs", Some("worker-1"), false)
+        .election("jobs")
+        .candidate_id("worker-1")
+        .build()
         .expect("first");
     let error = factory
-        .election("jobs", Some("worker-1"), false)
+        .election("jobs")
+        .candidate_id("worker-1")
+        .build()
         .expect_err("a second live election of (jobs, worker-1)");
     let message = error.to_string();
     assert!(
@@ -46,15 +51,17 @@ async fn a_second_live_election_with_the_same_explicit_id_is_refused() {
     first.start().await.expect("start");
     first.stop().await.expect("stop");
     factory
-        .election("jobs", Some("worker-1"), false)
+        .election("jobs")
+        .candidate_id("worker-1")
+        .build()
         .expect("free after stop");
 }
 
 #[tokio::test]
 async fn elections_created_without_an_id_get_distinct_identities_and_never_both_lead() {
     let factory = factory();
-    let a = factory.election("jobs", None, false).expect("a");
-    let b = factory.election("jobs", None, false).expect("b");
+    let a = factory.election("jobs").build().expect("a");
+    let b = factory.election("jobs").build().expect("b");
     assert_ne!(a.candidate_id(), b.candidate_id());
     let recorder = LeadershipRecorder::start(Duration::from_millis(1));
     let (a, b): (

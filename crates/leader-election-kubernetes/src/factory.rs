@@ -3,13 +3,17 @@
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Election, ElectionFactory, ElectionRegistry, Error, LeaderElectionOptions, Result,
+    ElectionRegistry, Error, LeaderElectionOptions, Result, StoreFactory,
 };
 
 use crate::config::KubernetesConfig;
 use crate::store::KubernetesLeaseStore;
 
 /// Creates elections whose leases are `coordination.k8s.io/v1` Leases.
+///
+/// Concrete elections come from [`StoreFactory::election`] (a builder: id,
+/// options, health-based), `Arc<dyn ...>` ones from
+/// [`LeaderElectionFactory`](leader_election_abstractions::LeaderElectionFactory).
 #[derive(Clone)]
 pub struct KubernetesLeaderElectionFactory {
     client: kube::Client,
@@ -67,57 +71,36 @@ impl KubernetesLeaderElectionFactory {
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
+}
 
-    /// The concrete election type.
-    pub fn election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<KubernetesLeaseStore>> {
-        self.election_with(resource, candidate_id, self.options.clone(), health_based)
+impl StoreFactory for KubernetesLeaderElectionFactory {
+    type Store = KubernetesLeaseStore;
+
+    fn options(&self) -> &LeaderElectionOptions {
+        &self.options
     }
 
-    /// Like [`election`](Self::election) with options other than the factory's.
-    pub fn election_with(
+    fn registry(&self) -> &ElectionRegistry {
+        &self.live
+    }
+
+    fn store(
         &self,
         resource: &str,
-        candidate_id: Option<&str>,
-        options: LeaderElectionOptions,
-        health_based: bool,
-    ) -> Result<Election<KubernetesLeaseStore>> {
-        let registration = self
-            .live
-            .register(resource, candidate_id, &options.instance_id)?;
-        let id = registration.candidate_id().to_owned();
+        candidate_id: &str,
+        options: &LeaderElectionOptions,
+    ) -> Result<KubernetesLeaseStore> {
         let timeout = self
             .config
             .request_timeout
             .unwrap_or_else(|| (options.renew_interval / 2).max(Duration::from_secs(1)));
-        let store = KubernetesLeaseStore::new(
+        Ok(KubernetesLeaseStore::new(
             self.client.clone(),
             &self.namespace,
             resource,
-            &id,
-            &options,
+            candidate_id,
+            options,
             timeout,
-        );
-        Ok(
-            Election::new(store, resource, Some(&id), options, health_based)?
-                .registered(registration),
-        )
-    }
-}
-
-impl ElectionFactory for KubernetesLeaderElectionFactory {
-    type Store = KubernetesLeaseStore;
-
-    fn election(
-        &self,
-        resource: &str,
-        candidate_id: Option<&str>,
-        health_based: bool,
-    ) -> Result<Election<KubernetesLeaseStore>> {
-        KubernetesLeaderElectionFactory::election(self, resource, candidate_id, health_based)
+        ))
     }
 }

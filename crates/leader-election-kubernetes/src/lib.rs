@@ -48,7 +48,7 @@
 //! (for example `k8s-openapi = { version = "0.29", features = ["v1_36"] }`).
 //!
 //! ```no_run
-//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
+//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
 //! use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 //!
 //! # async fn run() -> leader_election_abstractions::Result<()> {
@@ -57,7 +57,7 @@
 //!     LeaderElectionOptions::default(),
 //! )
 //! .await?;
-//! let election = factory.election("nightly-report", Some("worker-1"), false)?;
+//! let election = factory.election("nightly-report").candidate_id("worker-1").build()?;
 //! election.start().await?;
 //! let guard = election.wait_for_leadership().await?;
 //! println!("leading with fencing token {}", guard.fencing_token());

@@ -8,6 +8,7 @@
 
 mod support;
 
+use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,8 +214,18 @@ async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
     .await;
     let factory = limited_factory().await;
     let resource = resource("rbac");
-    let a = factory.election(&resource, Some("a"), true).expect("a");
-    let b = factory.election(&resource, Some("b"), true).expect("b");
+    let a = factory
+        .election(&resource)
+        .candidate_id("a")
+        .health_based()
+        .build()
+        .expect("a");
+    let b = factory
+        .election(&resource)
+        .candidate_id("b")
+        .health_based()
+        .build()
+        .expect("b");
     a.start().await.expect("start");
     b.start().await.expect("start");
     let first = tokio::select! {
@@ -237,7 +248,11 @@ async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
 
     // Without `update`, taking over an existing Lease fails with a clear error.
     bind_example_role(role, &["get", "list", "watch", "create", "delete"]).await;
-    let store = factory.election(&resource, Some("c"), false).expect("c");
+    let store = factory
+        .election(&resource)
+        .candidate_id("c")
+        .build()
+        .expect("c");
     let claim = LeaseClaim {
         resource: resource.clone(),
         candidate_id: "c".to_owned(),
@@ -446,11 +461,17 @@ async fn names_kubernetes_cannot_store_are_rejected_up_front() {
         "trailing-.dot",
         &"a".repeat(230),
     ] {
-        let error = factory.election(bad, Some("a"), false).expect_err(bad);
+        let error = factory
+            .election(bad)
+            .candidate_id("a")
+            .build()
+            .expect_err(bad);
         assert!(error.to_string().contains("DNS-1123"), "{error}");
     }
     factory
-        .election("fine.name-1", Some("a"), false)
+        .election("fine.name-1")
+        .candidate_id("a")
+        .build()
         .expect("valid");
     let error = KubernetesLeaderElectionFactory::new(
         client,

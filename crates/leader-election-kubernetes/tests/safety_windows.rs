@@ -12,6 +12,7 @@
 
 mod support;
 
+use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,9 @@ async fn election_of_another_process(resource: &str, id: &str) -> Arc<dyn Leader
     .expect("factory");
     Arc::new(
         factory
-            .election(resource, Some(id), false)
+            .election(resource)
+            .candidate_id(id)
+            .build()
             .expect("election"),
     )
 }

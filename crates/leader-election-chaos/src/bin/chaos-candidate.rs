@@ -13,6 +13,7 @@
 //! SIGUSR1 flips its health (an unhealthy leader steps down); SIGTERM stops
 //! the election gracefully (the lease is released) and exits.
 
+use leader_election_abstractions::StoreFactory;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,7 +115,10 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
             let factory = KubernetesLeaderElectionFactory::new(client, kube_config, options)
                 .map_err(|e| format!("factory: {e}"))?;
             let election = factory
-                .election(&args.resource, Some(&args.id), true)
+                .election(&args.resource)
+                .candidate_id(&args.id)
+                .health_based()
+                .build()
                 .map_err(|e| format!("election: {e}"))?;
             Ok(Arc::new(election))
         }
@@ -129,7 +133,10 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
             let factory = ConsulLeaderElectionFactory::new(config, options)
                 .map_err(|e| format!("factory: {e}"))?;
             let election = factory
-                .election(&args.resource, Some(&args.id), true)
+                .election(&args.resource)
+                .candidate_id(&args.id)
+                .health_based()
+                .build()
                 .map_err(|e| format!("election: {e}"))?;
             Ok(Arc::new(election))
         }

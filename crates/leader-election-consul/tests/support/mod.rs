@@ -3,6 +3,7 @@
 //! gives each candidate its own fault proxy.
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
+use leader_election_abstractions::StoreFactory;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -82,7 +83,12 @@ pub fn provider_for(name: &str, agent: SocketAddr) -> ConsulProvider {
             Box::pin(async move {
                 let factory =
                     ConsulLeaderElectionFactory::new(config_for(address), options.clone())?;
-                factory.election_with(&resource, Some(&candidate_id), options, true)
+                factory
+                    .election(&resource)
+                    .candidate_id(&candidate_id)
+                    .options(options)
+                    .health_based()
+                    .build()
             })
         }),
     )

@@ -3,6 +3,7 @@
 //! provider that puts each candidate behind its own fault proxy.
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
+use leader_election_abstractions::StoreFactory;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -78,7 +79,12 @@ pub async fn kubernetes_provider() -> KubernetesProvider {
                     KubernetesConfig::default(),
                     options.clone(),
                 )?;
-                factory.election_with(&resource, Some(&candidate_id), options, true)
+                factory
+                    .election(&resource)
+                    .candidate_id(&candidate_id)
+                    .options(options)
+                    .health_based()
+                    .build()
             })
         }),
     )
