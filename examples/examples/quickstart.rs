@@ -15,14 +15,15 @@
 //! cargo run -p examples --example quickstart
 //! ```
 
-use leader_election_abstractions::StoreFactory;
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use examples::{demo_options, describe, elapsed, init_tracing, stamp};
 use futures_util::StreamExt;
-use leader_election_abstractions::{FencingToken, LeaderElection, LeaderElectionEvent};
+use leader_election_abstractions::{
+    FencingToken, LeaderElection, LeaderElectionEvent, StoreFactory,
+};
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
 use tokio::sync::mpsc;
 

@@ -2,12 +2,11 @@
 //! `current_leader_id()` cost nanoseconds, also while other threads read.
 //! Prints numbers; asserts nothing. Run with `cargo bench -p leader-election-abstractions`.
 
-use leader_election_abstractions::StoreFactory;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
+use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
 
 const CALLS: u32 = 5_000_000;

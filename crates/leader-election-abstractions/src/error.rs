@@ -2,6 +2,9 @@
 
 use std::borrow::Cow;
 
+/// A boxed error from a backend client, kept as an error's `source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong when configuring or running an election.
 ///
 /// Each variant says what to do about it: fix the configuration, fix the
@@ -30,8 +33,14 @@ pub enum Error {
     },
     /// The backend refused the credentials or permissions (ACL token, RBAC).
     /// Retrying will not help; grant the permission named in the message.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// What was refused and which permission is missing.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The backend could not be reached or answered with a transient error.
     /// The engine retries these itself; this error reaches callers only from
     /// one-shot calls such as [`candidate_health`](crate::HealthBasedLeaderElection::candidate_health).
@@ -41,12 +50,18 @@ pub enum Error {
         message: String,
         /// The underlying error, if any.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: Option<BoxError>,
     },
     /// The backend answered with something that makes no sense (malformed or
     /// missing fields). Reported rather than trusted.
-    #[error("unexpected backend response: {0}")]
-    Backend(String),
+    #[error("unexpected backend response: {message}")]
+    Backend {
+        /// What made no sense.
+        message: String,
+        /// The underlying error (a decoding error, say), if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The election was stopped (or dropped); it cannot be used again.
     /// Create a new election to take part once more.
     #[error("the election was stopped")]
@@ -92,6 +107,36 @@ impl Error {
             message: message.into(),
             source: None,
         }
+    }
+
+    /// Builds an [`Error::Unauthorized`] without a source.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Error::Unauthorized {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Builds an [`Error::Backend`] without a source.
+    pub fn backend(message: impl Into<String>) -> Self {
+        Error::Backend {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error to a backend error (`Unauthorized`,
+    /// `BackendUnavailable`, `Backend`), so callers can walk the chain with
+    /// [`std::error::Error::source`]. Other variants are returned unchanged.
+    #[must_use]
+    pub fn with_source(mut self, error: impl Into<BoxError>) -> Self {
+        match &mut self {
+            Error::Unauthorized { source, .. }
+            | Error::BackendUnavailable { source, .. }
+            | Error::Backend { source, .. } => *source = Some(error.into()),
+            _ => {}
+        }
+        self
     }
 }
 

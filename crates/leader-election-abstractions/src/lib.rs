@@ -44,7 +44,7 @@ mod traits;
 mod types;
 
 pub use engine::Election;
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use events::{EventCallback, EventStream};
 pub use factory::{ElectionBuilder, StoreFactory};
 pub use guard::LeadershipGuard;

@@ -103,7 +103,7 @@ impl LeaseStore for FakeStore {
         match renew {
             RenewScript::Renew => Ok(Renewal::Renewed(*grant)),
             RenewScript::Reject => Ok(Renewal::Lost(None)),
-            RenewScript::Unauthorized => Err(Error::Unauthorized("no update on leases".into())),
+            RenewScript::Unauthorized => Err(Error::unauthorized("no update on leases")),
             RenewScript::Hang => std::future::pending().await,
             RenewScript::Late(delay) => {
                 tokio::time::advance(delay).await;
@@ -177,9 +177,7 @@ async fn drain(stream: &mut leader_election_abstractions::EventStream) -> Vec<Le
 async fn backend_errors_are_retried_with_backoff_and_never_panic() {
     let (store, _feed) = FakeStore::new(RenewScript::Renew);
     for _ in 0..100 {
-        store.then_acquire(Err(Error::Backend(
-            "holderIdentity: expected string".into(),
-        )));
+        store.then_acquire(Err(Error::backend("holderIdentity: expected string")));
     }
     let election = election(store.clone());
     election.start().await.expect("start");

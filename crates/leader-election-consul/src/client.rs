@@ -143,13 +143,22 @@ impl ConsulClient {
         let body = response.text().await.unwrap_or_default();
         let body = body.trim();
         Err(match status {
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Error::Unauthorized(format!(
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Error::unauthorized(format!(
                 "Consul refused {what} ({status}: {body}); the ACL token needs `key_prefix \"{}\" {{ policy = \"write\" }}` and `session_prefix \"\" {{ policy = \"write\" }}`",
                 self.config.key_prefix
             )),
             StatusCode::TOO_MANY_REQUESTS => Error::unavailable(format!("Consul {what}: rate limited ({body})")),
+            // Consul answers a TTL outside its `session_ttl_min`..24 h with a
+            // 500 whose body is its only signal; it is a configuration error,
+            // not an outage, so it is classified here, where the answer is read.
+            StatusCode::INTERNAL_SERVER_ERROR if body.starts_with("Invalid Session TTL") => {
+                Error::invalid_option(
+                    "lease_duration",
+                    format!("Consul rejected it as the session TTL: {body}"),
+                )
+            }
             s if s.is_server_error() => Error::unavailable(format!("Consul {what}: {status}: {body}")),
-            _ => Error::Backend(format!("Consul {what}: {status}: {body}")),
+            _ => Error::backend(format!("Consul {what}: {status}: {body}")),
         })
     }
 
@@ -158,13 +167,14 @@ impl ConsulClient {
             Error::unavailable(format!("Consul {what}: reading the body failed: {e}"))
         })?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Backend(format!(
+            Error::backend(format!(
                 "Consul {what}: malformed answer ({e}): {}",
                 String::from_utf8_lossy(&bytes)
                     .chars()
                     .take(200)
                     .collect::<String>()
             ))
+            .with_source(e)
         })
     }
 
@@ -189,13 +199,11 @@ impl ConsulClient {
             )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Err(Error::Backend("Consul session create: 404".into()));
+            return Err(Error::backend("Consul session create: 404"));
         }
         let created: SessionCreated = Self::json("session create", response).await?;
         if created.id.is_empty() {
-            return Err(Error::Backend(
-                "Consul session create: empty session ID".into(),
-            ));
+            return Err(Error::backend("Consul session create: empty session ID"));
         }
         Ok(created.id)
     }
@@ -313,7 +321,7 @@ impl ConsulClient {
     async fn boolean(&self, what: &str, request: RequestBuilder) -> Result<bool> {
         let response = self.send(what, request).await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Err(Error::Backend(format!("Consul {what}: 404")));
+            return Err(Error::backend(format!("Consul {what}: 404")));
         }
         Self::json(what, response).await
     }

@@ -139,18 +139,7 @@ impl ConsulLeaseStore {
         let id = self
             .client
             .create_session(&name, self.lease_duration, self.lock_delay)
-            .await
-            .map_err(|error| match error {
-                Error::BackendUnavailable { message, .. }
-                    if message.contains("Invalid Session TTL") =>
-                {
-                    Error::invalid_option(
-                        "lease_duration",
-                        format!("Consul rejected it as the session TTL: {message}"),
-                    )
-                }
-                other => other,
-            })?;
+            .await?;
         *session = Some(id.clone());
         Ok(id)
     }
@@ -171,7 +160,7 @@ impl ConsulLeaseStore {
                 .wrapping_mul(1_000)
                 .wrapping_add(ACQUISITIONS.fetch_add(1, Ordering::Relaxed) % 1_000),
         })
-        .map_err(|e| Error::Backend(format!("encoding the lock value: {e}")))?;
+        .map_err(|e| Error::backend(format!("encoding the lock value: {e}")).with_source(e))?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(Error::invalid_option(
                 "candidate_metadata",
@@ -288,7 +277,7 @@ impl LeaseStore for ConsulLeaseStore {
         let current = self.client.read(&key, Consistency::Default, None).await?;
         if let Some(entry) = &current.entry {
             if entry.flags != LOCK_FLAG && entry.flags != 0 {
-                return Err(Error::Backend(format!(
+                return Err(Error::backend(format!(
                     "{key} carries flags {:#x}, not a lock's: another kind of client (a semaphore?) uses it",
                     entry.flags
                 )));
@@ -417,7 +406,9 @@ impl LeaseStore for ConsulLeaseStore {
             updated_unix_ms: unix_ms(record.updated_at),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         })
-        .map_err(|e| Error::Backend(format!("encoding the candidate record: {e}")))?;
+        .map_err(|e| {
+            Error::backend(format!("encoding the candidate record: {e}")).with_source(e)
+        })?;
         let key = format!(
             "{}{}",
             self.candidates_prefix(resource),

@@ -9,11 +9,10 @@
 
 mod support;
 
-use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{LeaderElection, LossReason};
+use leader_election_abstractions::{LeaderElection, LossReason, StoreFactory};
 use leader_election_testkit::{
     assert_reelected_with_higher_token_after_removal, assert_safe_through_outage, next_loss_reason,
     unique_resource, Outage,

@@ -2,13 +2,12 @@
 //! answers no healthy agent gives (C9), against `FakeAgent`: a fake HTTP
 //! responder for these unit tests only. Runs in plain `cargo test`.
 
-use leader_election_abstractions::StoreFactory;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionOptions,
+    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionOptions, StoreFactory,
 };
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -277,7 +276,7 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
         .expect("election");
     let error = election.candidate_health().await.expect_err("forbidden");
     match error {
-        Error::Unauthorized(message) => {
+        Error::Unauthorized { message, .. } => {
             assert!(
                 message.contains("key_prefix") && message.contains("session"),
                 "{message}"
@@ -285,4 +284,62 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
+}
+
+fn claim() -> leader_election_abstractions::store::LeaseClaim {
+    leader_election_abstractions::store::LeaseClaim {
+        resource: "jobs".into(),
+        candidate_id: "a".into(),
+        lease_duration: Duration::from_secs(10),
+        grace_period: Duration::from_secs(5),
+        holder_metadata: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration() {
+    use leader_election_abstractions::LeaseStore;
+    let agent = FakeAgent::start(vec![
+        "404 Not Found|",
+        "500 Internal Server Error|Invalid Session TTL '10000000000', must be between [30s=24h0m0s]",
+    ])
+    .await;
+    let election = agent
+        .factory()
+        .election("jobs")
+        .candidate_id("a")
+        .build()
+        .expect("election");
+    let error = election
+        .store()
+        .try_acquire(&claim())
+        .await
+        .expect_err("the agent rejected the TTL");
+    assert!(
+        matches!(&error, Error::InvalidOption { field, .. } if field == "lease_duration"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_answer_keeps_the_decoding_error_as_its_source() {
+    use leader_election_abstractions::LeaseStore;
+    use std::error::Error as _;
+    let agent = FakeAgent::start(vec!["{not json"]).await;
+    let election = agent
+        .factory()
+        .election("jobs")
+        .candidate_id("a")
+        .build()
+        .expect("election");
+    let error = election
+        .store()
+        .try_acquire(&claim())
+        .await
+        .expect_err("garbage is an error");
+    assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+    assert!(
+        error.source().is_some(),
+        "the serde error was dropped: {error:?}"
+    );
 }

@@ -1,10 +1,9 @@
 //! The whole conformance suite against the in-memory store, in virtual time.
 
-use leader_election_abstractions::StoreFactory;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leader_election_abstractions::{LeaderElectionOptions, Result};
+use leader_election_abstractions::{LeaderElectionOptions, Result, StoreFactory};
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore, StoreFault};
 use leader_election_testkit::{Candidate, NetworkFault, Provider};
 

@@ -1,10 +1,9 @@
 //! Candidate identity within one process: a factory never runs two live
 //! elections of one resource under one candidate id.
 
-use leader_election_abstractions::StoreFactory;
 use std::time::Duration;
 
-use leader_election_abstractions::{LeaderElection, LeaderElectionOptions};
+use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
 use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
 use leader_election_testkit::LeadershipRecorder;
 

@@ -171,20 +171,18 @@ pub(crate) fn validate_timing(options: &LeaderElectionOptions) -> Result<()> {
 
 /// Maps a kube error to the engine's error kinds.
 fn classify(what: &str, error: kube::Error) -> Error {
-    match &error {
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::Unauthorized(format!(
+    let classified = match &error {
+        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::unauthorized(format!(
             "Kubernetes refused {what}: {}; the Role needs the verbs get, list, watch, create, update and delete on `leases` in the API group `coordination.k8s.io`",
             status.message
         )),
         kube::Error::Api(status) if status.code >= 500 || status.code == 429 => {
             Error::unavailable(format!("Kubernetes {what}: {} ({})", status.message, status.code))
         }
-        kube::Error::Api(status) => Error::Backend(format!("Kubernetes {what}: {} ({})", status.message, status.code)),
-        _ => Error::BackendUnavailable {
-            message: format!("Kubernetes {what}: {error}"),
-            source: Some(Box::new(error)),
-        },
-    }
+        kube::Error::Api(status) => Error::backend(format!("Kubernetes {what}: {} ({})", status.message, status.code)),
+        _ => Error::unavailable(format!("Kubernetes {what}: {error}")),
+    };
+    classified.with_source(error)
 }
 
 fn status_code(error: &kube::Error) -> Option<u16> {
@@ -657,7 +655,9 @@ impl LeaseStore for KubernetesLeaseStore {
             health_score: record.health_score,
             metadata: record.metadata.clone(),
         })
-        .map_err(|e| Error::Backend(format!("encoding the candidate record: {e}")))?;
+        .map_err(|e| {
+            Error::backend(format!("encoding the candidate record: {e}")).with_source(e)
+        })?;
         let existing = self
             .call("get candidate lease", self.api.get_opt(&name))
             .await?

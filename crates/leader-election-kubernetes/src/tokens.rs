@@ -103,7 +103,7 @@ pub(crate) fn next_term(read_revision: Option<&str>, previous: Option<i32>) -> R
 
 fn refuse(why: String) -> Error {
     tracing::error!(reason = %why, "refusing to lead: no safe fencing token");
-    Error::Backend(format!("refusing to lead: {why}"))
+    Error::backend(format!("refusing to lead: {why}"))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 
 mod support;
 
-use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::api::{Api, DeleteParams, PostParams};
 use leader_election_abstractions::store::{LeaseClaim, LeaseStore};
-use leader_election_abstractions::{Error, HealthBasedLeaderElection, LeaderElection, LossReason};
+use leader_election_abstractions::{
+    Error, HealthBasedLeaderElection, LeaderElection, LossReason, StoreFactory,
+};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use leader_election_testkit::{
     assert_reelected_with_higher_token_after_removal, assert_safe_through_outage, next_loss_reason,
@@ -261,7 +262,7 @@ async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
         holder_metadata: Default::default(),
     };
     match store.store().try_acquire(&claim).await {
-        Err(Error::Unauthorized(message)) => {
+        Err(Error::Unauthorized { message, .. }) => {
             assert!(
                 message.contains("update") && message.contains("coordination.k8s.io"),
                 "{message}"

@@ -12,14 +12,15 @@
 
 mod support;
 
-use leader_election_abstractions::StoreFactory;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, PostParams};
-use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, LossReason};
+use leader_election_abstractions::{
+    LeaderElection, LeaderElectionOptions, LossReason, StoreFactory,
+};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use leader_election_testkit::{next_loss_reason, unique_resource, Fault, LeadershipRecorder};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

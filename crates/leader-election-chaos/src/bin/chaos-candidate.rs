@@ -1,26 +1,33 @@
 //! `chaos-candidate`: one Rust candidate process of the chaos harness.
 //!
 //! ```text
-//! chaos-candidate --backend kubernetes|consul --server <host:port> --resource <name> --id <candidate id> --log <path>
+//! chaos-candidate --backend kubernetes|consul --server <host:port> --resource <name>
+//!                 --id <candidate id> --log <path> [--lease-ms N] [--renew-ms N]
 //! ```
 //!
 //! It runs a health-based election through the provider crate's factory
-//! (lease 2 s, renew 500 ms, retry 250 ms, grace 500 ms) against `--server`
-//! (the harness's fault proxy in front of the kube-apiserver or the Consul
-//! agent; Kubernetes credentials come from `KUBECONFIG`, the namespace from
-//! `LE_KUBE_NAMESPACE` when set). A plain OS thread
-//! checks `fencing_token()` right before every append to the shared log.
-//! SIGUSR1 flips its health (an unhealthy leader steps down); SIGTERM stops
-//! the election gracefully (the lease is released) and exits.
+//! (lease `--lease-ms`, default 2000, renew `--renew-ms`, default 500, retry
+//! 250 ms, grace 500 ms) against `--server` (the harness's fault proxy in
+//! front of the kube-apiserver or the Consul agent; Kubernetes credentials
+//! come from `KUBECONFIG`, the namespace from `LE_KUBE_NAMESPACE` when set).
+//! A plain OS thread checks `fencing_token()` right before every append to
+//! the shared log.
+//!
+//! Signals drive it (the harness's faults): SIGUSR1 reports it unhealthy (a
+//! leader steps down at once), SIGUSR2 healthy again, SIGHUP resigns
+//! (`resign()`: the lease is released and it stays a candidate), SIGTERM
+//! stops the election gracefully (the lease is released) and exits. Health
+//! is set, not toggled, so a lost or repeated signal cannot leave it inverted.
 
-use leader_election_abstractions::StoreFactory;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{HealthBasedLeaderElection, LeaderElectionOptions};
+use leader_election_abstractions::{
+    HealthBasedLeaderElection, LeaderElectionOptions, StoreFactory,
+};
 use leader_election_chaos::log::{FencedLog, Kind};
 use leader_election_chaos::monotonic_ns;
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
@@ -36,11 +43,20 @@ struct Args {
     resource: String,
     id: String,
     log: PathBuf,
+    lease: Duration,
+    renew: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut backend, mut server, mut resource, mut id, mut log) = (None, None, None, None, None);
+    let (mut lease, mut renew) = (Duration::from_secs(2), Duration::from_millis(500));
+    let millis = |flag: &str, value: &str| {
+        value
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{flag} {value:?}: {e}"))
+    };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -49,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
             "--resource" => resource = Some(value),
             "--id" => id = Some(value),
             "--log" => log = Some(PathBuf::from(value)),
+            "--lease-ms" => lease = millis(&flag, &value)?,
+            "--renew-ms" => renew = millis(&flag, &value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -58,6 +76,8 @@ fn parse_args() -> Result<Args, String> {
         resource: resource.ok_or("--resource is required")?,
         id: id.ok_or("--id is required")?,
         log: log.ok_or("--log is required")?,
+        lease,
+        renew,
     })
 }
 
@@ -85,19 +105,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn options(id: &str) -> Result<LeaderElectionOptions, String> {
+fn options(args: &Args) -> Result<LeaderElectionOptions, String> {
     LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(2))
-        .renew_interval(Duration::from_millis(500))
+        .lease_duration(args.lease)
+        .renew_interval(args.renew)
         .retry_interval(Duration::from_millis(250))
         .grace_period(Duration::from_millis(500))
-        .instance_id(id)
+        .instance_id(&args.id)
         .build()
         .map_err(|e| format!("options: {e}"))
 }
 
 async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, String> {
-    let options = options(&args.id)?;
+    let options = options(args)?;
     match args.backend.as_str() {
         "kubernetes" => {
             let mut config =
@@ -150,7 +170,10 @@ async fn run(args: Args) -> Result<(), String> {
     let log = FencedLog::open(&args.log, Kind::Rust, &args.id)
         .map_err(|e| format!("opening {}: {e}", args.log.display()))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
-    let mut flip = signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
+    let mut unhealthy =
+        signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
+    let mut healthy = signal(SignalKind::user_defined2()).map_err(|e| format!("SIGUSR2: {e}"))?;
+    let mut resign = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP: {e}"))?;
     let election = election(&args).await?;
     election.start().await.map_err(|e| format!("start: {e}"))?;
 
@@ -176,17 +199,22 @@ async fn run(args: Args) -> Result<(), String> {
         })
     };
 
-    let mut healthy = true;
     loop {
-        tokio::select! {
+        let health = tokio::select! {
             _ = terminate.recv() => break,
-            _ = flip.recv() => {
-                healthy = !healthy;
-                eprintln!("[{}] {}: health -> {healthy}", monotonic_ns(), args.id);
-                if let Err(e) = election.update_health(healthy, None).await {
-                    eprintln!("[{}] {}: update_health: {e}", monotonic_ns(), args.id);
+            _ = unhealthy.recv() => false,
+            _ = healthy.recv() => true,
+            _ = resign.recv() => {
+                eprintln!("[{}] {}: resigning", monotonic_ns(), args.id);
+                if let Err(e) = election.resign().await {
+                    eprintln!("[{}] {}: resign: {e}", monotonic_ns(), args.id);
                 }
+                continue;
             }
+        };
+        eprintln!("[{}] {}: health -> {health}", monotonic_ns(), args.id);
+        if let Err(e) = election.update_health(health, None).await {
+            eprintln!("[{}] {}: update_health: {e}", monotonic_ns(), args.id);
         }
     }
     // The writer keeps checking through the graceful stop: the release is

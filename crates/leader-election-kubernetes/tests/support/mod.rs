@@ -3,11 +3,10 @@
 //! provider that puts each candidate behind its own fault proxy.
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
-use leader_election_abstractions::StoreFactory;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use leader_election_abstractions::LeaderElectionOptions;
+use leader_election_abstractions::{LeaderElectionOptions, StoreFactory};
 use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
