@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use crate::error::Result;
@@ -98,26 +98,24 @@ pub type LeaseWatch = BoxStream<'static, Result<LeaseView>>;
 
 /// Atomic operations on one named lease, implemented once per backend.
 ///
-/// The engine creates one store value per election and calls it from one task
-/// at a time, except [`list_candidates`](Self::list_candidates), which the
-/// election handle may call concurrently. Errors: return
+/// A store value belongs to one election: it is made (by the provider's
+/// [`StoreFactory`](crate::StoreFactory)) for one resource and one candidate
+/// id, so no method takes them again. The engine calls it from one task at a
+/// time, except [`list_candidates`](Self::list_candidates), which the
+/// election handle may call concurrently. It is only used generically, so
+/// its methods are plain `async fn`s in implementations (the returned
+/// futures must be `Send`). Errors: return
 /// [`Error::BackendUnavailable`](crate::Error::BackendUnavailable) for
 /// anything worth retrying, [`Error::Unauthorized`](crate::Error::Unauthorized)
 /// for permission problems and [`Error::Backend`](crate::Error::Backend) for
 /// answers that make no sense. Never panic on a backend answer.
-#[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
     /// What the store needs to renew and release a lease it granted.
     type Grant: Clone + Debug + Send + Sync + 'static;
 
     /// Checks provider-specific limits on names and options (contract C10),
     /// called when an election is created. The generic rules are already checked.
-    fn validate(
-        &self,
-        _resource: &str,
-        _candidate_id: &str,
-        _options: &LeaderElectionOptions,
-    ) -> Result<()> {
+    fn validate(&self, _options: &LeaderElectionOptions) -> Result<()> {
         Ok(())
     }
 
@@ -143,7 +141,10 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// store value (another process, another election in this process,
     /// another Consul session) is someone else's: it is taken only once it
     /// has expired, like any other holder's.
-    async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<Self::Grant>>;
+    fn try_acquire(
+        &self,
+        claim: &LeaseClaim,
+    ) -> impl Future<Output = Result<Acquisition<Self::Grant>>> + Send;
 
     /// The incarnation (see [`LeaseView::incarnation`]) of the backend object
     /// a grant is on, so the engine can tell a lease re-created by another
@@ -154,33 +155,35 @@ pub trait LeaseStore: Send + Sync + 'static {
     }
 
     /// Extends a lease this candidate holds.
-    async fn renew(&self, grant: &Self::Grant) -> Result<Renewal<Self::Grant>>;
+    fn renew(
+        &self,
+        grant: &Self::Grant,
+    ) -> impl Future<Output = Result<Renewal<Self::Grant>>> + Send;
 
     /// Gives the lease up so a waiting candidate can take it at once. Must not
     /// disturb a lease that another candidate holds by now.
-    async fn release(&self, grant: &Self::Grant) -> Result<()>;
+    fn release(&self, grant: &Self::Grant) -> impl Future<Output = Result<()>> + Send;
 
-    /// Watches the resource's lease.
-    fn watch(&self, resource: &str) -> LeaseWatch;
+    /// Watches the lease.
+    fn watch(&self) -> LeaseWatch;
 
-    /// Publishes (or refreshes) a candidate's record; it must disappear by
+    /// Publishes (or refreshes) this candidate's record; it must disappear by
     /// itself `ttl` after the last publish if the candidate dies.
-    async fn publish_candidate(
+    fn publish_candidate(
         &self,
-        resource: &str,
         record: &CandidateRecord,
         ttl: Duration,
-    ) -> Result<()>;
+    ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Lists the live (unexpired) candidates of a resource.
-    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>>;
+    /// Lists the live (unexpired) candidates of the resource.
+    fn list_candidates(&self) -> impl Future<Output = Result<Vec<CandidateRecord>>> + Send;
 
-    /// Removes a candidate's record.
-    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()>;
+    /// Removes this candidate's record.
+    fn withdraw_candidate(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// Frees whatever the store holds for this election (a Consul session,
     /// say). Called once when the election stops, after the release.
-    async fn close(&self) -> Result<()> {
-        Ok(())
+    fn close(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
     }
 }

@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
@@ -73,7 +72,6 @@ impl FakeStore {
     }
 }
 
-#[async_trait]
 impl LeaseStore for FakeStore {
     type Grant = u64;
 
@@ -116,22 +114,22 @@ impl LeaseStore for FakeStore {
         Ok(())
     }
 
-    fn watch(&self, _resource: &str) -> LeaseWatch {
+    fn watch(&self) -> LeaseWatch {
         match self.script().watch.take() {
             Some(receiver) => UnboundedReceiverStream::new(receiver).boxed(),
             None => futures_util::stream::pending().boxed(),
         }
     }
 
-    async fn publish_candidate(&self, _: &str, _: &CandidateRecord, _: Duration) -> Result<()> {
+    async fn publish_candidate(&self, _: &CandidateRecord, _: Duration) -> Result<()> {
         Ok(())
     }
 
-    async fn list_candidates(&self, _: &str) -> Result<Vec<CandidateRecord>> {
+    async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
         Ok(Vec::new())
     }
 
-    async fn withdraw_candidate(&self, _: &str, _: &str) -> Result<()> {
+    async fn withdraw_candidate(&self) -> Result<()> {
         Ok(())
     }
 }

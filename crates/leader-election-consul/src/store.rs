@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
@@ -116,8 +115,12 @@ impl ConsulLeaseStore {
         lock_key(&self.client.config().key_prefix, &self.resource)
     }
 
-    fn candidates_prefix(&self, resource: &str) -> String {
-        format!("{}/{resource}/candidates/", self.client.config().key_prefix)
+    fn candidates_prefix(&self) -> String {
+        format!(
+            "{}/{}/candidates/",
+            self.client.config().key_prefix,
+            self.resource
+        )
     }
 
     /// The id of this election's current session, if one exists.
@@ -223,16 +226,10 @@ fn unix_ms(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-#[async_trait]
 impl LeaseStore for ConsulLeaseStore {
     type Grant = ConsulGrant;
 
-    fn validate(
-        &self,
-        _resource: &str,
-        _candidate_id: &str,
-        options: &LeaderElectionOptions,
-    ) -> Result<()> {
+    fn validate(&self, options: &LeaderElectionOptions) -> Result<()> {
         let min = self.client.config().session_ttl_min;
         if options.lease_duration < min || options.lease_duration > MAX_SESSION_TTL {
             return Err(Error::invalid_option(
@@ -358,7 +355,7 @@ impl LeaseStore for ConsulLeaseStore {
             .map(drop)
     }
 
-    fn watch(&self, _resource: &str) -> LeaseWatch {
+    fn watch(&self) -> LeaseWatch {
         let client = self.client.clone();
         let key = self.lock_key();
         let wait = client.config().watch_wait;
@@ -391,12 +388,7 @@ impl LeaseStore for ConsulLeaseStore {
         .boxed()
     }
 
-    async fn publish_candidate(
-        &self,
-        resource: &str,
-        record: &CandidateRecord,
-        ttl: Duration,
-    ) -> Result<()> {
+    async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {
         let session = self.live_session().await?;
         let value = serde_json::to_vec(&CandidateValue {
             candidate_id: record.candidate_id.clone(),
@@ -411,7 +403,7 @@ impl LeaseStore for ConsulLeaseStore {
         })?;
         let key = format!(
             "{}{}",
-            self.candidates_prefix(resource),
+            self.candidates_prefix(),
             encode_segment(&record.candidate_id)
         );
         // Binding the entry to our session makes Consul clear it when we die.
@@ -423,9 +415,9 @@ impl LeaseStore for ConsulLeaseStore {
         Ok(())
     }
 
-    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+    async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
         let now = unix_ms(SystemTime::now());
-        let entries = self.client.list(&self.candidates_prefix(resource)).await?;
+        let entries = self.client.list(&self.candidates_prefix()).await?;
         let live = entries
             .iter()
             // Unbound: its session died. Expired: it stopped publishing.
@@ -445,11 +437,11 @@ impl LeaseStore for ConsulLeaseStore {
         Ok(live)
     }
 
-    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
+    async fn withdraw_candidate(&self) -> Result<()> {
         let key = format!(
             "{}{}",
-            self.candidates_prefix(resource),
-            encode_segment(candidate_id)
+            self.candidates_prefix(),
+            encode_segment(&self.candidate_id)
         );
         self.client.delete(&key).await
     }

@@ -47,10 +47,12 @@ impl StoreFactory for InMemoryLeaderElectionFactory {
 
     fn store(
         &self,
-        _resource: &str,
+        resource: &str,
         candidate_id: &str,
         options: &LeaderElectionOptions,
     ) -> Result<InMemoryLeaseStore> {
-        Ok(self.store.for_candidate(candidate_id, options.grace_period))
+        Ok(self
+            .store
+            .for_election(resource, candidate_id, options.grace_period))
     }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::stream;
 use futures_util::StreamExt;
 use leader_election_abstractions::store::{
@@ -81,12 +80,19 @@ impl InMemoryStore {
         Self::default()
     }
 
-    /// The per-election view of the store for one candidate. `grace_period`
-    /// is how long this candidate waits after an expiry before taking a lease.
-    pub fn for_candidate(&self, candidate_id: &str, grace_period: Duration) -> InMemoryLeaseStore {
+    /// The per-election view of the store: one candidate's handle on one
+    /// resource. `grace_period` is how long this candidate waits after an
+    /// expiry before taking the lease.
+    pub fn for_election(
+        &self,
+        resource: &str,
+        candidate_id: &str,
+        grace_period: Duration,
+    ) -> InMemoryLeaseStore {
         static INSTANCES: AtomicU64 = AtomicU64::new(1);
         InMemoryLeaseStore {
             store: self.clone(),
+            resource: resource.to_owned(),
             candidate_id: candidate_id.to_owned(),
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             grace_period,
@@ -138,6 +144,7 @@ impl InMemoryStore {
 #[derive(Clone, Debug)]
 pub struct InMemoryLeaseStore {
     store: InMemoryStore,
+    resource: String,
     candidate_id: String,
     /// Tells this store value's leases from those of another value with the
     /// same candidate id (another election, as if in another process).
@@ -189,7 +196,6 @@ impl InMemoryLeaseStore {
     }
 }
 
-#[async_trait]
 impl LeaseStore for InMemoryLeaseStore {
     type Grant = InMemoryGrant;
 
@@ -269,9 +275,9 @@ impl LeaseStore for InMemoryLeaseStore {
         Ok(())
     }
 
-    fn watch(&self, resource: &str) -> LeaseWatch {
+    fn watch(&self) -> LeaseWatch {
         let this = self.clone();
-        let resource = resource.to_owned();
+        let resource = self.resource.clone();
         let changes = self.store.changes.subscribe();
         let first = true;
         stream::unfold(Some((this, resource, changes, first)), |state| async move {
@@ -293,29 +299,24 @@ impl LeaseStore for InMemoryLeaseStore {
         .boxed()
     }
 
-    async fn publish_candidate(
-        &self,
-        resource: &str,
-        record: &CandidateRecord,
-        ttl: Duration,
-    ) -> Result<()> {
+    async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {
         self.check_fault().await?;
         let expires = Instant::now() + ttl;
         self.store
             .lock()
             .resources
-            .entry(resource.to_owned())
+            .entry(self.resource.clone())
             .or_default()
             .candidates
             .insert(record.candidate_id.clone(), (record.clone(), expires));
         Ok(())
     }
 
-    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+    async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
         self.check_fault().await?;
         let now = Instant::now();
         let mut state = self.store.lock();
-        let Some(resource) = state.resources.get_mut(resource) else {
+        let Some(resource) = state.resources.get_mut(&self.resource) else {
             return Ok(Vec::new());
         };
         resource.candidates.retain(|_, (_, expires)| *expires > now);
@@ -326,10 +327,10 @@ impl LeaseStore for InMemoryLeaseStore {
             .collect())
     }
 
-    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
+    async fn withdraw_candidate(&self) -> Result<()> {
         self.check_fault().await?;
-        if let Some(resource) = self.store.lock().resources.get_mut(resource) {
-            resource.candidates.remove(candidate_id);
+        if let Some(resource) = self.store.lock().resources.get_mut(&self.resource) {
+            resource.candidates.remove(&self.candidate_id);
         }
         Ok(())
     }

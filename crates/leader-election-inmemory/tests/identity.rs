@@ -75,13 +75,24 @@ async fn elections_created_without_an_id_get_distinct_identities_and_never_both_
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (leader, other) = if a.is_leader() { (a, b) } else { (b, a) };
     assert!(leader.is_leader(), "nobody leads");
+    let leader_id = leader.candidate_id().to_owned();
     leader.stop().await.expect("stop leader");
     other
         .wait_for_leadership()
         .await
         .expect("the other takes over");
+    // Record the new term before ending it; the sampler may not have run yet.
+    recorder.sample_now();
     other.stop().await.expect("stop the other");
     let report = recorder.finish();
     report.assert_safe();
-    assert_eq!(report.intervals.len(), 2, "{:?}", report.intervals);
+    // One term each, unless the load here made a leader miss its deadline and
+    // take its own lease back (a new term, still never overlapping).
+    assert!(report.intervals.len() >= 2, "{:?}", report.intervals);
+    assert_eq!(
+        report.leaders().first(),
+        Some(&leader_id.as_str()),
+        "{:?}",
+        report.intervals
+    );
 }

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -310,8 +309,8 @@ impl KubernetesLeaseStore {
         Ok(listed.metadata.resource_version)
     }
 
-    fn candidate_lease_name(&self, resource: &str, candidate_id: &str) -> String {
-        format!("{resource}-candidate-{}", stable_hash(candidate_id))
+    fn candidate_lease_name(&self, candidate_id: &str) -> String {
+        format!("{}-candidate-{}", self.name, stable_hash(candidate_id))
     }
 }
 
@@ -371,17 +370,11 @@ struct HealthAnnotation {
     metadata: BTreeMap<String, String>,
 }
 
-#[async_trait]
 impl LeaseStore for KubernetesLeaseStore {
     type Grant = KubernetesGrant;
 
-    fn validate(
-        &self,
-        resource: &str,
-        _candidate_id: &str,
-        options: &LeaderElectionOptions,
-    ) -> Result<()> {
-        validate_resource(resource)?;
+    fn validate(&self, options: &LeaderElectionOptions) -> Result<()> {
+        validate_resource(&self.name)?;
         validate_timing(options)
     }
 
@@ -559,7 +552,7 @@ impl LeaseStore for KubernetesLeaseStore {
         ))
     }
 
-    fn watch(&self, _resource: &str) -> LeaseWatch {
+    fn watch(&self) -> LeaseWatch {
         let store = self.clone();
         // State: the resourceVersion to resume from and the open watch, if any.
         type Events = futures_util::stream::BoxStream<'static, kube::Result<WatchEvent<Lease>>>;
@@ -641,13 +634,9 @@ impl LeaseStore for KubernetesLeaseStore {
         .boxed()
     }
 
-    async fn publish_candidate(
-        &self,
-        resource: &str,
-        record: &CandidateRecord,
-        ttl: Duration,
-    ) -> Result<()> {
-        let name = self.candidate_lease_name(resource, &record.candidate_id);
+    async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {
+        let resource = self.name.as_str();
+        let name = self.candidate_lease_name(&record.candidate_id);
         let annotation = serde_json::to_string(&HealthAnnotation {
             candidate_id: record.candidate_id.clone(),
             resource: resource.to_owned(),
@@ -708,7 +697,8 @@ impl LeaseStore for KubernetesLeaseStore {
         }
     }
 
-    async fn list_candidates(&self, resource: &str) -> Result<Vec<CandidateRecord>> {
+    async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
+        let resource = self.name.as_str();
         let params =
             ListParams::default().labels(&format!("{RESOURCE_LABEL}={}", stable_hash(resource)));
         let listed = self
@@ -754,8 +744,8 @@ impl LeaseStore for KubernetesLeaseStore {
         Ok(records)
     }
 
-    async fn withdraw_candidate(&self, resource: &str, candidate_id: &str) -> Result<()> {
-        let name = self.candidate_lease_name(resource, candidate_id);
+    async fn withdraw_candidate(&self) -> Result<()> {
+        let name = self.candidate_lease_name(&self.candidate_id);
         match self
             .call(
                 "delete candidate lease",

@@ -99,7 +99,7 @@ impl<S: LeaseStore> Election<S> {
         let candidate_id = candidate_id.unwrap_or(&options.instance_id).to_owned();
         validate_resource_name(resource)?;
         validate_candidate_id(&candidate_id)?;
-        store.validate(resource, &candidate_id, &options)?;
+        store.validate(&options)?;
         let term_limit = store.term_limit(&options).min(options.lease_duration);
         if options.renew_interval >= term_limit {
             return Err(Error::invalid_option(
@@ -393,11 +393,7 @@ impl<S: LeaseStore> HealthBasedLeaderElection for Election<S> {
 
     async fn candidate_health(&self) -> Result<Vec<CandidateHealth>> {
         self.ensure_not_stopped()?;
-        let records = self
-            .inner
-            .store
-            .list_candidates(&self.inner.shared.resource)
-            .await?;
+        let records = self.inner.store.list_candidates().await?;
         let leader = self.current_leader_id();
         let mut listed: Vec<CandidateHealth> = records
             .into_iter()

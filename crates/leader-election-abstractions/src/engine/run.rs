@@ -161,7 +161,7 @@ impl<S: LeaseStore> Engine<S> {
                 },
                 item = next_view(&mut self.watch), if watching => self.on_watch_item(item).await,
                 () = sleep_until(self.watch_retry_at), if !watching => {
-                    self.watch = Some(self.cfg.store.watch(&self.cfg.shared.resource));
+                    self.watch = Some(self.cfg.store.watch());
                 }
                 () = sleep_until(action_at) => {
                     if self.term.is_some() {
@@ -521,10 +521,7 @@ impl<S: LeaseStore> Engine<S> {
             updated_at: SystemTime::now(),
         };
         let ttl = self.cfg.options.lease_duration + self.cfg.options.grace_period;
-        let call = self
-            .cfg
-            .store
-            .publish_candidate(&self.cfg.shared.resource, &record, ttl);
+        let call = self.cfg.store.publish_candidate(&record, ttl);
         let next = match timeout(self.call_timeout(), call).await {
             Ok(Ok(())) => {
                 self.published = true;
@@ -544,10 +541,7 @@ impl<S: LeaseStore> Engine<S> {
             .await;
         let limit = self.call_timeout();
         if self.published {
-            let call = self
-                .cfg
-                .store
-                .withdraw_candidate(&self.cfg.shared.resource, &self.cfg.shared.candidate_id);
+            let call = self.cfg.store.withdraw_candidate();
             if !matches!(timeout(limit, call).await, Ok(Ok(()))) {
                 tracing::warn!("withdrawing the candidate record failed; it will expire");
             }

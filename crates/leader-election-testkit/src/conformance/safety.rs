@@ -66,11 +66,12 @@ pub async fn c1_twins_with_one_id_never_both_lead(p: &dyn Provider) {
     // A graceful stop hands the lease over to the twin, as to anyone.
     group.members[first].election.stop().await.expect("stop");
     group.wait_for_leader(&[first]).await;
+    // The recording (checked for overlaps by `finish`) holds the first
+    // twin's term and the second's.
     let report = group.finish().await;
-    assert_eq!(
-        report.intervals.len(),
-        2,
-        "{}: expected exactly two terms, saw {:?}",
+    assert!(
+        report.intervals.len() >= 2,
+        "{}: expected the first twin's term and the second's, saw {:?}",
         p.name(),
         report.intervals
     );
