@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::chaos_run::{self, Backend, CaseResult, Mix, MIXES};
+use crate::chaos_faults::{Mix, Stats, MIXES};
+use crate::chaos_run::{self, Backend, CaseResult};
 use crate::provision::{self, workspace_root};
 use crate::servers::{self, Runtime, Target};
 use crate::state::{Record, State};
@@ -227,6 +228,33 @@ fn print_summary(results: &[CaseResult], seed: u64, elapsed: Duration) {
             }
         );
     }
+    for backend in [Backend::Kubernetes, Backend::Consul] {
+        let cases: Vec<&CaseResult> = results
+            .iter()
+            .filter(|r| r.name.starts_with(&format!("{}/", backend.name())))
+            .collect();
+        if cases.is_empty() {
+            continue;
+        }
+        let transitions: u64 = cases
+            .iter()
+            .filter_map(|r| r.field("takeovers").parse::<u64>().ok())
+            .sum();
+        let mut stats = Stats::default();
+        for r in &cases {
+            stats.add(&r.stats);
+        }
+        println!(
+            "\n{}: {transitions} transitions (takeovers in the log); the harness's fault counts:",
+            backend.name()
+        );
+        print!("{}", stats.table());
+    }
+    let transitions: u64 = results
+        .iter()
+        .filter_map(|r| r.field("takeovers").parse::<u64>().ok())
+        .sum();
+    println!("transitions in total: {transitions}");
     let passed = results.iter().filter(|r| r.passed).count();
     println!("chaos: {passed} passed, {} failed", results.len() - passed);
 }

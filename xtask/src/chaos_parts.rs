@@ -116,9 +116,41 @@ pub(crate) struct LogTail {
     pub(crate) partial: String,
     pub(crate) last_writer: Option<u32>,
     pub(crate) writes: u64,
+    /// The highest token written so far.
+    pub(crate) max_token: u64,
+    /// A process whose writes are counted (a twin).
+    pub(crate) watched: Option<u32>,
+    /// Writes by `watched` since `watch`.
+    pub(crate) watched_writes: u64,
 }
 
 impl LogTail {
+    /// A follower from the start of `path`.
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            offset: 0,
+            partial: String::new(),
+            last_writer: None,
+            writes: 0,
+            max_token: 0,
+            watched: None,
+            watched_writes: 0,
+        }
+    }
+
+    /// Counts `pid`'s writes from now on (after reading what is there).
+    pub(crate) fn watch(&mut self, pid: u32) {
+        self.poll();
+        self.watched = Some(pid);
+        self.watched_writes = 0;
+    }
+
+    /// Stops counting.
+    pub(crate) fn unwatch(&mut self) {
+        self.watched = None;
+    }
+
     pub(crate) fn poll(&mut self) {
         let Ok(mut file) = File::open(&self.path) else {
             return;
@@ -138,9 +170,20 @@ impl LogTail {
         self.partial.drain(..complete.len());
         for line in complete.lines() {
             let mut words = line.split_whitespace();
-            if words.next() == Some("W") {
-                self.writes += 1;
-                self.last_writer = words.nth(3).and_then(|pid| pid.parse().ok());
+            // W <t_check> <token> <kind> <pid> <seq> <id>
+            if words.next() != Some("W") {
+                continue;
+            }
+            let token = words.nth(1).and_then(|t| t.parse::<u64>().ok());
+            let pid = words.nth(1).and_then(|pid| pid.parse::<u32>().ok());
+            let (Some(token), Some(pid)) = (token, pid) else {
+                continue;
+            };
+            self.writes += 1;
+            self.last_writer = Some(pid);
+            self.max_token = self.max_token.max(token);
+            if self.watched == Some(pid) {
+                self.watched_writes += 1;
             }
         }
     }

@@ -18,6 +18,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::chaos::Teardown;
+use crate::chaos_faults::{FaultKind, Mix, Pending, Stats};
 use crate::chaos_parts::{signal, LogTail, ProxyControl, Rng};
 use crate::consul;
 use crate::proc;
@@ -50,73 +51,29 @@ impl Backend {
     }
 }
 
-/// A kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FaultKind {
-    /// SIGKILL, then restart with the same id.
-    Kill,
-    /// SIGSTOP past the lease, then SIGCONT.
-    Stop,
-    /// SIGTERM (graceful stop, the lease is released), then restart.
-    Term,
-    /// A second process with the leader's candidate id, for a while.
-    Twin,
-    /// SIGUSR1 flips a Rust candidate's health (an unhealthy leader steps
-    /// down), flipped back later.
-    Health,
-    /// The candidate's proxy drops everything for longer than the lease.
-    BlackHole,
-    /// The candidate's proxy delays every chunk.
-    Latency,
-    /// kube-apiserver SIGSTOPped past the lease / Consul agent SIGKILLed and restarted.
-    Server,
-}
+/// Grace period of the Rust candidates.
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
 
-impl FaultKind {
-    fn name(self, backend: Backend) -> &'static str {
-        match (self, backend) {
-            (Self::Kill, _) => "sigkill",
-            (Self::Stop, _) => "sigstop",
-            (Self::Term, _) => "sigterm",
-            (Self::Twin, _) => "twin",
-            (Self::Health, _) => "health",
-            (Self::BlackHole, _) => "blackhole",
-            (Self::Latency, _) => "latency",
-            (Self::Server, Backend::Kubernetes) => "apiserver-freeze",
-            (Self::Server, Backend::Consul) => "consul-restart",
+impl Backend {
+    /// The lease of every candidate (the Go ones too): Kubernetes leases
+    /// are whole seconds and the term must end a second before the lease
+    /// (client-go dates renewals to the second), so 2 s is about the floor;
+    /// Consul's test server allows a 1 s session TTL.
+    pub(crate) fn lease(self) -> Duration {
+        match self {
+            Self::Kubernetes => Duration::from_secs(2),
+            Self::Consul => Duration::from_secs(1),
+        }
+    }
+
+    /// The Rust candidates' renew interval (Consul needs two renewals per term).
+    fn renew(self) -> Duration {
+        match self {
+            Self::Kubernetes => Duration::from_millis(500),
+            Self::Consul => Duration::from_millis(300),
         }
     }
 }
-
-/// A named set of faults; one case per backend and mix.
-pub(crate) struct Mix {
-    /// The case name's second half.
-    pub(crate) name: &'static str,
-    /// Chosen from at random.
-    pub(crate) faults: &'static [FaultKind],
-}
-
-/// The fault mixes: processes, then network and server.
-pub(crate) const MIXES: [Mix; 2] = [
-    Mix {
-        name: "process",
-        faults: &[
-            FaultKind::Kill,
-            FaultKind::Stop,
-            FaultKind::Term,
-            FaultKind::Twin,
-            FaultKind::Health,
-        ],
-    },
-    Mix {
-        name: "network",
-        faults: &[FaultKind::BlackHole, FaultKind::Latency, FaultKind::Server],
-    },
-];
-
-/// Lease, renew, grace of the Rust candidates (the Go ones use the same lease).
-const LEASE: Duration = Duration::from_secs(2);
-const GRACE: Duration = Duration::from_millis(500);
 
 /// Everything a case needs.
 pub(crate) struct Setup {
@@ -136,6 +93,8 @@ pub(crate) struct CaseResult {
     pub(crate) passed: bool,
     pub(crate) reason: String,
     fields: BTreeMap<String, String>,
+    /// The harness's own counts per fault kind.
+    pub(crate) stats: Stats,
 }
 
 impl CaseResult {
@@ -147,31 +106,39 @@ impl CaseResult {
 
 /// Our library or a foreign client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
+pub(crate) enum Who {
     Rust,
     Foreign,
 }
 
 /// One candidate position: an id, a proxy, and its current process.
-struct Slot {
-    id: String,
-    who: Who,
-    proxy: usize,
+pub(crate) struct Slot {
+    pub(crate) id: String,
+    pub(crate) who: Who,
+    pub(crate) proxy: usize,
     port: u16,
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
 }
 
 /// A running case. Dropping it kills every process it started.
-struct Case<'a> {
-    setup: &'a Setup,
+pub(crate) struct Case<'a> {
+    pub(crate) setup: &'a Setup,
     log: PathBuf,
     resource: String,
-    upstream: String,
-    proxy: ProxyControl,
-    slots: Vec<Slot>,
-    twins: Vec<Child>,
-    rng: Rng,
-    tail: LogTail,
+    pub(crate) upstream: String,
+    pub(crate) proxy: ProxyControl,
+    pub(crate) slots: Vec<Slot>,
+    /// The port of the proxy twins connect through, once made.
+    pub(crate) twin_port: Option<u16>,
+    /// Twin processes running now (killed with the case).
+    pub(crate) twins: Vec<Child>,
+    pub(crate) rng: Rng,
+    pub(crate) tail: LogTail,
+    /// Ends of the faults still running.
+    pub(crate) pending: Vec<Pending>,
+    pub(crate) stats: Stats,
+    /// The backend's lease.
+    pub(crate) lease: Duration,
     started: Instant,
     unexpected_exits: u32,
     teardown: &'a mut Teardown,
@@ -193,7 +160,7 @@ impl Drop for Case<'_> {
 }
 
 impl Case<'_> {
-    fn say(&self, text: &str) {
+    pub(crate) fn say(&self, text: &str) {
         println!(
             "[{:>6.1}s] {} {}: {text}",
             self.started.elapsed().as_secs_f64(),
@@ -202,8 +169,8 @@ impl Case<'_> {
         );
     }
 
-    fn stderr_for(&self, id: &str) -> Result<File, String> {
-        let path = self.setup.run_dir.join(format!("{id}.log"));
+    fn stderr_for(&self, name: &str) -> Result<File, String> {
+        let path = self.setup.run_dir.join(format!("{name}.log"));
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -211,7 +178,15 @@ impl Case<'_> {
             .map_err(|e| format!("cannot open {}: {e}", path.display()))
     }
 
-    fn spawn(&self, who: Who, id: &str, port: u16) -> Result<Child, String> {
+    /// Starts a candidate as `id` through the proxy on `port`, its output in
+    /// `<log_name>.log`.
+    pub(crate) fn spawn(
+        &self,
+        who: Who,
+        id: &str,
+        port: u16,
+        log_name: &str,
+    ) -> Result<Child, String> {
         let setup = self.setup;
         let server = format!("127.0.0.1:{port}");
         let env = setup.state.env();
@@ -220,7 +195,11 @@ impl Case<'_> {
                 let mut c = Command::new(setup.bin_dir.join("chaos-candidate"));
                 c.args(["--backend", backend.name(), "--server", &server])
                     .args(["--resource", &self.resource, "--id", id, "--log"])
-                    .arg(&self.log);
+                    .arg(&self.log)
+                    .arg("--lease-ms")
+                    .arg(backend.lease().as_millis().to_string())
+                    .arg("--renew-ms")
+                    .arg(backend.renew().as_millis().to_string());
                 c
             }
             (Who::Foreign, Backend::Kubernetes) => {
@@ -236,32 +215,34 @@ impl Case<'_> {
             (Who::Foreign, Backend::Consul) => {
                 let mut c = Command::new(&setup.peers);
                 let key = format!("service/leader-election/{}/.lock", self.resource);
+                let ttl = format!("{}ms", setup.backend.lease().as_millis());
                 c.args(["consul", "-addr", &server, "-key", &key, "-id", id, "-log"])
-                    .arg(&self.log);
+                    .arg(&self.log)
+                    .args(["-ttl", &ttl, "-lock-delay", &ttl]);
                 c
             }
         };
         command
             .envs(env.iter())
             .stdin(Stdio::null())
-            .stdout(self.stderr_for(id)?)
-            .stderr(self.stderr_for(id)?);
+            .stdout(self.stderr_for(log_name)?)
+            .stderr(self.stderr_for(log_name)?);
         command
             .spawn()
             .map_err(|e| format!("cannot start candidate {id}: {e}"))
     }
 
-    fn restart(&mut self, slot: usize) -> Result<(), String> {
+    pub(crate) fn restart(&mut self, slot: usize) -> Result<(), String> {
         let (who, id, port) = {
             let s = &self.slots[slot];
             (s.who, s.id.clone(), s.port)
         };
-        let child = self.spawn(who, &id, port)?;
+        let child = self.spawn(who, &id, port, &id)?;
         self.slots[slot].child = Some(child);
         Ok(())
     }
 
-    fn note(&mut self, kind: FaultKind, target: &str) -> Result<(), String> {
+    pub(crate) fn note(&mut self, kind: FaultKind, target: &str) -> Result<(), String> {
         let name = kind.name(self.setup.backend);
         self.say(&format!("{name} {target}"));
         self.proxy
@@ -270,7 +251,7 @@ impl Case<'_> {
     }
 
     /// The slot whose process wrote last, if it is one of the slots.
-    fn leader(&mut self) -> Option<usize> {
+    pub(crate) fn leader(&mut self) -> Option<usize> {
         self.tail.poll();
         let pid = self.tail.last_writer?;
         self.slots
@@ -278,21 +259,12 @@ impl Case<'_> {
             .position(|s| s.child.as_ref().is_some_and(|c| c.id() == pid))
     }
 
-    /// The leader most of the time (85 %), another candidate ("around it") otherwise.
-    fn target(&mut self) -> usize {
-        let leader = self.leader();
-        match leader {
-            Some(leader) if self.rng.range(0, 100) < 85 => leader,
-            _ => usize::try_from(self.rng.range(0, self.slots.len() as u64)).unwrap_or(0),
-        }
-    }
-
-    fn pid(&self, slot: usize) -> Option<u32> {
+    pub(crate) fn pid(&self, slot: usize) -> Option<u32> {
         self.slots[slot].child.as_ref().map(Child::id)
     }
 
     /// Restarts candidates that exited without being told to.
-    fn reap_unexpected(&mut self) -> Result<(), String> {
+    pub(crate) fn reap_unexpected(&mut self) -> Result<(), String> {
         for slot in 0..self.slots.len() {
             let exited = match self.slots[slot].child.as_mut().map(Child::try_wait) {
                 Some(Ok(Some(status))) => Some(status),
@@ -319,7 +291,7 @@ impl Case<'_> {
         Ok(())
     }
 
-    fn wait_exit(child: &mut Child, timeout: Duration) {
+    pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) {
         let exited = proc::wait_until(timeout, Duration::from_millis(50), || {
             matches!(child.try_wait(), Ok(Some(_)))
         });
@@ -329,103 +301,18 @@ impl Case<'_> {
         let _ = child.wait();
     }
 
-    fn inject(&mut self, kind: FaultKind) -> Result<(), String> {
-        match kind {
-            FaultKind::Kill | FaultKind::Term => {
-                let slot = self.target();
-                let id = self.slots[slot].id.clone();
-                self.note(kind, &id)?;
-                if let Some(mut child) = self.slots[slot].child.take() {
-                    if kind == FaultKind::Kill {
-                        let _ = child.kill();
-                    } else {
-                        signal(child.id(), "TERM");
-                    }
-                    Self::wait_exit(&mut child, Duration::from_secs(10));
-                }
-                let down = self.rng.millis(500, 2500);
-                sleep(down);
-                self.restart(slot)
-            }
-            FaultKind::Stop => {
-                let slot = self.target();
-                let id = self.slots[slot].id.clone();
-                let Some(pid) = self.pid(slot) else {
-                    return Ok(());
-                };
-                self.note(kind, &id)?;
-                signal(pid, "STOP");
-                sleep(LEASE + GRACE + self.rng.millis(500, 2500));
-                signal(pid, "CONT");
-                Ok(())
-            }
-            FaultKind::Twin => {
-                let Some(slot) = self.leader() else {
-                    return Ok(());
-                };
-                let (who, id) = (self.slots[slot].who, self.slots[slot].id.clone());
-                let (_, port) = self.proxy.add(&self.upstream)?;
-                self.note(kind, &id)?;
-                let twin = self.spawn(who, &id, port)?;
-                self.twins.push(twin);
-                sleep(self.rng.millis(5000, 8000));
-                if let Some(mut twin) = self.twins.pop() {
-                    signal(twin.id(), "TERM");
-                    Self::wait_exit(&mut twin, Duration::from_secs(10));
-                }
-                Ok(())
-            }
-            FaultKind::Health => {
-                let slot = self.target();
-                if self.slots[slot].who != Who::Rust {
-                    // Foreign candidates report no health: freeze it instead.
-                    return self.inject(FaultKind::Stop);
-                }
-                let id = self.slots[slot].id.clone();
-                let Some(pid) = self.pid(slot) else {
-                    return Ok(());
-                };
-                self.note(kind, &id)?;
-                signal(pid, "USR1");
-                sleep(self.rng.millis(2000, 4000));
-                signal(pid, "USR1");
-                Ok(())
-            }
-            FaultKind::BlackHole | FaultKind::Latency => {
-                let slot = self.target();
-                let (id, proxy) = (self.slots[slot].id.clone(), self.slots[slot].proxy);
-                self.note(kind, &id)?;
-                let hold = if kind == FaultKind::BlackHole {
-                    self.proxy.command(&format!("fault {proxy} hole"))?;
-                    self.rng.millis(3000, 5000)
-                } else {
-                    let latency = self.rng.range(200, 1500);
-                    self.say(&format!("latency {latency}ms on {id}"));
-                    self.proxy
-                        .command(&format!("fault {proxy} latency {latency}"))?;
-                    self.rng.millis(3000, 6000)
-                };
-                sleep(hold);
-                self.proxy.command(&format!("fault {proxy} pass")).map(drop)
-            }
-            FaultKind::Server => match self.setup.backend {
-                Backend::Kubernetes => self.freeze_apiserver(),
-                Backend::Consul => self.restart_consul(),
-            },
-        }
-    }
-
     /// SIGSTOPs the kube-apiserver past the lease. A `sh` in its own process
     /// group does the STOP and the CONT, so even if this process dies (or
     /// a Ctrl-C hits it) meanwhile, the apiserver is continued.
-    fn freeze_apiserver(&mut self) -> Result<(), String> {
+    pub(crate) fn freeze_apiserver(&mut self) -> Result<(), String> {
         let state = State::load()?;
         let pid = state
             .servers
             .get("kube-apiserver")
             .and_then(|r| r.pid)
             .ok_or("kube-apiserver has no recorded pid to freeze")?;
-        let hold = self.rng.millis(LEASE.as_millis() as u64 + 1000, 4500);
+        let lease = self.lease.as_millis() as u64;
+        let hold = self.rng.millis(lease + 1000, lease + 2500);
         self.note(FaultKind::Server, "apiserver")?;
         let mut freezer = Command::new("sh")
             .arg("-c")
@@ -444,7 +331,7 @@ impl Case<'_> {
     /// SIGKILLs the Consul server agent and starts it again on the same
     /// configuration and data, recording the new pid in the state file and
     /// in the teardown.
-    fn restart_consul(&mut self) -> Result<(), String> {
+    pub(crate) fn restart_consul(&mut self) -> Result<(), String> {
         let state = State::load()?;
         let record = state
             .servers
@@ -502,15 +389,18 @@ pub(crate) fn run_case(setup: &Setup, teardown: &mut Teardown) -> CaseResult {
         setup.run_dir.display()
     );
     let log = setup.run_dir.join("writes.log");
-    let failed = |reason: String| CaseResult {
+    let mut stats = Stats::default();
+    let failed = |reason: String, stats: Stats| CaseResult {
         name: name.clone(),
         passed: false,
         reason,
         fields: BTreeMap::new(),
+        stats,
     };
-    if let Err(e) = drive(setup, &log, teardown) {
+    if let Err(e) = drive(setup, &log, teardown, &mut stats) {
         println!("xtask: chaos {name}: FAILED to run: {e}");
-        return failed(e);
+        print!("{}", stats.table());
+        return failed(e, stats);
     }
     let checker = setup.bin_dir.join("chaos-check");
     let output = match Command::new(&checker)
@@ -520,16 +410,17 @@ pub(crate) fn run_case(setup: &Setup, teardown: &mut Teardown) -> CaseResult {
         .output()
     {
         Ok(output) => output,
-        Err(e) => return failed(format!("cannot run {}: {e}", checker.display())),
+        Err(e) => return failed(format!("cannot run {}: {e}", checker.display()), stats),
     };
     let text = String::from_utf8_lossy(&output.stdout);
     print!("{text}");
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    print!("{}", stats.table());
     let Some(result) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-        return failed(format!(
-            "chaos-check printed no RESULT line ({})",
-            output.status
-        ));
+        return failed(
+            format!("chaos-check printed no RESULT line ({})", output.status),
+            stats,
+        );
     };
     let mut words = result.split_whitespace();
     let passed = words.next() == Some("passed") && output.status.success();
@@ -547,12 +438,19 @@ pub(crate) fn run_case(setup: &Setup, teardown: &mut Teardown) -> CaseResult {
         passed,
         reason,
         fields,
+        stats,
     }
 }
 
 /// Starts the candidates, injects faults until the case's time is up, and
-/// stops everything gracefully.
-fn drive(setup: &Setup, log: &Path, teardown: &mut Teardown) -> Result<(), String> {
+/// stops everything gracefully. The harness's fault counts go to `stats`,
+/// also when the case fails to run to its end.
+fn drive(
+    setup: &Setup,
+    log: &Path,
+    teardown: &mut Teardown,
+    stats: &mut Stats,
+) -> Result<(), String> {
     if setup.run_dir.exists() {
         fs::remove_dir_all(&setup.run_dir)
             .map_err(|e| format!("cannot clear {}: {e}", setup.run_dir.display()))?;
@@ -590,15 +488,13 @@ fn drive(setup: &Setup, log: &Path, teardown: &mut Teardown) -> Result<(), Strin
         upstream,
         proxy,
         slots: Vec::new(),
+        twin_port: None,
         twins: Vec::new(),
         rng: Rng(setup.seed),
-        tail: LogTail {
-            path: log.to_path_buf(),
-            offset: 0,
-            partial: String::new(),
-            last_writer: None,
-            writes: 0,
-        },
+        tail: LogTail::new(log.to_path_buf()),
+        pending: Vec::new(),
+        stats: Stats::default(),
+        lease: setup.backend.lease(),
         started: Instant::now(),
         unexpected_exits: 0,
         teardown,
@@ -611,7 +507,7 @@ fn drive(setup: &Setup, log: &Path, teardown: &mut Teardown) -> Result<(), Strin
     ];
     for (id, who) in candidates {
         let (proxy, port) = case.proxy.add(&case.upstream)?;
-        let child = case.spawn(who, id, port)?;
+        let child = case.spawn(who, id, port, id)?;
         case.slots.push(Slot {
             id: id.to_owned(),
             who,
@@ -638,13 +534,9 @@ fn drive(setup: &Setup, log: &Path, teardown: &mut Teardown) -> Result<(), Strin
     }
     case.say("a leader is writing; injecting faults");
     let deadline = case.started + setup.duration;
-    while Instant::now() < deadline {
-        case.reap_unexpected()?;
-        let kind = case.rng.pick(setup.mix.faults);
-        case.inject(kind)?;
-        let pause = case.rng.millis(500, 2000);
-        sleep(pause);
-    }
+    let injected = case.inject_until(deadline);
+    *stats = std::mem::take(&mut case.stats);
+    injected?;
     case.reap_unexpected()?;
     sleep(Duration::from_secs(2));
     case.tail.poll();

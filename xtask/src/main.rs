@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod chaos;
+mod chaos_faults;
 mod chaos_parts;
 mod chaos_run;
 mod check;

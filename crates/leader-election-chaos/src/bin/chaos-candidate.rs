@@ -170,8 +170,7 @@ async fn run(args: Args) -> Result<(), String> {
     let log = FencedLog::open(&args.log, Kind::Rust, &args.id)
         .map_err(|e| format!("opening {}: {e}", args.log.display()))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
-    let mut unhealthy =
-        signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
+    let mut unhealthy = signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1: {e}"))?;
     let mut healthy = signal(SignalKind::user_defined2()).map_err(|e| format!("SIGUSR2: {e}"))?;
     let mut resign = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP: {e}"))?;
     let election = election(&args).await?;
