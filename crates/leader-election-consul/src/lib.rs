@@ -42,9 +42,6 @@
 //! election.stop().await
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod client;
 mod config;

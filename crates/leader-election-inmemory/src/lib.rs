@@ -25,9 +25,6 @@
 //! election.stop().await?;
 //! # Ok(()) }
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod factory;
 mod store;

@@ -11,9 +11,6 @@
 //!     provider = InMemoryProvider::new()
 //! );
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 pub mod conformance;
 mod outage;
