@@ -23,14 +23,12 @@ use tokio::time::Instant;
 
 /// The measurement: lease 2 s, grace 0.5 s.
 fn short_grace_options() -> LeaderElectionOptions {
-    LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(2))
-        .renew_interval(Duration::from_millis(500))
-        .retry_interval(Duration::from_millis(500))
-        .grace_period(Duration::from_millis(500))
-        .instance_id("consul-test")
-        .build()
-        .expect("valid options")
+    leader_election_testkit::timing_options(
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
 }
 
 async fn call(

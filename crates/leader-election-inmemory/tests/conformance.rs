@@ -29,14 +29,12 @@ impl Provider for InMemoryProvider {
     fn options(&self) -> LeaderElectionOptions {
         // Short real-time leases keep the one real-time case (a starved
         // runtime) quick; every other case runs in virtual time.
-        LeaderElectionOptions::builder()
-            .lease_duration(Duration::from_secs(3))
-            .renew_interval(Duration::from_secs(1))
-            .retry_interval(Duration::from_millis(500))
-            .grace_period(Duration::from_secs(1))
-            .instance_id("conformance")
-            .build()
-            .expect("default options are valid")
+        leader_election_testkit::timing_options(
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        )
     }
 
     fn virtual_time(&self) -> bool {

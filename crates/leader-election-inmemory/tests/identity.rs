@@ -8,13 +8,16 @@ use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
 use leader_election_testkit::LeadershipRecorder;
 
 fn factory() -> InMemoryLeaderElectionFactory {
-    let options = LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(2))
-        .renew_interval(Duration::from_millis(500))
-        .retry_interval(Duration::from_millis(250))
-        .grace_period(Duration::from_millis(500))
-        .build()
-        .expect("options");
+    // The default instance id (host + random suffix), as an application's.
+    let options = LeaderElectionOptions {
+        instance_id: LeaderElectionOptions::default().instance_id,
+        ..leader_election_testkit::timing_options(
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+            Duration::from_millis(250),
+            Duration::from_millis(500),
+        )
+    };
     InMemoryLeaderElectionFactory::new(InMemoryStore::new(), options).expect("factory")
 }
 

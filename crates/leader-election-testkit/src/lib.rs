@@ -29,6 +29,25 @@ pub use proxied::{
 pub use proxy::{Fault, FaultHandle, FaultProxy};
 pub use recorder::{check_no_overlap, LeadershipInterval, LeadershipRecorder, LeadershipReport};
 
+/// Options for tests: the four timings (lease, renew, retry, grace) and the
+/// `instance_id` `"test"`, everything else at its default. Panics if they
+/// break a rule, which is a mistake in the test.
+pub fn timing_options(
+    lease: std::time::Duration,
+    renew: std::time::Duration,
+    retry: std::time::Duration,
+    grace: std::time::Duration,
+) -> leader_election_abstractions::LeaderElectionOptions {
+    leader_election_abstractions::LeaderElectionOptions::builder()
+        .lease_duration(lease)
+        .renew_interval(renew)
+        .retry_interval(retry)
+        .grace_period(grace)
+        .instance_id("test")
+        .build()
+        .unwrap_or_else(|e| panic!("test options must be valid: {e}"))
+}
+
 /// Generates one test per conformance function for a provider.
 ///
 /// `$attr` are the attributes of each test (for example

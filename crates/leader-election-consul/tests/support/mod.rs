@@ -54,14 +54,12 @@ pub fn config_for(address: SocketAddr) -> ConsulConfig {
 
 /// Short leases so the suite runs in minutes: TTL 2 s, lock-delay 1 s.
 pub fn test_options() -> LeaderElectionOptions {
-    LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(2))
-        .renew_interval(Duration::from_millis(500))
-        .retry_interval(Duration::from_millis(500))
-        .grace_period(Duration::from_secs(1))
-        .instance_id("consul-test")
-        .build()
-        .expect("valid test options")
+    leader_election_testkit::timing_options(
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    )
 }
 
 /// Candidates against the real agent, each behind its own fault proxy.
