@@ -487,7 +487,9 @@ impl Case<'_> {
                         .rng
                         .millis(500, 2 * self.lease.as_millis() as u64 + 2500);
                 self.schedule(hold, Undo::Cont(slot, pid), true);
-                hold
+                // The successor may come after the SIGCONT (the woken
+                // leader's session or Lease has expired by then).
+                hold.max(self.failover_bound())
             }
             FaultKind::BlackHole | FaultKind::Latency => {
                 let proxy = self.slots[slot].proxy;
@@ -506,7 +508,11 @@ impl Case<'_> {
                     self.rng.millis(3000, 6000)
                 };
                 self.schedule(hold, Undo::Pass(slot), true);
-                hold
+                if kind == FaultKind::BlackHole {
+                    hold.max(self.failover_bound())
+                } else {
+                    hold
+                }
             }
             FaultKind::Twin | FaultKind::Server => return Ok(false),
         };
