@@ -120,11 +120,11 @@ fn measure_health(cpu_usage: f64) -> (f64, BTreeMap<String, String>) {
     let disk_healthy = true;
     let score =
         ((1.0 - cpu_usage) + (1.0 - memory_usage) + if disk_healthy { 1.0 } else { 0.0 }) / 3.0;
-    let metadata = BTreeMap::from([
-        ("cpu".to_owned(), format!("{:.0}%", cpu_usage * 100.0)),
-        ("memory".to_owned(), format!("{:.0}%", memory_usage * 100.0)),
+    let metadata = leader_election_abstractions::metadata([
+        ("cpu", format!("{:.0}%", cpu_usage * 100.0)),
+        ("memory", format!("{:.0}%", memory_usage * 100.0)),
         (
-            "disk".to_owned(),
+            "disk",
             if disk_healthy { "healthy" } else { "unhealthy" }.to_owned(),
         ),
     ]);

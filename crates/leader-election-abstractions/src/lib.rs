@@ -70,7 +70,7 @@ pub use error::{BoxError, Error, Result};
 pub use events::{EventCallback, EventStream};
 pub use factory::{ElectionBuilder, StoreFactory};
 pub use guard::LeadershipGuard;
-pub use options::{LeaderElectionOptions, LeaderElectionOptionsBuilder};
+pub use options::{metadata, LeaderElectionOptions, LeaderElectionOptionsBuilder};
 pub use registry::{ElectionRegistry, Registration};
 pub use store::LeaseStore;
 pub use traits::{

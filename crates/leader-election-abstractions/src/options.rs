@@ -184,6 +184,26 @@ fn positive(field: &'static str, value: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Metadata from any iterator of string pairs, for
+/// [`update_health`](crate::HealthBasedLeaderElection::update_health) and
+/// [`candidate_metadata`](LeaderElectionOptions::candidate_metadata):
+///
+/// ```
+/// let metadata = leader_election_abstractions::metadata([("version", "1.2.0"), ("zone", "a")]);
+/// assert_eq!(metadata["zone"], "a");
+/// ```
+pub fn metadata<I, K, V>(pairs: I) -> BTreeMap<String, String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    pairs
+        .into_iter()
+        .map(|(key, value)| (key.into(), value.into()))
+        .collect()
+}
+
 /// Builds [`LeaderElectionOptions`] and validates them on [`build`](Self::build).
 ///
 /// ```
