@@ -69,13 +69,15 @@
 #![warn(unreachable_pub)]
 
 mod config;
+mod errors;
 mod factory;
+mod observe;
 mod store;
+mod timing;
 mod tokens;
 
 pub use config::{KubernetesConfig, MAX_RESOURCE_NAME};
 pub use factory::KubernetesLeaderElectionFactory;
-pub use store::{
-    KubernetesGrant, KubernetesLeaseStore, CLIENT_GO_DATING_MARGIN, INSTANCE_ANNOTATION,
-};
+pub use store::{KubernetesGrant, KubernetesLeaseStore, INSTANCE_ANNOTATION};
+pub use timing::CLIENT_GO_DATING_MARGIN;
 pub use tokens::EPOCH_ANNOTATION;

@@ -1,12 +1,10 @@
 //! [`KubernetesLeaseStore`]: the engine's lease operations over one
 //! `coordination.k8s.io/v1` Lease, wire-compatible with client-go's `LeaseLock`.
 //!
-//! Expiry follows client-go's observed-time rule: a lease held by someone
-//! else may be taken once `leaseDurationSeconds` (from the record) plus our
-//! grace period have passed on *our* monotonic clock since we first saw the
-//! record in its current form. The remote `renewTime` is never compared with
-//! the local clock, so clock skew between machines does not matter (only
-//! clock *rate* does, which the grace period covers).
+//! This file holds the compare-and-swap writes (acquire, renew, release);
+//! what a read of the Lease means is [`crate::observe`], the watch is
+//! [`watch`], the candidate registry [`candidates`], and the mapping of
+//! apiserver errors [`crate::errors`].
 //!
 //! Every write is a PUT carrying `metadata.resourceVersion`; a 409 Conflict
 //! means someone else wrote first, and we re-read rather than overwrite.
@@ -17,45 +15,36 @@
 //! under its id back early; a Lease held under the same id by another
 //! process or election is anybody else's, taken only after it expired.
 
+mod candidates;
+mod watch;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, ObjectList, PostParams};
 use leader_election_abstractions::store::{
-    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
+    Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseWatch, Renewal,
 };
 use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, Result};
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-use crate::config::{stable_hash, validate_resource};
-use crate::tokens::{next_term, token_of, EPOCH_ANNOTATION};
+use crate::config::validate_resource;
+use crate::errors::{classify, status_code, timed_out};
+use crate::observe::{annotation, lease_token, Observer};
+use crate::timing::{term_limit, validate_timing, whole_seconds};
+use crate::tokens::{next_term, EPOCH_ANNOTATION};
 
-/// Label on candidate Leases: a hash of the resource they stand for.
-const RESOURCE_LABEL: &str = "leader-election-rs/resource-hash";
-/// Annotation on candidate Leases with the health record (JSON).
-const HEALTH_ANNOTATION: &str = "leader-election-rs/health";
 /// Annotation on the Lease: the store value (election instance) whose
 /// acquisition the current holder's term is. Random per store value.
 pub const INSTANCE_ANNOTATION: &str = "leader-election-rs/holder-instance";
 
-/// How much earlier than the truth a client-go follower may date our last
-/// renewal. client-go notices a renewal by comparing raw records in which
-/// `renewTime` is serialised to whole seconds, so renewals within one second
-/// look unchanged to it: it can date the lease from a renewal up to one
-/// second older than our last. A term therefore lasts at most
-/// `lease_duration` minus this (see [`LeaseStore::term_limit`]).
-pub const CLIENT_GO_DATING_MARGIN: Duration = Duration::from_secs(1);
-
-/// How many times one renew call re-reads and retries after a 409 Conflict
-/// on a term that is still intact (someone wrote other fields), before it
-/// reports the backend unavailable and lets the engine retry later.
+/// How many times one renew (or release) call re-reads and retries after a
+/// 409 Conflict on a term that is still intact (someone wrote other fields),
+/// before it reports the backend unavailable and lets the engine retry later.
 const CONFLICT_RETRIES: usize = 3;
 
 /// A held Lease: the object as we last wrote it (with its resourceVersion)
@@ -64,24 +53,6 @@ const CONFLICT_RETRIES: usize = 3;
 pub struct KubernetesGrant {
     lease: Lease,
     token: FencingToken,
-}
-
-/// The fields that make a record "the same" for the observed-time rule.
-#[derive(Clone, Debug, PartialEq)]
-struct RecordKey {
-    /// The Lease object's uid: a re-created Lease is a new record.
-    uid: Option<String>,
-    holder: Option<String>,
-    duration: Option<i32>,
-    acquire: Option<MicroTime>,
-    renew: Option<MicroTime>,
-    transitions: Option<i32>,
-    epoch: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct Observation {
-    record: Option<(RecordKey, Instant)>,
 }
 
 /// The per-election Kubernetes store.
@@ -95,9 +66,10 @@ pub struct KubernetesLeaseStore {
     /// clones (the watch) share it.
     instance: String,
     lease_seconds: i32,
-    grace: Duration,
     timeout: Duration,
-    observed: Arc<Mutex<Observation>>,
+    /// What the reads so far mean (client-go's observed-time rule); clones
+    /// (the watch) share it.
+    observed: Arc<Observer>,
 }
 
 impl std::fmt::Debug for KubernetesLeaseStore {
@@ -138,76 +110,6 @@ fn instance_nonce() -> String {
     format!("{:016x}{:016x}", halves[0], halves[1])
 }
 
-/// `leaseDurationSeconds` for a lease duration: whole seconds, rounded up,
-/// so observers never take the lease before our own deadline passed.
-pub(crate) fn whole_seconds(duration: Duration) -> i32 {
-    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
-    i32::try_from(seconds).unwrap_or(i32::MAX).max(1)
-}
-
-/// The longest a term may last from the start of the request that began or
-/// extended it: the lease minus [`CLIENT_GO_DATING_MARGIN`].
-pub(crate) fn term_limit(options: &LeaderElectionOptions) -> Duration {
-    options
-        .lease_duration
-        .saturating_sub(CLIENT_GO_DATING_MARGIN)
-}
-
-/// The Kubernetes rule on options: a renewal must fall due inside a term.
-pub(crate) fn validate_timing(options: &LeaderElectionOptions) -> Result<()> {
-    let limit = term_limit(options);
-    if options.renew_interval >= limit {
-        return Err(Error::invalid_option(
-            "renew_interval",
-            format!(
-                "must be shorter than lease_duration minus 1 s on Kubernetes (client-go followers date renewals to the whole second, so a term lasts at most lease_duration - 1 s: renew_interval < lease_duration - 1 s), got renew_interval {:?} and lease_duration {:?}",
-                options.renew_interval, options.lease_duration
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Maps a kube error to the engine's error kinds.
-fn classify(what: &str, error: kube::Error) -> Error {
-    let classified = match &error {
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::unauthorized(format!(
-            "Kubernetes refused {what}: {}; the Role needs the verbs get, list, watch, create, update and delete on `leases` in the API group `coordination.k8s.io`",
-            status.message
-        )),
-        kube::Error::Api(status) if status.code >= 500 || status.code == 429 => {
-            Error::unavailable(format!("Kubernetes {what}: {} ({})", status.message, status.code))
-        }
-        kube::Error::Api(status) => Error::backend(format!("Kubernetes {what}: {} ({})", status.message, status.code)),
-        _ => Error::unavailable(format!("Kubernetes {what}: {error}")),
-    };
-    classified.with_source(error)
-}
-
-fn status_code(error: &kube::Error) -> Option<u16> {
-    match error {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
-    }
-}
-
-fn annotation<'a>(lease: &'a Lease, key: &str) -> Option<&'a str> {
-    lease
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
-}
-
-/// The fencing token of the term the Lease records.
-fn lease_token(lease: &Lease) -> Option<FencingToken> {
-    token_of(
-        annotation(lease, EPOCH_ANNOTATION),
-        lease.spec.as_ref().and_then(|s| s.lease_transitions),
-    )
-}
-
 impl KubernetesLeaseStore {
     pub(crate) fn new(
         client: kube::Client,
@@ -224,9 +126,8 @@ impl KubernetesLeaseStore {
             candidate_id: candidate_id.to_owned(),
             instance: instance_nonce(),
             lease_seconds: whole_seconds(options.lease_duration),
-            grace: options.grace_period,
             timeout,
-            observed: Arc::new(Mutex::new(Observation::default())),
+            observed: Arc::new(Observer::new(options.grace_period)),
         }
     }
 
@@ -246,17 +147,15 @@ impl KubernetesLeaseStore {
         &self.instance
     }
 
+    /// Runs one API call within the request timeout.
     async fn call<T>(
         &self,
         what: &str,
         call: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<kube::Result<T>> {
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
-            Error::unavailable(format!(
-                "Kubernetes {what} timed out after {:?}",
-                self.timeout
-            ))
-        })
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| timed_out(what, self.timeout))
     }
 
     async fn get(&self) -> Result<Option<Lease>> {
@@ -265,9 +164,25 @@ impl KubernetesLeaseStore {
             .map_err(|e| classify("get lease", e))
     }
 
-    /// Records a read of the Lease (or its absence) and says what it means.
-    fn observe(&self, lease: Option<&Lease>) -> LeaseView {
-        observe(&self.observed, lease, self.grace)
+    /// The field selector for the one Lease.
+    fn name_selector(&self) -> String {
+        format!("metadata.name={}", self.name)
+    }
+
+    /// A consistent list of the one Lease (none or one item), with the
+    /// storage revision of the list.
+    async fn list_lease(&self) -> Result<ObjectList<Lease>> {
+        let params = ListParams::default().fields(&self.name_selector());
+        self.call("list lease", self.api.list(&params))
+            .await?
+            .map_err(|e| classify("list lease", e))
+    }
+
+    /// The storage revision of a consistent list of the Lease: above the
+    /// revision of every write so far, including the deletion of any earlier
+    /// incarnation of the Lease.
+    async fn list_revision(&self) -> Result<Option<String>> {
+        Ok(self.list_lease().await?.metadata.resource_version)
     }
 
     /// Whether the Lease records an acquisition by this very store value.
@@ -296,78 +211,6 @@ impl KubernetesLeaseStore {
         annotations.insert(INSTANCE_ANNOTATION.to_owned(), self.instance.clone());
         annotations.insert(EPOCH_ANNOTATION.to_owned(), epoch.to_owned());
     }
-
-    /// The storage revision of a consistent list of the Lease: above the
-    /// revision of every write so far, including the deletion of any earlier
-    /// incarnation of the Lease.
-    async fn list_revision(&self) -> Result<Option<String>> {
-        let params = ListParams::default().fields(&format!("metadata.name={}", self.name));
-        let listed = self
-            .call("list lease", self.api.list(&params))
-            .await?
-            .map_err(|e| classify("list lease", e))?;
-        Ok(listed.metadata.resource_version)
-    }
-
-    fn candidate_lease_name(&self, candidate_id: &str) -> String {
-        format!("{}-candidate-{}", self.name, stable_hash(candidate_id))
-    }
-}
-
-fn record_key(lease: &Lease) -> RecordKey {
-    let spec = lease.spec.clone().unwrap_or_default();
-    RecordKey {
-        uid: lease.metadata.uid.clone(),
-        holder: spec.holder_identity.filter(|h| !h.is_empty()),
-        duration: spec.lease_duration_seconds,
-        acquire: spec.acquire_time,
-        renew: spec.renew_time,
-        transitions: spec.lease_transitions,
-        epoch: annotation(lease, EPOCH_ANNOTATION).map(str::to_owned),
-    }
-}
-
-fn observe(observed: &Mutex<Observation>, lease: Option<&Lease>, grace: Duration) -> LeaseView {
-    let now = Instant::now();
-    let mut observation = observed.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(lease) = lease else {
-        observation.record = None;
-        return LeaseView::default();
-    };
-    let key = record_key(lease);
-    let first_seen = match &observation.record {
-        Some((previous, at)) if *previous == key => *at,
-        _ => now,
-    };
-    observation.record = Some((key.clone(), first_seen));
-    view_of(&key, first_seen, grace, now)
-}
-
-/// What a record first seen at `first_seen` means at `now`, by client-go's
-/// observed-time rule.
-fn view_of(key: &RecordKey, first_seen: Instant, grace: Duration, now: Instant) -> LeaseView {
-    let acquirable_in = key.holder.as_ref().map(|_| {
-        // A missing or nonsensical duration counts as one second, like a release.
-        let seconds = u64::try_from(key.duration.unwrap_or(1).max(1)).unwrap_or(1);
-        (first_seen + Duration::from_secs(seconds) + grace).saturating_duration_since(now)
-    });
-    LeaseView {
-        holder: key.holder.clone(),
-        fencing_token: token_of(key.epoch.as_deref(), key.transitions),
-        acquirable_in,
-        incarnation: key.uid.clone(),
-    }
-}
-
-/// What we store in a candidate Lease's annotation.
-#[derive(Serialize, Deserialize)]
-struct HealthAnnotation {
-    candidate_id: String,
-    resource: String,
-    is_healthy: bool,
-    health_score: f64,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
 }
 
 impl LeaseStore for KubernetesLeaseStore {
@@ -408,7 +251,7 @@ impl LeaseStore for KubernetesLeaseStore {
                 .await?
             {
                 Ok(created) => {
-                    self.observe(Some(&created));
+                    self.observed.observe(Some(&created));
                     Ok(Acquisition::Acquired {
                         grant: KubernetesGrant {
                             lease: created,
@@ -418,13 +261,13 @@ impl LeaseStore for KubernetesLeaseStore {
                     })
                 }
                 // AlreadyExists: another candidate created it first.
-                Err(e) if status_code(&e) == Some(409) => {
-                    Ok(Acquisition::Held(self.observe(self.get().await?.as_ref())))
-                }
+                Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
+                    self.observed.observe(self.get().await?.as_ref()),
+                )),
                 Err(e) => Err(classify("create lease", e)),
             };
         };
-        let view = self.observe(Some(&lease));
+        let view = self.observed.observe(Some(&lease));
         // Held under our candidate id counts as ours only if this store value
         // acquired it: another process or election with the same id is
         // someone else, whose lease we wait out like any other.
@@ -449,7 +292,7 @@ impl LeaseStore for KubernetesLeaseStore {
             .await?
         {
             Ok(updated) => {
-                self.observe(Some(&updated));
+                self.observed.observe(Some(&updated));
                 Ok(Acquisition::Acquired {
                     grant: KubernetesGrant {
                         lease: updated,
@@ -459,9 +302,9 @@ impl LeaseStore for KubernetesLeaseStore {
                 })
             }
             // Someone wrote between our read and our update: never overwrite.
-            Err(e) if status_code(&e) == Some(409) => {
-                Ok(Acquisition::Held(self.observe(self.get().await?.as_ref())))
-            }
+            Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
+                self.observed.observe(self.get().await?.as_ref()),
+            )),
             Err(e) => Err(classify("update lease", e)),
         }
     }
@@ -482,7 +325,7 @@ impl LeaseStore for KubernetesLeaseStore {
                 .await?
             {
                 Ok(updated) => {
-                    self.observe(Some(&updated));
+                    self.observed.observe(Some(&updated));
                     return Ok(Renewal::Renewed(KubernetesGrant {
                         lease: updated,
                         token: grant.token,
@@ -490,7 +333,7 @@ impl LeaseStore for KubernetesLeaseStore {
                 }
                 Err(e) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
                     let current = self.get().await?;
-                    let view = self.observe(current.as_ref());
+                    let view = self.observed.observe(current.as_ref());
                     match current {
                         // Our term is intact (someone touched other fields):
                         // renew on the fresh object.
@@ -529,7 +372,7 @@ impl LeaseStore for KubernetesLeaseStore {
                 .await?
             {
                 Ok(released) => {
-                    self.observe(Some(&released));
+                    self.observed.observe(Some(&released));
                     return Ok(());
                 }
                 Err(e) if status_code(&e) == Some(409) => {
@@ -553,260 +396,25 @@ impl LeaseStore for KubernetesLeaseStore {
     }
 
     fn watch(&self) -> LeaseWatch {
-        let store = self.clone();
-        // State: the resourceVersion to resume from and the open watch, if any.
-        type Events = futures_util::stream::BoxStream<'static, kube::Result<WatchEvent<Lease>>>;
-        let initial: (Option<String>, Option<Events>) = (None, None);
-        stream::unfold((store, initial), |(store, (version, events))| async move {
-            let (version, mut events) = match (version, events) {
-                (Some(version), Some(events)) => (version, events),
-                (version, None) => {
-                    let version = match version {
-                        Some(version) => version,
-                        None => {
-                            // (Re)list: one view now and a version to watch from.
-                            let params = ListParams::default()
-                                .fields(&format!("metadata.name={}", store.name));
-                            let listed =
-                                match store.call("list lease", store.api.list(&params)).await {
-                                    Ok(Ok(list)) => list,
-                                    Ok(Err(e)) => {
-                                        return Some((
-                                            Err(classify("list lease", e)),
-                                            (store, (None, None)),
-                                        ))
-                                    }
-                                    Err(e) => return Some((Err(e), (store, (None, None)))),
-                                };
-                            let view = store.observe(listed.items.first());
-                            let version = listed.metadata.resource_version.unwrap_or_default();
-                            return Some((Ok(view), (store, (Some(version), None))));
-                        }
-                    };
-                    let params = WatchParams::default()
-                        .fields(&format!("metadata.name={}", store.name))
-                        .timeout(290);
-                    match store.api.watch(&params, &version).await {
-                        Ok(events) => (version, events.boxed()),
-                        Err(e) => {
-                            return Some((Err(classify("watch lease", e)), (store, (None, None))))
-                        }
-                    }
-                }
-                (None, Some(_)) => {
-                    return Some((
-                        Err(Error::unavailable("watch lost its version")),
-                        (store, (None, None)),
-                    ))
-                }
-            };
-            loop {
-                match events.next().await {
-                    Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
-                        let next = lease.metadata.resource_version.clone().unwrap_or(version);
-                        let view = store.observe(Some(&lease));
-                        return Some((Ok(view), (store, (Some(next), Some(events)))));
-                    }
-                    Some(Ok(WatchEvent::Deleted(lease))) => {
-                        let next = lease.metadata.resource_version.clone().unwrap_or(version);
-                        let view = store.observe(None);
-                        return Some((Ok(view), (store, (Some(next), Some(events)))));
-                    }
-                    Some(Ok(WatchEvent::Bookmark(_))) => continue,
-                    // 410 Gone and other errors: start over with a fresh list.
-                    Some(Ok(WatchEvent::Error(status))) => {
-                        let error = Error::unavailable(format!(
-                            "Kubernetes watch: {} ({})",
-                            status.message, status.code
-                        ));
-                        return Some((Err(error), (store, (None, None))));
-                    }
-                    Some(Err(e)) => {
-                        return Some((Err(classify("watch lease", e)), (store, (None, None))))
-                    }
-                    // The server closed the watch (timeout): resume from where we were.
-                    None => {
-                        return Some((Ok(store.current_view()), (store, (Some(version), None))))
-                    }
-                }
-            }
-        })
-        .boxed()
+        watch::watch(self.clone())
     }
 
     async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {
-        let resource = self.name.as_str();
-        let name = self.candidate_lease_name(&record.candidate_id);
-        let annotation = serde_json::to_string(&HealthAnnotation {
-            candidate_id: record.candidate_id.clone(),
-            resource: resource.to_owned(),
-            is_healthy: record.is_healthy,
-            health_score: record.health_score,
-            metadata: record.metadata.clone(),
-        })
-        .map_err(|e| {
-            Error::backend(format!("encoding the candidate record: {e}")).with_source(e)
-        })?;
-        let existing = self
-            .call("get candidate lease", self.api.get_opt(&name))
-            .await?
-            .map_err(|e| classify("get candidate lease", e))?;
-        let mut lease = existing.clone().unwrap_or_default();
-        lease.metadata.name = Some(name.clone());
-        lease.metadata.namespace = Some(self.namespace.clone());
-        lease
-            .metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(RESOURCE_LABEL.to_owned(), stable_hash(resource));
-        lease
-            .metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(HEALTH_ANNOTATION.to_owned(), annotation);
-        let stamp = now();
-        lease.spec = Some(LeaseSpec {
-            holder_identity: Some(record.candidate_id.clone()),
-            lease_duration_seconds: Some(whole_seconds(ttl)),
-            renew_time: Some(stamp),
-            ..LeaseSpec::default()
-        });
-        let written = match existing {
-            Some(_) => {
-                self.call(
-                    "update candidate lease",
-                    self.api.replace(&name, &PostParams::default(), &lease),
-                )
-                .await?
-            }
-            None => {
-                self.call(
-                    "create candidate lease",
-                    self.api.create(&PostParams::default(), &lease),
-                )
-                .await?
-            }
-        };
-        match written {
-            Ok(_) => Ok(()),
-            // Only this candidate writes its own record; a conflict is a retry away.
-            Err(e) if status_code(&e) == Some(409) => {
-                Err(Error::unavailable("candidate lease changed concurrently"))
-            }
-            Err(e) => Err(classify("write candidate lease", e)),
-        }
+        candidates::publish(self, record, ttl).await
     }
 
     async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
-        let resource = self.name.as_str();
-        let params =
-            ListParams::default().labels(&format!("{RESOURCE_LABEL}={}", stable_hash(resource)));
-        let listed = self
-            .call("list candidate leases", self.api.list(&params))
-            .await?
-            .map_err(|e| classify("list candidate leases", e))?;
-        let now = Timestamp::now();
-        let mut records = Vec::new();
-        for lease in listed.items {
-            let spec = lease.spec.clone().unwrap_or_default();
-            let Some(health) = lease
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(HEALTH_ANNOTATION))
-                .and_then(|json| serde_json::from_str::<HealthAnnotation>(json).ok())
-            else {
-                continue;
-            };
-            if health.resource != resource {
-                continue;
-            }
-            // Registry entries are informational, so wall-clock expiry is
-            // acceptable here (unlike the main lease).
-            let (Some(renewed), Some(seconds)) = (spec.renew_time, spec.lease_duration_seconds)
-            else {
-                continue;
-            };
-            let expires = renewed.0.as_second().saturating_add(i64::from(seconds));
-            if expires <= now.as_second() {
-                continue;
-            }
-            let updated = std::time::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(renewed.0.as_millisecond()).unwrap_or(0));
-            records.push(CandidateRecord {
-                candidate_id: health.candidate_id,
-                is_healthy: health.is_healthy,
-                health_score: health.health_score,
-                metadata: health.metadata,
-                updated_at: updated,
-            });
-        }
-        Ok(records)
+        candidates::list(self).await
     }
 
     async fn withdraw_candidate(&self) -> Result<()> {
-        let name = self.candidate_lease_name(&self.candidate_id);
-        match self
-            .call(
-                "delete candidate lease",
-                self.api.delete(&name, &DeleteParams::default()),
-            )
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Ok(()),
-            Err(e) => Err(classify("delete candidate lease", e)),
-        }
-    }
-}
-
-impl KubernetesLeaseStore {
-    /// The view from the last observation, for a watch that closed quietly.
-    fn current_view(&self) -> LeaseView {
-        let observation = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-        match &observation.record {
-            None => LeaseView::default(),
-            Some((key, first_seen)) => view_of(key, *first_seen, self.grace, Instant::now()),
-        }
+        candidates::withdraw(self).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(lease_ms: u64, renew_ms: u64) -> LeaderElectionOptions {
-        LeaderElectionOptions {
-            lease_duration: Duration::from_millis(lease_ms),
-            renew_interval: Duration::from_millis(renew_ms),
-            ..LeaderElectionOptions::default()
-        }
-    }
-
-    #[test]
-    fn a_term_keeps_a_one_second_margin_for_client_go_followers() {
-        assert_eq!(term_limit(&options(2_000, 500)), Duration::from_secs(1));
-        assert_eq!(
-            term_limit(&LeaderElectionOptions::default()),
-            Duration::from_secs(14)
-        );
-        assert_eq!(term_limit(&options(800, 100)), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_renew_interval_that_does_not_fit_the_term_is_refused_naming_the_rule() {
-        assert!(validate_timing(&options(2_000, 999)).is_ok());
-        for (lease, renew) in [(2_000, 1_000), (1_500, 600), (1_000, 100)] {
-            let error = validate_timing(&options(lease, renew)).expect_err("refused");
-            match &error {
-                Error::InvalidOption { field, rule } => {
-                    assert_eq!(field, "renew_interval");
-                    assert!(rule.contains("lease_duration - 1 s"), "{rule}");
-                }
-                other => panic!("expected an invalid option, got {other:?}"),
-            }
-        }
-    }
 
     #[test]
     fn every_store_value_gets_its_own_instance_mark() {

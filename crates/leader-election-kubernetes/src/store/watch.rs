@@ -1,0 +1,95 @@
+//! The store's watch: the one Lease's views as they change.
+//!
+//! A small state machine over the apiserver's list-then-watch protocol:
+//!
+//! - [`State::List`]: list the Lease (field selector on its name), yield its
+//!   view, and watch from the list's `resourceVersion`;
+//! - [`State::Open`]: open a watch from a version;
+//! - [`State::Read`]: yield a view per event, remembering each event's
+//!   version; when the server ends the watch (its timeout), yield the current
+//!   view and open a new watch from the last version.
+//!
+//! Any error, including an error event such as 410 Gone (the version is too
+//! old), is yielded and followed by a fresh list.
+
+use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{WatchEvent, WatchParams};
+use leader_election_abstractions::store::{LeaseView, LeaseWatch};
+use leader_election_abstractions::Result;
+
+use super::KubernetesLeaseStore;
+use crate::errors::{classify, watch_ended};
+
+/// How long the apiserver keeps one watch open (seconds), below its own
+/// limit, before the watch is re-opened from the last version.
+const WATCH_SECONDS: u32 = 290;
+
+type Events = BoxStream<'static, kube::Result<WatchEvent<Lease>>>;
+
+enum State {
+    /// Nothing to resume from: list afresh.
+    List,
+    /// Open a watch from `version`.
+    Open { version: String },
+    /// Read the open watch; `version` is the last one seen.
+    Read { version: String, events: Events },
+}
+
+/// The views of `store`'s Lease: the current one, then one per change.
+pub(super) fn watch(store: KubernetesLeaseStore) -> LeaseWatch {
+    stream::unfold((store, State::List), |(store, state)| async move {
+        let (item, next) = step(&store, state).await;
+        Some((item, (store, next)))
+    })
+    .boxed()
+}
+
+/// One item of the watch and the state after it.
+async fn step(store: &KubernetesLeaseStore, state: State) -> (Result<LeaseView>, State) {
+    match state {
+        State::List => match store.list_lease().await {
+            Ok(listed) => {
+                let view = store.observed.observe(listed.items.first());
+                let version = listed.metadata.resource_version.unwrap_or_default();
+                (Ok(view), State::Open { version })
+            }
+            Err(e) => (Err(e), State::List),
+        },
+        State::Open { version } => {
+            let params = WatchParams::default()
+                .fields(&store.name_selector())
+                .timeout(WATCH_SECONDS);
+            match store.api.watch(&params, &version).await {
+                Ok(events) => read(store, version, events.boxed()).await,
+                Err(e) => (Err(classify("watch lease", e)), State::List),
+            }
+        }
+        State::Read { version, events } => read(store, version, events).await,
+    }
+}
+
+/// The next view from an open watch.
+async fn read(
+    store: &KubernetesLeaseStore,
+    version: String,
+    mut events: Events,
+) -> (Result<LeaseView>, State) {
+    loop {
+        let (lease, view) = match events.next().await {
+            Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
+                let view = store.observed.observe(Some(&lease));
+                (lease, view)
+            }
+            Some(Ok(WatchEvent::Deleted(lease))) => (lease, store.observed.observe(None)),
+            Some(Ok(WatchEvent::Bookmark(_))) => continue,
+            Some(Ok(WatchEvent::Error(status))) => return (Err(watch_ended(&status)), State::List),
+            Some(Err(e)) => return (Err(classify("watch lease", e)), State::List),
+            // The server closed the watch (timeout): resume from where we were.
+            None => return (Ok(store.observed.current_view()), State::Open { version }),
+        };
+        let version = lease.metadata.resource_version.unwrap_or(version);
+        return (Ok(view), State::Read { version, events });
+    }
+}
