@@ -57,12 +57,19 @@ impl KubernetesLeaderElectionFactory {
 
     /// A factory from the environment: in-cluster configuration when running
     /// in a Pod, else the kubeconfig (`KUBECONFIG` or `~/.kube/config`).
+    ///
+    /// When neither gives a usable client configuration, the error is an
+    /// [`Error::Backend`] (with kube's error as its `source()`): there is no
+    /// way to reach the apiserver, which is not one of this crate's options
+    /// and not transient either, so retrying will not help. Run in a Pod
+    /// with a service account, set `KUBECONFIG`, or build the client yourself
+    /// and use [`new`](Self::new).
     pub async fn infer(config: KubernetesConfig, options: LeaderElectionOptions) -> Result<Self> {
         let client = kube::Client::try_default().await.map_err(|e| {
-            Error::invalid_option(
-                "kubeconfig",
-                format!("no usable Kubernetes client configuration: {e}"),
-            )
+            Error::backend(format!(
+                "no usable Kubernetes client configuration (neither the in-cluster configuration of a Pod's service account nor a kubeconfig from KUBECONFIG or ~/.kube/config): {e}"
+            ))
+            .with_source(e)
         })?;
         Self::new(client, config, options)
     }
