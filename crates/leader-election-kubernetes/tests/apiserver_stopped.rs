@@ -14,7 +14,7 @@ use std::sync::Arc;
 use leader_election_abstractions::LeaderElection;
 use leader_election_testkit::{assert_safe_through_outage, Outage};
 
-use support::test_options;
+use support::{test_options, Cleanup};
 
 fn signal(pid: &str, signal: &str) {
     let status = std::process::Command::new("kill")
@@ -53,14 +53,9 @@ async fn apiserver_stopped_longer_than_the_lease_then_continued_never_yields_two
     let pid = std::env::var("LE_KUBE_APISERVER_PID").unwrap_or_else(|_| {
         panic!("LE_KUBE_APISERVER_PID is not set: run `cargo xtask integration kubernetes`")
     });
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = format!(
-        "stopped-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0)
-    );
+    let resource = cleanup.resource("stopped");
     let options = test_options();
     let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
     for id in ["a", "b", "c"] {

@@ -21,26 +21,18 @@ use leader_election_abstractions::{
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use leader_election_testkit::{
     assert_reelected_with_higher_token_after_removal, assert_safe_through_outage, next_loss_reason,
-    unique_resource, Fault, FaultHandle, Outage,
+    Fault, FaultHandle, Outage,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{timeout, Instant};
 
-use support::{admin_client, test_options};
-
-fn resource(tag: &str) -> String {
-    unique_resource(tag)
-}
-
-fn namespace() -> String {
-    std::env::var("LE_KUBE_NAMESPACE").unwrap_or_else(|_| "default".to_owned())
-}
+use support::{admin_client, namespace, test_options, Cleanup, Peer, PeerEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = resource("edit");
+    let resource = cleanup.resource("edit");
     let (leader, _) = provider
         .concrete(&resource, "a", test_options())
         .await
@@ -73,8 +65,9 @@ async fn lease_edited_behind_our_back_ends_leadership_via_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn lease_deleted_means_reelection_with_a_higher_token() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = resource("delete");
+    let resource = cleanup.resource("delete");
     let (a, _) = provider
         .concrete(&resource, "a", test_options())
         .await
@@ -97,8 +90,9 @@ async fn lease_deleted_means_reelection_with_a_higher_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn apiserver_unreachable_longer_than_the_lease_never_yields_two_leaders() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = resource("outage");
+    let resource = cleanup.resource("outage");
     let options = test_options();
     let mut elections: Vec<Arc<dyn LeaderElection>> = Vec::new();
     let mut proxies = Vec::new();
@@ -207,14 +201,16 @@ async fn limited_factory() -> KubernetesLeaderElectionFactory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
+    let cleanup = Cleanup::default();
     let role = "leader-election-test";
+    cleanup.add_role(role);
     bind_example_role(
         role,
         &["get", "list", "watch", "create", "update", "delete"],
     )
     .await;
     let factory = limited_factory().await;
-    let resource = resource("rbac");
+    let resource = cleanup.resource("rbac");
     let a = factory
         .election(&resource)
         .candidate_id("a")
@@ -272,18 +268,12 @@ async fn least_privilege_role_is_enough_and_a_missing_verb_is_named() {
     }
 }
 
-/// client-go's elector, built by xtask from `k8s.io/client-go`.
-fn client_go_peer() -> std::path::PathBuf {
-    std::env::var_os("LE_CLIENT_GO_PEER_BIN").map(Into::into).unwrap_or_else(|| {
-        panic!("LE_CLIENT_GO_PEER_BIN is not set: run `cargo xtask integration kubernetes`, which builds the client-go peer")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
 async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = resource("clientgo");
+    let resource = cleanup.resource("clientgo");
     let (ours, _) = provider
         .concrete(&resource, "ours", test_options())
         .await
@@ -292,36 +282,22 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     let first = ours.wait_for_leadership().await.expect("ours leads");
 
     // Same timing as ours: lease 2 s; client-go needs lease > renew deadline > 1.2 × retry.
-    let mut peer = tokio::process::Command::new(client_go_peer())
-        .args([
-            "-name",
-            &resource,
-            "-namespace",
-            &namespace(),
-            "-id",
-            "client-go",
-        ])
-        .args([
+    let mut peer = Peer::spawn(
+        &resource,
+        "client-go",
+        &[
             "-lease-duration=2s",
             "-renew-deadline=1500ms",
             "-retry-period=500ms",
             "-hold=3s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning the client-go peer");
-    let mut lines = BufReader::new(peer.stdout.take().expect("stdout")).lines();
-    let seen = timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("client-go observes a leader")
-        .expect("read");
+        ],
+    );
     assert_eq!(
-        seen.as_deref(),
-        Some("NEW_LEADER ours"),
+        peer.next().await,
+        PeerEvent::NewLeader("ours".to_owned()),
         "client-go sees us as the holder"
     );
-    let early = timeout(Duration::from_secs(3), lines.next_line()).await;
+    let early = timeout(Duration::from_secs(3), peer.next()).await;
     assert!(
         early.is_err(),
         "client-go led while we held the Lease: {early:?}"
@@ -330,16 +306,7 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     // We hand over to client-go.
     let released = Instant::now();
     ours.stop().await.expect("stop");
-    let leading = timeout(Duration::from_secs(30), async {
-        loop {
-            match lines.next_line().await.expect("read").as_deref() {
-                Some(line) if line.starts_with("LEADING") => return,
-                Some(_) => continue,
-                None => panic!("client-go exited without leading"),
-            }
-        }
-    })
-    .await;
+    let leading = timeout(Duration::from_secs(30), peer.until_leading()).await;
     assert!(leading.is_ok(), "client-go never led after our release");
     println!(
         "kubernetes: client-go took over {:?} after our release",
@@ -355,10 +322,8 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
     let mut saw_client_go = false;
     let stopped = loop {
         tokio::select! {
-            line = lines.next_line() => match line.expect("read").as_deref() {
-                Some(line) if line.starts_with("STOPPED") => break Instant::now(),
-                Some(_) => {}
-                None => panic!("client-go exited without STOPPED"),
+            event = peer.next() => if let PeerEvent::Stopped(_) = event {
+                break Instant::now();
             },
             () = tokio::time::sleep(Duration::from_millis(5)) => {
                 assert!(!follower.is_leader(), "we led while client-go held the Lease");
@@ -367,7 +332,7 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
         }
     };
     assert!(saw_client_go, "we never saw client-go as the holder");
-    assert!(peer.wait().await.expect("peer exits").success());
+    assert!(peer.child.wait().await.expect("peer exits").success());
     // client-go released on exit (ReleaseOnCancel): we take over without waiting out the lease.
     let after = timeout(Duration::from_secs(30), follower.wait_for_leadership())
         .await
@@ -384,10 +349,11 @@ async fn client_go_elector_and_ours_never_both_lead_and_hand_over_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn leases_with_missing_fields_from_other_clients_are_tolerated() {
+    let cleanup = Cleanup::default();
     let leases: Api<Lease> = Api::namespaced(admin_client().await, &namespace());
     let provider = support::kubernetes_provider().await;
     // An empty spec (a released lease of some other client): free at once.
-    let empty = resource("empty");
+    let empty = cleanup.resource("empty");
     let lease = Lease {
         metadata: kube::api::ObjectMeta {
             name: Some(empty.clone()),
@@ -412,7 +378,7 @@ async fn leases_with_missing_fields_from_other_clients_are_tolerated() {
 
     // A holder without duration or times: treated as a one-second lease,
     // counted from when we first saw it, then taken over.
-    let stale = resource("stale");
+    let stale = cleanup.resource("stale");
     let mut lease = lease.clone();
     lease.metadata.name = Some(stale.clone());
     lease.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
@@ -492,8 +458,9 @@ async fn names_kubernetes_cannot_store_are_rejected_up_front() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn a_creator_that_never_saw_the_deleted_lease_still_gets_a_higher_token() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = resource("recreate");
+    let resource = cleanup.resource("recreate");
     let (old, _) = provider
         .concrete(&resource, "old", test_options())
         .await

@@ -22,12 +22,13 @@ use leader_election_abstractions::{
     LeaderElection, LeaderElectionOptions, LossReason, StoreFactory,
 };
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
-use leader_election_testkit::{next_loss_reason, unique_resource, Fault, LeadershipRecorder};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+use leader_election_testkit::{next_loss_reason, Fault, LeadershipRecorder};
 use tokio::time::{timeout, Instant};
 
-use support::{admin_client, client_go_peer, namespace, test_options, WallInterval, WallSampler};
+use support::{
+    admin_client, namespace, options_with, test_options, Cleanup, Peer, PeerEvent, WallInterval,
+    WallSampler,
+};
 
 /// An election of `resource` under `id` with a factory (and client) of its
 /// own, as another process would have.
@@ -50,7 +51,8 @@ async fn election_of_another_process(resource: &str, id: &str) -> Arc<dyn Leader
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn two_elections_with_one_candidate_id_never_both_lead() {
-    let resource = unique_resource("twins");
+    let cleanup = Cleanup::default();
+    let resource = cleanup.resource("twins");
     let live: Arc<std::sync::Mutex<Vec<Arc<dyn LeaderElection>>>> = Arc::default();
     let recorder = LeadershipRecorder::start(Duration::from_millis(1));
     let first = election_of_another_process(&resource, "same-id").await;
@@ -125,80 +127,6 @@ async fn two_elections_with_one_candidate_id_never_both_lead() {
     twin.stop().await.expect("stop");
 }
 
-/// client-go's elector running as a separate process, and its stdout lines.
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-/// A line of the peer, with its Unix-nanosecond stamps.
-#[derive(Debug, PartialEq)]
-enum PeerEvent {
-    NewLeader(String),
-    Leading(i128),
-    Renewed { end: i128 },
-    Released,
-    Stopped(i128),
-    Other(String),
-}
-
-impl Peer {
-    fn spawn(resource: &str, id: &str, timing: &[&str]) -> Self {
-        let mut child = tokio::process::Command::new(client_go_peer())
-            .args(["-name", resource, "-namespace", &namespace(), "-id", id])
-            .args(timing)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning the client-go peer");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Self { child, lines }
-    }
-
-    async fn next(&mut self) -> PeerEvent {
-        let line = timeout(Duration::from_secs(60), self.lines.next_line())
-            .await
-            .expect("the client-go peer said something within 60 s")
-            .expect("reading the peer")
-            .expect("the client-go peer exited early");
-        let mut words = line.split(' ');
-        let stamp = |word: Option<&str>| -> i128 {
-            word.and_then(|w| w.parse().ok())
-                .unwrap_or_else(|| panic!("a stamp in {line:?}"))
-        };
-        match words.next() {
-            Some("NEW_LEADER") => PeerEvent::NewLeader(words.next().unwrap_or("").to_owned()),
-            Some("LEADING") => PeerEvent::Leading(stamp(words.next())),
-            Some("RENEWED") => {
-                let _start = stamp(words.next());
-                PeerEvent::Renewed {
-                    end: stamp(words.next()),
-                }
-            }
-            Some("RELEASED") => PeerEvent::Released,
-            Some("STOPPED") => PeerEvent::Stopped(stamp(words.next())),
-            _ => PeerEvent::Other(line.clone()),
-        }
-    }
-
-    async fn until_leading(&mut self) -> i128 {
-        loop {
-            if let PeerEvent::Leading(at) = self.next().await {
-                return at;
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("the peer runs").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}: {status}");
-    }
-}
-
 fn millis(nanos: i128) -> f64 {
     nanos as f64 / 1e6
 }
@@ -207,23 +135,21 @@ fn millis(nanos: i128) -> f64 {
 /// wall clock: a client-go follower sees only the first of them change the
 /// record.
 fn fast_renewing_options() -> LeaderElectionOptions {
-    LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(2))
-        .renew_interval(Duration::from_millis(250))
-        .retry_interval(Duration::from_millis(300))
-        .grace_period(Duration::from_secs(1))
-        .instance_id("kubernetes-test")
-        .build()
-        .expect("valid options")
+    options_with(
+        Duration::from_secs(2),
+        Duration::from_millis(250),
+        Duration::from_millis(300),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
 async fn our_cut_off_leader_stops_before_a_client_go_follower_takes_over() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
     let trials = 5;
     for trial in 0..trials {
-        let resource = unique_resource("cg-follower");
+        let resource = cleanup.resource("cg-follower");
         let (ours, proxy) = provider
             .concrete(&resource, "ours", fast_renewing_options())
             .await
@@ -275,8 +201,9 @@ async fn our_cut_off_leader_stops_before_a_client_go_follower_takes_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and the client-go peer: cargo xtask integration kubernetes"]
 async fn our_follower_waits_out_a_frozen_client_go_leader() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = unique_resource("cg-frozen");
+    let resource = cleanup.resource("cg-frozen");
     // client-go's own leader gives up at the latest retry period + renew
     // deadline after its last successful renewal returned.
     let (retry, renew_deadline) = (Duration::from_millis(300), Duration::from_millis(1_500));
@@ -355,19 +282,17 @@ async fn our_follower_waits_out_a_frozen_client_go_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver: cargo xtask integration kubernetes"]
 async fn a_lease_recreated_by_another_client_ends_our_term_on_the_watch_view() {
+    let cleanup = Cleanup::default();
     let provider = support::kubernetes_provider().await;
-    let resource = unique_resource("recreated");
+    let resource = cleanup.resource("recreated");
     // A long renew interval: the term can only end before the next renewal
     // is due if the watch view of the new Lease ends it.
     let renew_interval = Duration::from_secs(9);
-    let options = LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(20))
-        .renew_interval(renew_interval)
-        .retry_interval(Duration::from_secs(2))
-        .grace_period(Duration::from_secs(1))
-        .instance_id("kubernetes-test")
-        .build()
-        .expect("valid options");
+    let options = options_with(
+        Duration::from_secs(20),
+        renew_interval,
+        Duration::from_secs(2),
+    );
     let (leader, proxy) = provider
         .concrete(&resource, "ours", options)
         .await
