@@ -195,6 +195,45 @@ impl KubernetesLeaseStore {
             && annotation(lease, INSTANCE_ANNOTATION) == Some(self.instance.as_str())
     }
 
+    /// What an acquiring write (`what`) came to: the term `token` is ours,
+    /// or after a 409 Conflict someone else wrote first, and we read who
+    /// holds the Lease now instead of overwriting it.
+    async fn settle(
+        &self,
+        what: &str,
+        written: kube::Result<Lease>,
+        token: FencingToken,
+    ) -> Result<Acquisition<KubernetesGrant>> {
+        match written {
+            Ok(lease) => {
+                self.observed.observe(Some(&lease));
+                Ok(Acquisition::Acquired {
+                    grant: KubernetesGrant { lease, token },
+                    fencing_token: token,
+                })
+            }
+            Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
+                self.observed.observe(self.get().await?.as_ref()),
+            )),
+            Err(e) => Err(classify(what, e)),
+        }
+    }
+
+    /// Whether `lease` still records `grant`'s term: acquired by this store
+    /// value, with the same token.
+    fn holds_term(&self, lease: &Lease, grant: &KubernetesGrant) -> bool {
+        self.is_ours(lease) && lease_token(lease) == Some(grant.token)
+    }
+
+    /// PUTs `lease` (carrying its `resourceVersion`) as the request `what`.
+    async fn replace(&self, what: &str, lease: &Lease) -> Result<kube::Result<Lease>> {
+        self.call(
+            what,
+            self.api.replace(&self.name, &PostParams::default(), lease),
+        )
+        .await
+    }
+
     /// Writes this store value's acquisition into `lease`: the spec as
     /// client-go writes it, plus our instance and the token's epoch.
     fn claim_for_us(&self, lease: &mut Lease, epoch: &str, transitions: i32) {
@@ -243,29 +282,14 @@ impl LeaseStore for KubernetesLeaseStore {
                 spec: None,
             };
             self.claim_for_us(&mut fresh, &next.epoch, next.transitions);
-            return match self
+            // A 409 here is AlreadyExists: another candidate created it first.
+            let created = self
                 .call(
                     "create lease",
                     self.api.create(&PostParams::default(), &fresh),
                 )
-                .await?
-            {
-                Ok(created) => {
-                    self.observed.observe(Some(&created));
-                    Ok(Acquisition::Acquired {
-                        grant: KubernetesGrant {
-                            lease: created,
-                            token: next.token,
-                        },
-                        fencing_token: next.token,
-                    })
-                }
-                // AlreadyExists: another candidate created it first.
-                Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
-                    self.observed.observe(self.get().await?.as_ref()),
-                )),
-                Err(e) => Err(classify("create lease", e)),
-            };
+                .await?;
+            return self.settle("create lease", created, next.token).await;
         };
         let view = self.observed.observe(Some(&lease));
         // Held under our candidate id counts as ours only if this store value
@@ -284,29 +308,9 @@ impl LeaseStore for KubernetesLeaseStore {
             .unwrap_or(0);
         let next = next_term(lease.metadata.resource_version.as_deref(), Some(previous))?;
         self.claim_for_us(&mut lease, &next.epoch, next.transitions);
-        match self
-            .call(
-                "update lease",
-                self.api.replace(&self.name, &PostParams::default(), &lease),
-            )
-            .await?
-        {
-            Ok(updated) => {
-                self.observed.observe(Some(&updated));
-                Ok(Acquisition::Acquired {
-                    grant: KubernetesGrant {
-                        lease: updated,
-                        token: next.token,
-                    },
-                    fencing_token: next.token,
-                })
-            }
-            // Someone wrote between our read and our update: never overwrite.
-            Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
-                self.observed.observe(self.get().await?.as_ref()),
-            )),
-            Err(e) => Err(classify("update lease", e)),
-        }
+        // A 409 here means someone wrote between our read and our update.
+        let updated = self.replace("update lease", &lease).await?;
+        self.settle("update lease", updated, next.token).await
     }
 
     async fn renew(&self, grant: &KubernetesGrant) -> Result<Renewal<KubernetesGrant>> {
@@ -317,13 +321,7 @@ impl LeaseStore for KubernetesLeaseStore {
             spec.lease_duration_seconds = Some(self.lease_seconds);
             lease.spec = Some(spec);
             // Fast path like client-go: update the cached object without a GET.
-            match self
-                .call(
-                    "renew lease",
-                    self.api.replace(&self.name, &PostParams::default(), &lease),
-                )
-                .await?
-            {
+            match self.replace("renew lease", &lease).await? {
                 Ok(updated) => {
                     self.observed.observe(Some(&updated));
                     return Ok(Renewal::Renewed(KubernetesGrant {
@@ -337,11 +335,7 @@ impl LeaseStore for KubernetesLeaseStore {
                     match current {
                         // Our term is intact (someone touched other fields):
                         // renew on the fresh object.
-                        Some(fresh)
-                            if self.is_ours(&fresh) && lease_token(&fresh) == Some(grant.token) =>
-                        {
-                            lease = fresh;
-                        }
+                        Some(fresh) if self.holds_term(&fresh, grant) => lease = fresh,
                         _ => return Ok(Renewal::Lost(Some(view))),
                     }
                 }
@@ -364,13 +358,7 @@ impl LeaseStore for KubernetesLeaseStore {
             spec.acquire_time = Some(stamp.clone());
             spec.renew_time = Some(stamp);
             lease.spec = Some(spec);
-            match self
-                .call(
-                    "release lease",
-                    self.api.replace(&self.name, &PostParams::default(), &lease),
-                )
-                .await?
-            {
+            match self.replace("release lease", &lease).await? {
                 Ok(released) => {
                     self.observed.observe(Some(&released));
                     return Ok(());
@@ -381,7 +369,7 @@ impl LeaseStore for KubernetesLeaseStore {
                     let Some(fresh) = self.get().await? else {
                         return Ok(());
                     };
-                    if !(self.is_ours(&fresh) && lease_token(&fresh) == Some(grant.token)) {
+                    if !self.holds_term(&fresh, grant) {
                         return Ok(());
                     }
                     lease = fresh;
