@@ -41,6 +41,14 @@
 //! - **Candidate registry**: one small Lease per candidate,
 //!   `<resource>-candidate-<hash>`, labelled with a hash of the resource.
 //!
+//! Where things are: `store.rs` writes the Lease (acquire, renew, release);
+//! `observe.rs` is the observed-time rule (what a read of the Lease means);
+//! `store/watch.rs` the list-then-watch state machine; `store/candidates.rs`
+//! the candidate registry; `tokens.rs` the fencing tokens; `timing.rs` whole
+//! seconds and the term limit; `errors.rs` how apiserver errors map to
+//! [`Error`](leader_election_abstractions::Error) kinds; `config.rs` and
+//! `factory.rs` the configuration and the factory.
+//!
 //! RBAC: `get`, `list`, `watch`, `create`, `update`, `delete` on `leases` in
 //! `coordination.k8s.io` (see `examples/kubernetes/rbac.yaml`).
 //!
