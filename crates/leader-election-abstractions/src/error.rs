@@ -53,7 +53,9 @@ pub enum Error {
         source: Option<BoxError>,
     },
     /// The backend answered with something that makes no sense (malformed or
-    /// missing fields). Reported rather than trusted.
+    /// missing fields), or there is no usable configuration to reach it (no
+    /// kubeconfig and no in-cluster service account, say). Reported rather
+    /// than trusted; retrying will not help.
     #[error("unexpected backend response: {message}")]
     Backend {
         /// What made no sense.

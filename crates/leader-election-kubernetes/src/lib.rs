@@ -72,9 +72,6 @@
 //! election.stop().await
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod config;
 mod errors;
