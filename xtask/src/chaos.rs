@@ -5,7 +5,7 @@
 //! what it started, also on failure), builds the `leader-election-chaos`
 //! binaries and the Go foreign candidates (`go/chaos-peers`, cached under a
 //! hash of their sources), and runs one case per fault mix (see
-//! `chaos_run`), each for its share of `--duration` (the time per backend).
+//! `chaos_faults`), each for its share of `--duration` (the time per backend).
 //! Every case ends with `chaos-check` on the case's shared log. It prints the
 //! checker's report per case, a table, and `chaos: N passed, M failed`.
 
