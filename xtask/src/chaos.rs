@@ -68,33 +68,21 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Entry point of `cargo xtask chaos`.
-pub(crate) fn command(args: &[String]) -> Result<(), String> {
-    let mut which = "all";
-    let mut duration = Duration::from_secs(120);
-    let mut seed = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "kubernetes" | "consul" | "all" => which = arg.as_str(),
-            "--duration" => {
-                duration = parse_duration(iter.next().map(String::as_str).unwrap_or(""))?
-            }
-            "--seed" => {
-                let value = iter.next().map(String::as_str).unwrap_or("");
-                seed = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|e| format!("--seed {value:?}: {e}"))?,
-                );
-            }
-            other => {
-                return Err(format!(
-                    "unknown argument `{other}`; expected kubernetes|consul|all, --duration D, --seed N"
-                ))
-            }
+pub(crate) fn command(flags: crate::flags::Chaos) -> Result<(), String> {
+    let which = match flags.backend.as_deref() {
+        None => "all",
+        Some(name @ ("kubernetes" | "consul" | "all")) => name,
+        Some(other) => {
+            return Err(format!(
+                "unknown backend `{other}`; expected kubernetes, consul or all"
+            ))
         }
-    }
-    run(which, duration, seed)
+    };
+    let duration = match flags.duration.as_deref() {
+        Some(text) => parse_duration(text)?,
+        None => Duration::from_secs(120),
+    };
+    run(which, duration, flags.seed)
 }
 
 /// The cargo target directory (where the chaos binaries and run logs go).

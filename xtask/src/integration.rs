@@ -144,27 +144,6 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 }
 
 /// Entry point of `cargo xtask integration`.
-pub(crate) fn command(args: &[String]) -> Result<(), String> {
-    let mut runtime = Runtime::Process;
-    let mut which = "all";
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--runtime" => runtime = Runtime::parse(iter.next().map(String::as_str).unwrap_or(""))?,
-            other if other.starts_with("--runtime=") => {
-                runtime = Runtime::parse(&other["--runtime=".len()..])?;
-            }
-            "consul" | "kubernetes" | "all" => which = arg.as_str(),
-            other => {
-                return Err(format!(
-                    "unknown argument `{other}`; expected consul, kubernetes or all"
-                ))
-            }
-        }
-    }
-    run(which, runtime)
-}
-
 /// Runs the suites named by `which` (`consul`, `kubernetes` or `all`).
 pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let started = Instant::now();

@@ -14,6 +14,7 @@ mod check;
 mod consul;
 mod docker;
 mod etcd;
+mod flags;
 mod http;
 mod integration;
 mod kube;
@@ -24,18 +25,25 @@ mod state;
 mod versions;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(&args[1..]),
-        Some("servers") => servers::command(&args[1..]),
-        Some("integration") => integration::command(&args[1..]),
-        Some("chaos") => chaos::command(&args[1..]),
-        Some("bench") => bench(),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            print_help();
-            Ok(())
+    let flags = match flags::Xtask::from_env() {
+        Ok(flags) => flags,
+        Err(error) => {
+            // `--help` arrives here too, as the help text.
+            eprintln!("{error}");
+            return if error.is_help() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
-        Some(other) => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
+    };
+    let result = match flags.subcommand {
+        flags::XtaskCmd::Ci(ci_flags) => ci(ci_flags.integration),
+        flags::XtaskCmd::Servers(servers_flags) => servers::command(servers_flags.subcommand),
+        flags::XtaskCmd::Integration(flags) => runtime(flags.runtime.as_deref())
+            .and_then(|runtime| integration::run(suite(flags.suite.as_deref())?, runtime)),
+        flags::XtaskCmd::Chaos(flags) => chaos::command(flags),
+        flags::XtaskCmd::Bench(_) => bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,43 +54,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_help() {
-    println!(
-        "cargo xtask <command>\n\n\
-         commands:\n  \
-         ci [--integration]\n      fmt check, clippy -D warnings, cargo deny (licences, bans, sources), workspace tests (unit, doc, conformance), docs\n      \
-         without warnings; with --integration also `integration all`\n  \
-         servers up|down|status|check|build [etcd|kubernetes|consul|all] [--runtime process|docker]\n      \
-         test servers on free loopback ports: etcd + kube-apiserver, a Consul agent.\n      \
-         Binaries: $LE_ETCD_BIN / $LE_KUBE_APISERVER_BIN / $LE_CONSUL_BIN, else PATH, else\n      \
-         the cache ($LE_CACHE_DIR, default ~/.cache/leader-election-rs), else built with Go.\n      \
-         `up` writes target/test-servers/env (source it); `check` runs the smoke tests\n  \
-         integration [consul|kubernetes|all] [--runtime process|docker]\n      \
-         servers up, provider #[ignore]d tests with --ignored, servers down, one summary line\n      \
-         per suite\n  \
-         chaos [kubernetes|consul|all] [--duration D] [--seed N]\n      \
-         adversarial multi-process run against the real servers: candidate processes (Rust,\n      \
-         client-go, Consul api.Lock) behind fault proxies, seeded random faults, then the\n      \
-         fenced-write log checker; one case per backend x fault mix (D per backend, default 2m)\n  \
-         bench   timing numbers, printed not asserted: the hot-path benchmark, the\n      \
-         quickstart's failover and handover times, and against the real servers the\n      \
-         conformance suite's C2 deadline, C3 crash failover and C4 handover times\n  \
-         help    this text"
-    );
+/// `--runtime process|docker`, process by default.
+pub(crate) fn runtime(value: Option<&str>) -> Result<servers::Runtime, String> {
+    value.map_or(Ok(servers::Runtime::Process), servers::Runtime::parse)
+}
+
+/// An integration suite name: consul, kubernetes or all (the default).
+fn suite(value: Option<&str>) -> Result<&str, String> {
+    match value {
+        None => Ok("all"),
+        Some(name @ ("consul" | "kubernetes" | "all")) => Ok(name),
+        Some(other) => Err(format!(
+            "unknown suite `{other}`; expected consul, kubernetes or all"
+        )),
+    }
 }
 
 /// What CI runs: formatting, lints, every test of the workspace and the docs;
 /// with `--integration`, then the integration suites against real servers.
-fn ci(args: &[String]) -> Result<(), String> {
-    let integration = match args.first().map(String::as_str) {
-        None => false,
-        Some("--integration") => true,
-        Some(other) => {
-            return Err(format!(
-                "unknown `ci` argument `{other}`; expected --integration"
-            ))
-        }
-    };
+fn ci(integration: bool) -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--", "--check"], &[])?;
     run(
         "cargo",

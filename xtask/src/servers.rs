@@ -316,40 +316,26 @@ pub(crate) fn check(target: Target) -> Result<usize, String> {
 }
 
 /// Dispatches `cargo xtask servers <sub> [target] [--runtime R]`.
-pub(crate) fn command(args: &[String]) -> Result<(), String> {
-    let mut runtime = Runtime::Process;
-    let mut rest = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "--runtime" {
-            runtime = Runtime::parse(iter.next().map(String::as_str).unwrap_or(""))?;
-        } else if let Some(value) = arg.strip_prefix("--runtime=") {
-            runtime = Runtime::parse(value)?;
-        } else {
-            rest.push(arg.as_str());
-        }
-    }
-    let target = Target::parse(rest.get(1).copied())?;
-    match rest.first().copied() {
-        Some("up") => {
-            let state = up(target, runtime, true)?;
+pub(crate) fn command(command: crate::flags::ServersCmd) -> Result<(), String> {
+    use crate::flags::ServersCmd;
+    match command {
+        ServersCmd::Up(flags) => {
+            let runtime = crate::runtime(flags.runtime.as_deref())?;
+            let state = up(Target::parse(flags.target.as_deref())?, runtime, true)?;
             println!("\n# source {}\n{}", env_file().display(), state.env_block());
             Ok(())
         }
-        Some("down") => down(target),
-        Some("status") => status(),
-        Some("check") => {
+        ServersCmd::Down(flags) => down(Target::parse(flags.target.as_deref())?),
+        ServersCmd::Status(_) => status(),
+        ServersCmd::Check(flags) => {
             let started = Instant::now();
-            let n = check(target)?;
+            let n = check(Target::parse(flags.target.as_deref())?)?;
             println!(
                 "xtask: servers check: {n} checks passed in {:.1}s",
                 started.elapsed().as_secs_f64()
             );
             Ok(())
         }
-        Some("build") => provision::ensure_all(),
-        _ => Err("usage: cargo xtask servers up|down|status|check|build \
-                  [etcd|kubernetes|consul|all] [--runtime process|docker]"
-            .into()),
+        ServersCmd::Build(_) => provision::ensure_all(),
     }
 }

@@ -1,0 +1,68 @@
+//! The command line of `cargo xtask`, declared once; `xflags` parses it and
+//! prints `--help` from these doc comments.
+
+xflags::xflags! {
+    /// Project automation: what CI runs, test servers, integration suites,
+    /// the chaos harness and benchmarks.
+    cmd xtask {
+        /// fmt check, clippy -D warnings, cargo deny (licences, bans,
+        /// sources), workspace tests (unit, doc, conformance), docs without
+        /// warnings.
+        cmd ci {
+            /// Then `integration all` and `chaos all --duration 2m` against
+            /// real servers (what `.ci/run` does).
+            optional --integration
+        }
+        /// Test servers on free loopback ports: etcd + kube-apiserver, a
+        /// Consul server and client agent. Binaries: $LE_ETCD_BIN /
+        /// $LE_KUBE_APISERVER_BIN / $LE_CONSUL_BIN, else PATH, else the cache
+        /// ($LE_CACHE_DIR, default ~/.cache/leader-election-rs), else built
+        /// with Go.
+        cmd servers {
+            /// Start servers (etcd|kubernetes|consul|all) and write
+            /// target/test-servers/env (source it).
+            cmd up {
+                optional target: String
+                /// process (default) or docker.
+                optional --runtime runtime: String
+            }
+            /// Stop recorded servers and remove their data.
+            cmd down {
+                optional target: String
+            }
+            /// What runs, plus the env block.
+            cmd status {}
+            /// Smoke tests against running servers.
+            cmd check {
+                optional target: String
+            }
+            /// Only provision the binaries.
+            cmd build {}
+        }
+        /// Servers up, each provider's #[ignore]d tests with --ignored,
+        /// servers down; one summary line per suite.
+        cmd integration {
+            /// consul, kubernetes or all (default).
+            optional suite: String
+            /// process (default) or docker.
+            optional --runtime runtime: String
+        }
+        /// Adversarial multi-process run against the real servers: candidate
+        /// processes (Rust, client-go, Consul api.Lock) behind fault proxies,
+        /// seeded random faults, then the fenced-write log checker; one case
+        /// per backend x fault mix.
+        cmd chaos {
+            /// kubernetes, consul or all (default).
+            optional backend: String
+            /// Per backend, e.g. 2m (default), 90s, 1m30s or seconds.
+            optional --duration duration: String
+            /// Repeats the fault choices of an earlier run.
+            optional --seed seed: u64
+        }
+        /// Timing numbers, printed not asserted: the hot-path benchmark, the
+        /// quickstart's failover and handover times, and against the real
+        /// servers the conformance suite's C2 deadline, C3 crash failover and
+        /// C4 handover times.
+        cmd bench {}
+    }
+}
