@@ -17,7 +17,9 @@ use crate::types::{FencingToken, LossReason};
 /// A guard is a view of one term, not ownership of the lease: dropping it
 /// does **not** resign or release anything. To give leadership up, call
 /// [`resign`](crate::LeaderElection::resign) or
-/// [`stop`](crate::LeaderElection::stop).
+/// [`stop`](crate::LeaderElection::stop). (It is not `#[must_use]`:
+/// `wait_for_leadership().await?;` only to wait, dropping the guard, is a
+/// normal use.)
 #[derive(Clone)]
 pub struct LeadershipGuard {
     pub(crate) shared: Arc<Shared>,
