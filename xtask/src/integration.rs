@@ -263,7 +263,8 @@ pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
                 measured.extend(
                     text.lines()
                         .filter(|l| l.contains("wall clock, not asserted"))
-                        .map(str::to_owned),
+                        // `-q` prints a progress dot per test before the line.
+                        .map(|l| l.trim_start_matches('.').to_owned()),
                 );
                 Outcome {
                     line: format!("{}: timing cases {}", suite.name, output.status),
