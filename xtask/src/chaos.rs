@@ -17,28 +17,6 @@ use crate::chaos_faults::{Mix, Stats, MIXES};
 use crate::chaos_run::{self, Backend, CaseResult};
 use crate::provision::{self, workspace_root};
 use crate::servers::{self, Runtime, Target};
-use crate::state::{Record, State};
-
-/// Stops, on drop, the servers this run started. Public fields so a case
-/// that restarts a server (Consul) can record the new pid here.
-pub(crate) struct Teardown(pub(crate) Vec<(String, Record)>);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
-        println!(
-            "xtask: chaos: stopping the servers it started: {}",
-            names.join(", ")
-        );
-        self.0.reverse();
-        if let Err(e) = servers::stop_records(&self.0) {
-            eprintln!("xtask: chaos: teardown: {e}");
-        }
-    }
-}
 
 /// Parses `2m`, `90s`, `1m30s` or plain seconds.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -128,23 +106,7 @@ pub(crate) fn run(which: &str, duration: Duration, seed: Option<u64>) -> Result<
             Backend::Kubernetes => Target::Kubernetes,
             Backend::Consul => Target::Consul,
         };
-        let before = State::load()?;
-        let up = servers::up(target, Runtime::Process, false);
-        let after = match &up {
-            Ok(state) => state.clone(),
-            Err(_) => State::load()?,
-        };
-        let started_here: Vec<(String, Record)> = target
-            .servers()
-            .iter()
-            .filter_map(|&n| {
-                let record = after.servers.get(n)?;
-                let old = before.servers.get(n);
-                let new = old.is_none_or(|o| o.pid != record.pid || o.dir != record.dir);
-                new.then(|| (n.to_string(), record.clone()))
-            })
-            .collect();
-        let mut teardown = Teardown(started_here);
+        let (up, mut teardown) = servers::up_for_run(target, Runtime::Process, "chaos")?;
         let state = up.map_err(|e| {
             format!(
                 "chaos {}: servers did not start, so nothing can be tested: {e}",

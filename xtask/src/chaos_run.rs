@@ -17,11 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::chaos::Teardown;
 use crate::chaos_faults::{FaultKind, Mix, Pending, Stats};
 use crate::chaos_parts::{signal, LogTail, ProxyControl, Rng};
 use crate::consul;
 use crate::proc;
+use crate::servers::Teardown;
 use crate::state::State;
 
 /// Which lock a case contends for.
@@ -367,7 +367,7 @@ impl Case<'_> {
                 }
             }
         })?;
-        for (name, r) in self.teardown.0.iter_mut() {
+        for (name, r) in self.teardown.records.iter_mut() {
             if name == "consul" && r.dir == dir {
                 r.pid = Some(new_pid);
             }

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use crate::provision::workspace_root;
 use crate::servers::{self, Runtime, Target};
-use crate::state::{Record, State};
 
 /// One suite: a provider crate and the servers it needs.
 struct Suite {
@@ -36,28 +35,6 @@ const SUITES: [Suite; 2] = [
         peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
     },
 ];
-
-/// Stops, on drop, exactly the servers this run started (from the records
-/// in memory, so a state file changed meanwhile cannot make it miss one).
-struct Teardown(Vec<(String, Record)>);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
-        println!(
-            "xtask: integration: stopping the servers it started: {}",
-            names.join(", ")
-        );
-        // kube-apiserver before etcd: reverse start order.
-        self.0.reverse();
-        if let Err(e) = servers::stop_records(&self.0) {
-            eprintln!("xtask: integration: teardown: {e}");
-        }
-    }
-}
 
 /// The outcome of one suite.
 struct Outcome {
@@ -181,26 +158,9 @@ fn with_servers(
         .collect();
     let mut outcomes = Vec::new();
     for suite in suites {
-        let before = State::load()?;
-        let up = servers::up(suite.target, runtime, false);
         // Tear down exactly what this suite started, whatever happens next;
         // servers that were already up before stay up.
-        let after = match &up {
-            Ok(state) => state.clone(),
-            Err(_) => State::load()?,
-        };
-        let started_here: Vec<(String, Record)> = suite
-            .target
-            .servers()
-            .iter()
-            .filter_map(|&n| {
-                let record = after.servers.get(n)?;
-                let old = before.servers.get(n);
-                let new = old.is_none_or(|o| o.pid != record.pid || o.dir != record.dir);
-                new.then(|| (n.to_string(), record.clone()))
-            })
-            .collect();
-        let _teardown = Teardown(started_here);
+        let (up, _teardown) = servers::up_for_run(suite.target, runtime, "integration")?;
         let state = match up {
             Ok(state) => state,
             Err(e) => {

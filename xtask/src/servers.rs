@@ -216,6 +216,62 @@ fn forget(state: &mut State, name: &str, record: &Record) {
     }
 }
 
+/// Stops, on drop, exactly the servers one run started (from the records in
+/// memory, so a state file changed meanwhile cannot make it miss one); servers
+/// that were already up stay up. `records` is public so a run that restarts a
+/// server (the chaos harness's Consul restart) can record the new pid.
+pub(crate) struct Teardown {
+    /// Who started them, for the log lines (`integration`, `chaos`).
+    who: &'static str,
+    pub(crate) records: Vec<(String, Record)>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = self.records.iter().map(|(n, _)| n.as_str()).collect();
+        println!(
+            "xtask: {}: stopping the servers it started: {}",
+            self.who,
+            names.join(", ")
+        );
+        // kube-apiserver before etcd: reverse start order.
+        self.records.reverse();
+        if let Err(e) = stop_records(&self.records) {
+            eprintln!("xtask: {}: teardown: {e}", self.who);
+        }
+    }
+}
+
+/// Brings `target`'s servers up for one run (reusing any already up) and
+/// returns the outcome with the [`Teardown`] of exactly those this call
+/// started, also when starting failed half-way.
+pub(crate) fn up_for_run(
+    target: Target,
+    runtime: Runtime,
+    who: &'static str,
+) -> Result<(Result<State, String>, Teardown), String> {
+    let before = State::load()?;
+    let up = up(target, runtime, false);
+    let after = match &up {
+        Ok(state) => state.clone(),
+        Err(_) => State::load()?,
+    };
+    let records = target
+        .servers()
+        .iter()
+        .filter_map(|&n| {
+            let record = after.servers.get(n)?;
+            let old = before.servers.get(n);
+            let new = old.is_none_or(|o| o.pid != record.pid || o.dir != record.dir);
+            new.then(|| (n.to_string(), record.clone()))
+        })
+        .collect();
+    Ok((up, Teardown { who, records }))
+}
+
 /// Stops exactly these servers (by recorded pid or container), removes
 /// their temporary directories and their entries in the state file.
 pub(crate) fn stop_records(records: &[(String, Record)]) -> Result<(), String> {
