@@ -46,33 +46,9 @@ pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, S
             "serf_lan": serf_lan, "serf_wan": serf_wan, "server": server
         }
     });
-    let config_path = dir.join("config.json");
-    fs::write(&config_path, config.to_string())
-        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let url = format!("http://127.0.0.1:{http}");
-    let log = dir.join("consul.log");
-    let started = Instant::now();
-    let args = vec![
-        "agent".to_string(),
-        format!("-config-file={}", config_path.display()),
-    ];
-    let pid = proc::spawn(binary, &args, &log, detach)?;
-    let record = Record {
-        runtime: "process".into(),
-        pid: Some(pid),
-        binary: Some(binary.to_path_buf()),
-        dir: dir.to_path_buf(),
-        log,
-        url: url.clone(),
-        env: consul_env(&url),
-        ..Record::default()
-    };
-    wait_ready(&url, NODE, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
-    println!(
-        "xtask: consul: ready at {url} (pid {pid}) in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(record)
+    let env = consul_env(&url);
+    run_agent(binary, dir, &config, "consul", NODE, env, detach)
 }
 
 /// Starts a client agent (not a server) that joins the server agent whose
@@ -118,11 +94,41 @@ pub(crate) fn start_client(
             "serf_lan": serf_lan, "serf_wan": -1, "server": server_port
         }
     });
+    let url = format!("http://127.0.0.1:{http}");
+    let env = [
+        ("LE_CONSUL_CLIENT_URL".to_string(), url),
+        ("LE_CONSUL_CLIENT_NODE".to_string(), CLIENT_NODE.to_string()),
+    ]
+    .into();
+    run_agent(
+        binary,
+        dir,
+        &config,
+        "consul-client",
+        CLIENT_NODE,
+        env,
+        detach,
+    )
+}
+
+/// Writes `config` to `dir/config.json`, starts `consul agent` with it
+/// (logging to `dir/<name>.log`), and waits until the agent is ready with
+/// its node `node` registered. `env` is the record's connection environment.
+fn run_agent(
+    binary: &Path,
+    dir: &Path,
+    config: &serde_json::Value,
+    name: &str,
+    node: &str,
+    env: std::collections::BTreeMap<String, String>,
+    detach: bool,
+) -> Result<Record, String> {
     let config_path = dir.join("config.json");
     fs::write(&config_path, config.to_string())
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    let http = config["ports"]["http"].as_u64().unwrap_or_default();
     let url = format!("http://127.0.0.1:{http}");
-    let log = dir.join("consul-client.log");
+    let log = dir.join(format!("{name}.log"));
     let started = Instant::now();
     let args = vec![
         "agent".to_string(),
@@ -136,16 +142,12 @@ pub(crate) fn start_client(
         dir: dir.to_path_buf(),
         log,
         url: url.clone(),
-        env: [
-            ("LE_CONSUL_CLIENT_URL".to_string(), url.clone()),
-            ("LE_CONSUL_CLIENT_NODE".to_string(), CLIENT_NODE.to_string()),
-        ]
-        .into(),
+        env,
         ..Record::default()
     };
-    wait_ready(&url, CLIENT_NODE, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
+    wait_ready(&url, node, || proc::alive(pid)).map_err(|e| failed(&record, &e))?;
     println!(
-        "xtask: consul-client: joined, ready at {url} (pid {pid}) in {:.1}s",
+        "xtask: {name}: ready at {url} (pid {pid}) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     Ok(record)
