@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    HealthBasedLeaderElection, LeaderElectionOptions, StoreFactory,
+    HealthBasedLeaderElection, LeaderElectionFactory, LeaderElectionOptions,
 };
 use leader_election_chaos::log::{FencedLog, Kind};
 use leader_election_chaos::monotonic_ns;
@@ -134,13 +134,7 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
             };
             let factory = KubernetesLeaderElectionFactory::new(client, kube_config, options)
                 .map_err(|e| format!("factory: {e}"))?;
-            let election = factory
-                .election(&args.resource)
-                .candidate_id(&args.id)
-                .health_based()
-                .build()
-                .map_err(|e| format!("election: {e}"))?;
-            Ok(Arc::new(election))
+            health_based_election(&factory, args)
         }
         "consul" => {
             let config = ConsulConfig {
@@ -152,18 +146,23 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
             };
             let factory = ConsulLeaderElectionFactory::new(config, options)
                 .map_err(|e| format!("factory: {e}"))?;
-            let election = factory
-                .election(&args.resource)
-                .candidate_id(&args.id)
-                .health_based()
-                .build()
-                .map_err(|e| format!("election: {e}"))?;
-            Ok(Arc::new(election))
+            health_based_election(&factory, args)
         }
         other => Err(format!(
             "--backend must be kubernetes or consul, got {other:?}"
         )),
     }
+}
+
+/// The candidate's health-based election, through the object-safe factory
+/// every provider implements.
+fn health_based_election(
+    factory: &dyn LeaderElectionFactory,
+    args: &Args,
+) -> Result<Arc<dyn HealthBasedLeaderElection>, String> {
+    factory
+        .create_health_based_election(&args.resource, Some(&args.id))
+        .map_err(|e| format!("election: {e}"))
 }
 
 async fn run(args: Args) -> Result<(), String> {
