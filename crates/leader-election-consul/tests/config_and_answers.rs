@@ -286,35 +286,37 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
     }
 }
 
-fn claim() -> leader_election_abstractions::store::LeaseClaim {
-    leader_election_abstractions::store::LeaseClaim {
-        resource: "jobs".into(),
-        candidate_id: "a".into(),
-        lease_duration: Duration::from_secs(10),
-        grace_period: Duration::from_secs(5),
-        holder_metadata: Default::default(),
-    }
-}
-
-#[tokio::test]
-async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration() {
+/// The error of one acquire attempt of an election against `agent`.
+async fn first_acquire_error(agent: &FakeAgent) -> Error {
     use leader_election_abstractions::LeaseStore;
-    let agent = FakeAgent::start(vec![
-        "404 Not Found|",
-        "500 Internal Server Error|Invalid Session TTL '10000000000', must be between [30s=24h0m0s]",
-    ])
-    .await;
     let election = agent
         .factory()
         .election("jobs")
         .candidate_id("a")
         .build()
         .expect("election");
-    let error = election
+    let claim = leader_election_abstractions::store::LeaseClaim {
+        resource: "jobs".into(),
+        candidate_id: "a".into(),
+        lease_duration: Duration::from_secs(10),
+        grace_period: Duration::from_secs(5),
+        holder_metadata: Default::default(),
+    };
+    election
         .store()
-        .try_acquire(&claim())
+        .try_acquire(&claim)
         .await
-        .expect_err("the agent rejected the TTL");
+        .expect_err("the agent's answer is an error")
+}
+
+#[tokio::test]
+async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration() {
+    let agent = FakeAgent::start(vec![
+        "404 Not Found|",
+        "500 Internal Server Error|Invalid Session TTL '10000000000', must be between [30s=24h0m0s]",
+    ])
+    .await;
+    let error = first_acquire_error(&agent).await;
     assert!(
         matches!(&error, Error::InvalidOption { field, .. } if field == "lease_duration"),
         "{error:?}"
@@ -323,20 +325,9 @@ async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration()
 
 #[tokio::test]
 async fn a_malformed_answer_keeps_the_decoding_error_as_its_source() {
-    use leader_election_abstractions::LeaseStore;
     use std::error::Error as _;
     let agent = FakeAgent::start(vec!["{not json"]).await;
-    let election = agent
-        .factory()
-        .election("jobs")
-        .candidate_id("a")
-        .build()
-        .expect("election");
-    let error = election
-        .store()
-        .try_acquire(&claim())
-        .await
-        .expect_err("garbage is an error");
+    let error = first_acquire_error(&agent).await;
     assert!(matches!(error, Error::Backend { .. }), "{error:?}");
     assert!(
         error.source().is_some(),
