@@ -28,7 +28,9 @@ pub trait StoreFactory: Send + Sync {
     fn registry(&self) -> &ElectionRegistry;
 
     /// Makes the store value for one election of `resource` by
-    /// `candidate_id`, with `options` (already validated).
+    /// `candidate_id`, with `options`. The options, the resource name and
+    /// the candidate id have already passed the generic rules; the store's
+    /// own rules come after, in [`LeaseStore::validate`].
     fn store(
         &self,
         resource: &str,
