@@ -2,6 +2,7 @@
 //! token and the signal that the term has ended.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,35 @@ impl LeadershipGuard {
             tokio::select! {
                 () = self.ended.cancelled() => return,
                 () = sleep_until_opt(deadline) => {}
+            }
+        }
+    }
+
+    /// Completes when the term ends, or as soon as less than `margin` is
+    /// left before its local deadline, whichever comes first. A renewal
+    /// that moves the deadline on in time keeps it waiting.
+    ///
+    /// This is the moment to begin stopping work that needs up to `margin`
+    /// to stop, so that it has stopped *by* the deadline rather than at it
+    /// (a supervisor that gives its child process a shutdown grace, say).
+    /// `ending_within(Duration::ZERO)` completes when [`lost`](Self::lost) does.
+    pub async fn ending_within(&self, margin: Duration) {
+        loop {
+            if !self.is_valid() {
+                return;
+            }
+            let Some(deadline) = self.shared.deadline() else {
+                return;
+            };
+            let Some(begin_at) = deadline.checked_sub(margin) else {
+                return; // less than `margin` is left of any deadline this clock can have
+            };
+            if tokio::time::Instant::now() >= begin_at {
+                return;
+            }
+            tokio::select! {
+                () = self.ended.cancelled() => return,
+                () = tokio::time::sleep_until(begin_at) => {}
             }
         }
     }

@@ -594,3 +594,46 @@ async fn run_while_leader_says_why_the_term_ended() {
     let outcome = running.await.expect("join").expect("run");
     assert_eq!(outcome, RunOutcome::Ended(LossReason::Stopped));
 }
+
+#[tokio::test(start_paused = true)]
+async fn ending_within_fires_the_margin_before_the_deadline_when_renewals_hang() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    election.start().await.expect("start");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    let acquired_at = Instant::now();
+    guard.ending_within(Duration::from_secs(4)).await;
+    let fired = acquired_at.elapsed();
+    // Lease 15 s from the acquisition, so 4 s before it: at 11 s.
+    assert!(
+        fired >= Duration::from_secs(11) && fired <= Duration::from_millis(11_010),
+        "fired at {fired:?}, not 4 s before the 15 s deadline"
+    );
+    assert!(guard.is_valid(), "the term itself still holds until its deadline");
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_within_keeps_waiting_while_renewals_move_the_deadline_on() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    election.start().await.expect("start");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    // Renewals every 5 s keep at least 10 s of a 15 s lease ahead.
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        guard.ending_within(Duration::from_secs(8)),
+    )
+    .await;
+    assert!(waited.is_err(), "fired although every renewal succeeded");
+    election.resign().await.expect("resign");
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        guard.ending_within(Duration::from_secs(8)),
+    )
+    .await
+    .expect("fires at once when the term ends");
+    election.stop().await.expect("stop");
+}
