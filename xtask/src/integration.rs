@@ -1,6 +1,6 @@
-//! `cargo xtask integration [consul|kubernetes|all] [--runtime process|docker]`:
-//! brings the needed servers up, runs each provider crate's `#[ignore]`d
-//! tests with `--ignored` and the connection environment, tears down what it
+//! `cargo xtask integration [consul|kubernetes|cli|all] [--runtime process|docker]`:
+//! brings the needed servers up, runs each suite crate's (a provider's, the
+//! `leader-election` command's) `#[ignore]`d tests with `--ignored` and the connection environment, tears down what it
 //! started (also on failure), and prints one `<suite>: N passed, M failed`
 //! line per suite.
 //!
@@ -19,20 +19,34 @@ struct Suite {
     target: Target,
     /// Go peer programs (`xtask/go/<dir>`, env var) its interop tests run.
     peers: &'static [(&'static str, &'static str)],
+    /// Whether it is a provider's, with the conformance suite's timing
+    /// cases that `cargo xtask bench` runs.
+    conformance: bool,
 }
 
-const SUITES: [Suite; 2] = [
+const SUITES: [Suite; 3] = [
     Suite {
         name: "kubernetes",
         krate: "leader-election-kubernetes",
         target: Target::Kubernetes,
         peers: &[("client-go-peer", "LE_CLIENT_GO_PEER_BIN")],
+        conformance: true,
     },
     Suite {
         name: "consul",
         krate: "leader-election-consul",
         target: Target::Consul,
         peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
+        conformance: true,
+    },
+    // The `leader-election` command end to end, on every backend it offers
+    // (its interop test runs the real `consul lock`).
+    Suite {
+        name: "cli",
+        krate: "leader-election-cli",
+        target: Target::All,
+        peers: &[],
+        conformance: false,
     },
 ];
 
@@ -121,10 +135,11 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 }
 
 /// Entry point of `cargo xtask integration`.
-/// Runs the suites named by `which` (`consul`, `kubernetes` or `all`).
+/// Runs the suites named by `which` (`consul`, `kubernetes`, `cli` or `all`).
 pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let started = Instant::now();
-    let outcomes = with_servers(which, runtime, |suite, env| {
+    let chosen = |suite: &Suite| which == "all" || suite.name == which;
+    let outcomes = with_servers(chosen, runtime, |suite, env| {
         cargo_test(suite, env).unwrap_or_else(|e| Outcome {
             line: format!("{}: {e}", suite.name),
             failed: true,
@@ -144,17 +159,17 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     }
 }
 
-/// For each suite named by `which`: brings its servers up, calls `body` with
+/// For each suite `chosen` selects: brings its servers up, calls `body` with
 /// the connection environment (peers included), and tears down what it
 /// started, whatever happens.
 fn with_servers(
-    which: &str,
+    chosen: impl Fn(&Suite) -> bool,
     runtime: Runtime,
     mut body: impl FnMut(&Suite, &[(String, String)]) -> Outcome,
 ) -> Result<Vec<Outcome>, String> {
     let suites: Vec<&Suite> = SUITES
         .iter()
-        .filter(|s| which == "all" || s.name == which)
+        .filter(|s| chosen(s))
         .collect();
     let mut outcomes = Vec::new();
     for suite in suites {
@@ -193,7 +208,7 @@ fn with_servers(
 /// asserted.
 pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
     let mut measured = Vec::new();
-    let outcomes = with_servers("all", runtime, |suite, env| {
+    let outcomes = with_servers(|suite| suite.conformance, runtime, |suite, env| {
         let args = [
             "test",
             "-q",
