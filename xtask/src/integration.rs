@@ -167,10 +167,7 @@ fn with_servers(
     runtime: Runtime,
     mut body: impl FnMut(&Suite, &[(String, String)]) -> Outcome,
 ) -> Result<Vec<Outcome>, String> {
-    let suites: Vec<&Suite> = SUITES
-        .iter()
-        .filter(|s| chosen(s))
-        .collect();
+    let suites: Vec<&Suite> = SUITES.iter().filter(|s| chosen(s)).collect();
     let mut outcomes = Vec::new();
     for suite in suites {
         // Tear down exactly what this suite started, whatever happens next;
@@ -208,50 +205,54 @@ fn with_servers(
 /// asserted.
 pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
     let mut measured = Vec::new();
-    let outcomes = with_servers(|suite| suite.conformance, runtime, |suite, env| {
-        let args = [
-            "test",
-            "-q",
-            "-p",
-            suite.krate,
-            "--test",
-            "conformance",
-            "--",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-            "c2_",
-            "c3_",
-            "c4_",
-        ];
-        println!("xtask: bench {}: $ cargo {}", suite.name, args.join(" "));
-        let output = Command::new("cargo")
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(workspace_root())
-            .stderr(Stdio::inherit())
-            .output();
-        match output {
-            Ok(output) => {
-                let text = String::from_utf8_lossy(&output.stdout);
-                measured.extend(
-                    text.lines()
-                        .filter(|l| l.contains("wall clock, not asserted"))
-                        // `-q` prints a progress dot per test before the line.
-                        .map(|l| l.trim_start_matches('.').to_owned()),
-                );
-                Outcome {
-                    line: format!("{}: timing cases {}", suite.name, output.status),
-                    failed: !output.status.success(),
+    let outcomes = with_servers(
+        |suite| suite.conformance,
+        runtime,
+        |suite, env| {
+            let args = [
+                "test",
+                "-q",
+                "-p",
+                suite.krate,
+                "--test",
+                "conformance",
+                "--",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+                "c2_",
+                "c3_",
+                "c4_",
+            ];
+            println!("xtask: bench {}: $ cargo {}", suite.name, args.join(" "));
+            let output = Command::new("cargo")
+                .args(args)
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .current_dir(workspace_root())
+                .stderr(Stdio::inherit())
+                .output();
+            match output {
+                Ok(output) => {
+                    let text = String::from_utf8_lossy(&output.stdout);
+                    measured.extend(
+                        text.lines()
+                            .filter(|l| l.contains("wall clock, not asserted"))
+                            // `-q` prints a progress dot per test before the line.
+                            .map(|l| l.trim_start_matches('.').to_owned()),
+                    );
+                    Outcome {
+                        line: format!("{}: timing cases {}", suite.name, output.status),
+                        failed: !output.status.success(),
+                    }
                 }
+                Err(e) => Outcome {
+                    line: format!("{}: cannot run cargo test: {e}", suite.name),
+                    failed: true,
+                },
             }
-            Err(e) => Outcome {
-                line: format!("{}: cannot run cargo test: {e}", suite.name),
-                failed: true,
-            },
-        }
-    })?;
+        },
+    )?;
     println!("\nxtask: bench: real-server timings (one run each, wall clock, not asserted):");
     for line in &measured {
         println!("  {line}");

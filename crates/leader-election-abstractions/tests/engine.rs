@@ -610,7 +610,10 @@ async fn ending_within_fires_the_margin_before_the_deadline_when_renewals_hang()
         fired >= Duration::from_secs(11) && fired <= Duration::from_millis(11_010),
         "fired at {fired:?}, not 4 s before the 15 s deadline"
     );
-    assert!(guard.is_valid(), "the term itself still holds until its deadline");
+    assert!(
+        guard.is_valid(),
+        "the term itself still holds until its deadline"
+    );
     election.stop().await.expect("stop");
 }
 

@@ -40,7 +40,10 @@ pub(crate) fn spawn(command: &[String], term: &Term<'_>) -> Result<Supervised, C
     };
     let child = Command::new(program)
         .args(args)
-        .env("LEADER_ELECTION_FENCING_TOKEN", term.fencing_token.to_string())
+        .env(
+            "LEADER_ELECTION_FENCING_TOKEN",
+            term.fencing_token.to_string(),
+        )
         .env("LEADER_ELECTION_RESOURCE", term.resource)
         .env("LEADER_ELECTION_ID", term.candidate_id)
         // Its own group, so SIGKILL reaches everything it started too.
@@ -71,7 +74,9 @@ impl Supervised {
         if let Some(group) = self.group {
             match kill_process_group(group, signal) {
                 Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-                Err(e) => tracing::warn!(error = %e, ?signal, "cannot signal the child's process group"),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?signal, "cannot signal the child's process group")
+                }
             }
         }
     }

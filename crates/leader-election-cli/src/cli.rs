@@ -111,7 +111,11 @@ pub(crate) struct Target {
     )]
     pub(crate) consul_prefix: String,
     /// Consul: datacenter [default: the agent's].
-    #[arg(long, env = "LEADER_ELECTION_CONSUL_DATACENTER", help_heading = "Consul")]
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_CONSUL_DATACENTER",
+        help_heading = "Consul"
+    )]
     pub(crate) consul_datacenter: Option<String>,
     /// Consul: the agent's session_ttl_min; --lease below it is refused.
     #[arg(long, env = "LEADER_ELECTION_CONSUL_SESSION_TTL_MIN", default_value = "10s",
@@ -187,7 +191,13 @@ pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub(crate) timing: Timing,
     /// Output format.
-    #[arg(long, short, env = "LEADER_ELECTION_OUTPUT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        short,
+        env = "LEADER_ELECTION_OUTPUT",
+        value_enum,
+        default_value_t
+    )]
     pub(crate) output: Output,
 }
 
@@ -197,4 +207,66 @@ pub(crate) struct WatchArgs {
     /// Same flags as `status`.
     #[command(flatten)]
     pub(crate) status: StatusArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_the_double_dash_and_refuses_once_with_restart() {
+        let parsed = Cli::try_parse_from([
+            "leader-election",
+            "run",
+            "--backend",
+            "consul",
+            "--resource",
+            "r",
+            "--lease",
+            "30s",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .expect("parses");
+        let Command::Run(run) = parsed.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(run.timing.lease, Duration::from_secs(30));
+        let both = Cli::try_parse_from([
+            "leader-election",
+            "run",
+            "--backend",
+            "consul",
+            "--resource",
+            "r",
+            "--once",
+            "--restart",
+            "--",
+            "true",
+        ]);
+        assert!(both.is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict));
+        let bad = Cli::try_parse_from([
+            "leader-election",
+            "run",
+            "--backend",
+            "consul",
+            "--resource",
+            "r",
+            "--lease",
+            "soon",
+            "--",
+            "true",
+        ]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("--lease")));
+    }
 }

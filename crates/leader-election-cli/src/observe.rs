@@ -68,7 +68,9 @@ impl Observation {
                     opt(self.fencing_token.map(|t| t.to_string())),
                     opt(self
                         .takeover_in_ms
-                        .map(|ms| humantime::format_duration(Duration::from_millis(ms)).to_string())),
+                        .map(
+                            |ms| humantime::format_duration(Duration::from_millis(ms)).to_string()
+                        )),
                 );
             }
         }
@@ -93,7 +95,11 @@ impl OnFactory for StatusArgs {
         let view = match first {
             Ok(Some(Ok(view))) => view,
             Ok(Some(Err(e))) => return Err(CliError::failure(error_chain(&e))),
-            Ok(None) => return Err(CliError::failure("the backend's watch ended without an answer")),
+            Ok(None) => {
+                return Err(CliError::failure(
+                    "the backend's watch ended without an answer",
+                ))
+            }
             Err(_) => {
                 return Err(CliError::failure(format!(
                     "no answer from the backend within {STATUS_TIMEOUT:?}"

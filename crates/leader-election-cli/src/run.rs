@@ -183,7 +183,10 @@ impl RunArgs {
             candidate_id: election.candidate_id(),
             fencing_token: guard.fencing_token().0,
         };
-        tracing::info!(fencing_token = term.fencing_token, "leading; starting the command");
+        tracing::info!(
+            fencing_token = term.fencing_token,
+            "leading; starting the command"
+        );
         let mut child = child::spawn(&self.command, &term)?;
         let mut signalled = false;
         loop {
@@ -232,8 +235,14 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_shell() {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(child::exit_code(std::process::ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(child::exit_code(std::process::ExitStatus::from_raw(15)), 143);
+        assert_eq!(
+            child::exit_code(std::process::ExitStatus::from_raw(3 << 8)),
+            3
+        );
+        assert_eq!(
+            child::exit_code(std::process::ExitStatus::from_raw(15)),
+            143
+        );
         assert_eq!(signal_exit(Signal::INT), 130);
     }
 }

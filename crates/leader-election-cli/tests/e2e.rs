@@ -21,13 +21,32 @@ async fn two_runs_never_run_their_children_together(backend: Backend) {
     let log_s = log.display().to_string();
     let resource = resource("two");
     let env = [("LOG", log_s.as_str()), ("WRITES", "40")];
-    let mut a = run_writer(backend, &resource, None, &["--restart", "--id", "a"], &env, &dir, "a");
-    let mut b = run_writer(backend, &resource, None, &["--restart", "--id", "b"], &env, &dir, "b");
+    let mut a = run_writer(
+        backend,
+        &resource,
+        None,
+        &["--restart", "--id", "a"],
+        &env,
+        &dir,
+        "a",
+    );
+    let mut b = run_writer(
+        backend,
+        &resource,
+        None,
+        &["--restart", "--id", "b"],
+        &env,
+        &dir,
+        "b",
+    );
     // Both must have led, twice in all at least, before we judge.
-    wait_until("both candidates led and the lease changed hands twice", || {
-        let (a_terms, b_terms) = (terms_of(&log, "a"), terms_of(&log, "b"));
-        !a_terms.is_empty() && !b_terms.is_empty() && a_terms.len() + b_terms.len() >= 3
-    })
+    wait_until(
+        "both candidates led and the lease changed hands twice",
+        || {
+            let (a_terms, b_terms) = (terms_of(&log, "a"), terms_of(&log, "b"));
+            !a_terms.is_empty() && !b_terms.is_empty() && a_terms.len() + b_terms.len() >= 3
+        },
+    )
     .await;
     signal(&a, Signal::TERM);
     signal(&b, Signal::TERM);
@@ -36,13 +55,21 @@ async fn two_runs_never_run_their_children_together(backend: Backend) {
     assert!(report.takeovers.len() >= 2, "{}", report.table());
     // SIGTERM: forwarded to a running child (which dies of it) or ends the wait.
     for (status, name) in [(sa, "a"), (sb, "b")] {
-        assert_eq!(status.code(), Some(143), "{name}: {}", output_of(&dir, name));
+        assert_eq!(
+            status.code(),
+            Some(143),
+            "{name}: {}",
+            output_of(&dir, name)
+        );
     }
 }
 
 /// The distinct tokens candidate `id` wrote with.
 fn terms_of(log: &std::path::Path, id: &str) -> std::collections::BTreeSet<u64> {
-    writes_by(log, id).into_iter().map(|(_, token)| token).collect()
+    writes_by(log, id)
+        .into_iter()
+        .map(|(_, token)| token)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,13 +95,29 @@ async fn child_dies_before_the_deadline_when_the_backend_is_black_holed(backend:
     let resource = resource("blackhole");
     let via = Via::proxy(backend, &dir).await;
     let stubborn = [("LOG", log_s.as_str()), ("IGNORE_TERM", "1")];
-    let mut cut = run_writer(backend, &resource, Some(&via), &["--id", "cut"], &stubborn, &dir, "cut");
+    let mut cut = run_writer(
+        backend,
+        &resource,
+        Some(&via),
+        &["--id", "cut"],
+        &stubborn,
+        &dir,
+        "cut",
+    );
     wait_until("the first candidate's child writes", || {
         !writes_by(&log, "cut").is_empty()
     })
     .await;
     let env = [("LOG", log_s.as_str())];
-    let mut other = run_writer(backend, &resource, None, &["--id", "other"], &env, &dir, "other");
+    let mut other = run_writer(
+        backend,
+        &resource,
+        None,
+        &["--id", "other"],
+        &env,
+        &dir,
+        "other",
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let black_hole_at = now_ns();
     via.proxy.set_fault(Fault::BlackHole);
@@ -137,7 +180,10 @@ async fn signals_reach_the_child(backend: Backend, sent: Signal, name: &str) {
         m = marks.display()
     );
     let mut command = cli(backend, &resource, None);
-    command.arg("run").args(TIMING).args(["--", "sh", "-c", &script]);
+    command
+        .arg("run")
+        .args(TIMING)
+        .args(["--", "sh", "-c", &script]);
     let mut run = spawn_logged(command, &dir, "run");
     wait_until("the child is ready", || {
         std::fs::read_to_string(&marks).is_ok_and(|m| m.contains("ready"))
@@ -281,10 +327,7 @@ async fn consul_restart_runs_the_command_again_at_the_next_term() {
     let dir = scratch("restart");
     let runs = dir.join("runs");
     let resource = resource("restart");
-    let script = format!(
-        "echo $LEADER_ELECTION_FENCING_TOKEN >> {}",
-        runs.display()
-    );
+    let script = format!("echo $LEADER_ELECTION_FENCING_TOKEN >> {}", runs.display());
     let mut command = cli(backend, &resource, None);
     command
         .arg("run")
@@ -352,7 +395,11 @@ async fn consul_lock_and_run_never_run_their_children_together() {
             .kill_on_drop(true);
         let mut child = spawn_logged(lock, &dir, &format!("lock-{round}"));
         let status = exit_of(&mut child, "consul lock").await;
-        assert!(status.success(), "{}", output_of(&dir, &format!("lock-{round}")));
+        assert!(
+            status.success(),
+            "{}",
+            output_of(&dir, &format!("lock-{round}"))
+        );
     }
     wait_until("ours led too", || !writes_by(&log, "ours").is_empty()).await;
     signal(&ours, Signal::TERM);

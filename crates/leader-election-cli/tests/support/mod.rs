@@ -76,11 +76,8 @@ pub fn resource(tag: &str) -> String {
 
 /// A scratch directory for one test.
 pub fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "le-cli-{tag}-{}-{}",
-        std::process::id(),
-        now_ns()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("le-cli-{tag}-{}-{}", std::process::id(), now_ns()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -204,12 +201,9 @@ impl Via {
                     .parse()
                     .expect("LE_KUBE_SERVER is https://<ip>:<port>");
                 let proxy = FaultProxy::start(upstream).await.expect("proxy");
-                let config = std::fs::read_to_string(required_env("KUBECONFIG"))
-                    .expect("read KUBECONFIG");
-                let proxied = config.replace(
-                    &server,
-                    &format!("https://{}", proxy.local_addr()),
-                );
+                let config =
+                    std::fs::read_to_string(required_env("KUBECONFIG")).expect("read KUBECONFIG");
+                let proxied = config.replace(&server, &format!("https://{}", proxy.local_addr()));
                 assert_ne!(proxied, config, "the kubeconfig names LE_KUBE_SERVER");
                 let path = dir.join("kubeconfig");
                 std::fs::write(&path, proxied).expect("write kubeconfig");
