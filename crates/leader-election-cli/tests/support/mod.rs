@@ -74,12 +74,34 @@ pub fn resource(tag: &str) -> String {
     leader_election_testkit::unique_resource(&format!("cli-{tag}"))
 }
 
-/// A scratch directory for one test.
-pub fn scratch(tag: &str) -> PathBuf {
+/// A scratch directory for one test, removed when the test passes (kept
+/// for a look when it fails).
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for a look", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh [`Scratch`] directory.
+pub fn scratch(tag: &str) -> Scratch {
     let dir =
         std::env::temp_dir().join(format!("le-cli-{tag}-{}-{}", std::process::id(), now_ns()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
 }
 
 /// Wall-clock nanoseconds: the children write `date +%s%N`, the same clock.
