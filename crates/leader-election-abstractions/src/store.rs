@@ -119,6 +119,16 @@ pub trait LeaseStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Called by `start()` before the election runs: checks what only the
+    /// backend can tell about the configuration (Consul's refusal of a
+    /// session TTL, say). An [`Error::InvalidOption`](crate::Error::InvalidOption)
+    /// returned here is returned by `start()`, which then does not start;
+    /// any other error (an unreachable backend) is logged and the election
+    /// starts and retries as usual. The default does nothing.
+    fn prepare(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// The longest a term may last, counted from the start of the
     /// `try_acquire` or `renew` request that began or extended it: the time
     /// for which the backend guarantees that no other candidate (of this

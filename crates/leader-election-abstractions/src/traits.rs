@@ -60,6 +60,8 @@ pub trait LeaderElection: Send + Sync {
     /// candidate takes over at once, and emits `LostLeadership` with reason
     /// `Stopped`. When it returns, no further events are emitted and no
     /// background task runs. Calling it again (or before `start`) does nothing.
+    /// Returns `Error::Backend` if the election's task panicked (a bug; the
+    /// election is stopped all the same).
     async fn stop(&self) -> Result<()>;
 
     /// Gives up leadership but stays a candidate: releases the lease (if

@@ -265,6 +265,17 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
     }
 
     async fn start(&self) -> Result<()> {
+        if self.phase() == Phase::Idle {
+            // A configuration the backend refuses is the caller's error, not
+            // something to retry forever.
+            match self.inner.store.prepare().await {
+                Err(error @ Error::InvalidOption { .. }) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(error = %error, "preparing the store failed; the election retries")
+                }
+                Ok(()) => {}
+            }
+        }
         let mut task = lock(&self.inner.task);
         match self.phase() {
             Phase::Running => return Ok(()),
@@ -312,9 +323,18 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
         match (phase, running) {
             (Phase::Running, Some(task)) => {
                 let _ = task.commands.send(Command::Stop);
-                // A panic in the engine must still leave the election stopped.
-                let _ = task.handle.await;
+                // A panic in the engine must still leave the election stopped,
+                // and is reported rather than swallowed.
+                let ended = task.handle.await;
                 self.inner.shared.finish();
+                if let Err(join) = ended {
+                    if join.is_panic() {
+                        lock(&self.inner.registration).take();
+                        return Err(Error::backend(format!(
+                            "the election task panicked: {join}"
+                        )));
+                    }
+                }
             }
             (Phase::Stopping, _) => self.wait_until_stopped().await,
             _ => self.inner.shared.finish(),
