@@ -9,7 +9,7 @@ use leader_election_abstractions::{Error, Result};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::config::{Consistency, ConsulConfig};
+use crate::config::{AclToken, Consistency, ConsulConfig};
 
 /// The `Flags` value Consul's `api.Lock` (and `consul lock`) writes on its
 /// lock keys, `0x2ddccbc058a50c18`; we write it too so both contend correctly.
@@ -50,11 +50,43 @@ pub(crate) struct KvRead {
     pub(crate) index: u64,
 }
 
+impl KvRead {
+    /// The read of `key` from the entries a `GET kv/<key>` returned.
+    pub(crate) fn from_entries(key: &str, entries: Vec<KvEntry>, index: u64) -> Self {
+        let entry = entries.into_iter().find(|e| e.key == key);
+        Self { entry, index }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SessionCreated {
     #[serde(rename = "ID")]
     id: String,
+}
+
+/// What a session is created with.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionSpec {
+    pub(crate) name: String,
+    pub(crate) ttl: Duration,
+    pub(crate) lock_delay: Duration,
+    /// `"release"` (the lock's session) or `"delete"` (the candidate
+    /// registry's: a dead candidate's records go with its session).
+    pub(crate) behavior: &'static str,
+}
+
+impl SessionSpec {
+    /// The JSON body of `PUT /v1/session/create`.
+    pub(crate) fn body(&self, node_checks: &[String]) -> serde_json::Value {
+        serde_json::json!({
+            "Name": self.name,
+            "TTL": go_duration(self.ttl),
+            "LockDelay": go_duration(self.lock_delay),
+            "Behavior": self.behavior,
+            "NodeChecks": node_checks,
+        })
+    }
 }
 
 /// The HTTP client with the agent address and credentials baked in.
@@ -72,41 +104,51 @@ impl std::fmt::Debug for ConsulClient {
     }
 }
 
-fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| Error::invalid_option(field, format!("cannot read {}: {e}", path.display())))
-}
+/// How much of an error answer is read, and how much of it is quoted in
+/// an error message: enough for Consul's one-line errors, never a flood.
+const ERROR_BODY_READ: usize = 16 * 1024;
+const ERROR_BODY_QUOTED: usize = 256;
 
 impl ConsulClient {
-    pub(crate) fn new(config: ConsulConfig) -> Result<Self> {
+    pub(crate) fn new(mut config: ConsulConfig) -> Result<Self> {
         config.validate()?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .use_rustls_tls();
-        if let Some(ca) = &config.tls.ca_cert {
-            let pem = read_pem("tls.ca_cert", ca)?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid_option("tls.ca_cert", format!("not a PEM certificate bundle: {e}"))
-            })?;
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
+        if config.token.is_none() {
+            if let Some(path) = &config.token_file {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    Error::invalid_option(
+                        "token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let token = token.trim();
+                if token.is_empty() || token.chars().any(|c| c.is_control()) {
+                    return Err(Error::invalid_option(
+                        "token_file",
+                        format!("{} must hold one non-empty line", path.display()),
+                    ));
+                }
+                config.token = Some(AclToken::new(token));
             }
         }
-        if let (Some(cert), Some(key)) = (&config.tls.client_cert, &config.tls.client_key) {
-            let mut pem = read_pem("tls.client_cert", cert)?;
-            pem.extend(read_pem("tls.client_key", key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                Error::invalid_option(
-                    "tls.client_cert",
-                    format!("not a PEM certificate and key: {e}"),
-                )
-            })?;
-            builder = builder.identity(identity);
+        if let Some(token) = &config.token {
+            if reqwest::header::HeaderValue::from_str(token.expose()).is_err() {
+                return Err(Error::invalid_option(
+                    "token",
+                    "must be printable ASCII (it is sent as an HTTP header)",
+                ));
+            }
         }
-        let http = builder.build().map_err(|e| {
-            Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))
-        })?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            // A redirect would carry X-Consul-Token to wherever it points
+            // (reqwest strips only standard credential headers): never follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(crate::tls::client_config(&config.tls)?)
+            .build()
+            .map_err(|e| {
+                Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))
+            })?;
         Ok(Self { http, config })
     }
 
@@ -140,11 +182,11 @@ impl ConsulClient {
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(response);
         }
-        let body = response.text().await.unwrap_or_default();
-        let body = body.trim();
+        let body = quote(&read_prefix(response, ERROR_BODY_READ).await);
+        let body = body.as_str();
         Err(match status {
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Error::unauthorized(format!(
-                "Consul refused {what} ({status}: {body}); the ACL token needs `key_prefix \"{}\" {{ policy = \"write\" }}` and `session_prefix \"\" {{ policy = \"write\" }}`",
+                "Consul refused {what} ({status}: {body}); the ACL token needs `key_prefix \"{}/\" {{ policy = \"write\" }}` and `session \"<the agent's node name>\" {{ policy = \"write\" }}`",
                 self.config.key_prefix
             )),
             StatusCode::TOO_MANY_REQUESTS => Error::unavailable(format!("Consul {what}: rate limited ({body})")),
@@ -162,36 +204,53 @@ impl ConsulClient {
         })
     }
 
-    async fn json<T: for<'de> Deserialize<'de>>(what: &str, response: Response) -> Result<T> {
-        let bytes = response.bytes().await.map_err(|e| {
-            Error::unavailable(format!("Consul {what}: reading the body failed: {e}"))
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+    /// The whole body, or an error once it passes `max_response_bytes`.
+    async fn body(&self, what: &str, mut response: Response) -> Result<Vec<u8>> {
+        let limit = self.config.max_response_bytes;
+        let too_large = || {
             Error::backend(format!(
-                "Consul {what}: malformed answer ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
+                "Consul {what}: the answer exceeds max_response_bytes ({limit} bytes)"
             ))
-            .with_source(e)
-        })
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Error::BackendUnavailable {
+                message: format!(
+                    "Consul {what}: reading the answer failed: {}",
+                    describe_transport(&e)
+                ),
+                source: Some(Box::new(e)),
+            })?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
-    /// `PUT /v1/session/create`: a TTL session with the given lock-delay.
-    pub(crate) async fn create_session(
+    async fn json<T: for<'de> Deserialize<'de>>(
         &self,
-        name: &str,
-        ttl: Duration,
-        lock_delay: Duration,
-    ) -> Result<String> {
-        let body = serde_json::json!({
-            "Name": name,
-            "TTL": go_duration(ttl),
-            "LockDelay": go_duration(lock_delay),
-            "Behavior": "release",
-            "NodeChecks": self.config.node_checks,
-        });
+        what: &str,
+        response: Response,
+    ) -> Result<T> {
+        let bytes = self.body(what, response).await?;
+        parse_json(what, &bytes)
+    }
+
+    /// `PUT /v1/session/create`: a TTL session with the given lock-delay
+    /// and behaviour (`"release"` or `"delete"`).
+    pub(crate) async fn create_session(&self, spec: &SessionSpec) -> Result<String> {
+        let body = spec.body(&self.config.node_checks);
         let response = self
             .send(
                 "session create",
@@ -201,10 +260,8 @@ impl ConsulClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Err(Error::backend("Consul session create: 404"));
         }
-        let created: SessionCreated = Self::json("session create", response).await?;
-        if created.id.is_empty() {
-            return Err(Error::backend("Consul session create: empty session ID"));
-        }
+        let created: SessionCreated = self.json("session create", response).await?;
+        parse_session_id(&created.id)?;
         Ok(created.id)
     }
 
@@ -253,18 +310,12 @@ impl ConsulClient {
                 .timeout(timeout);
         }
         let response = self.send("kv read", request).await?;
-        let index = response
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        let index = consul_index(response.headers());
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(KvRead { entry: None, index });
         }
-        let entries: Vec<KvEntry> = Self::json("kv read", response).await?;
-        let entry = entries.into_iter().find(|e| e.key == key);
-        Ok(KvRead { entry, index })
+        let entries: Vec<KvEntry> = self.json("kv read", response).await?;
+        Ok(KvRead::from_entries(key, entries, index))
     }
 
     /// `GET /v1/kv/<prefix>?recurse`.
@@ -276,7 +327,7 @@ impl ConsulClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
-        Self::json("kv list", response).await
+        self.json("kv list", response).await
     }
 
     /// `PUT /v1/kv/<key>?acquire=<session>[&flags=..]`; true when acquired.
@@ -323,8 +374,83 @@ impl ConsulClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Err(Error::backend(format!("Consul {what}: 404")));
         }
-        Self::json(what, response).await
+        self.json(what, response).await
     }
+}
+
+/// Parses a JSON answer; the error keeps serde's as its source and quotes
+/// the start of the answer.
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::backend(format!(
+            "Consul {what}: malformed answer ({e}): {}",
+            quote(bytes)
+        ))
+        .with_source(e)
+    })
+}
+
+/// The `X-Consul-Index` header; 0 when it is missing or not a number (a
+/// proxy in between may drop it).
+pub(crate) fn consul_index(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Checks that a session id from the agent is a UUID (`8-4-4-4-12` hex
+/// digits) before it goes into a URL path.
+pub(crate) fn parse_session_id(id: &str) -> Result<()> {
+    let bytes = id.as_bytes();
+    let well_formed = bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Error::backend(format!(
+            "Consul session create: the session ID {} is not a UUID",
+            quote(id.as_bytes())
+        )))
+    }
+}
+
+/// Up to `limit` bytes of a body (the rest is never read); nothing on errors.
+async fn read_prefix(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(limit);
+    body
+}
+
+/// At most `ERROR_BODY_QUOTED` characters of an answer for a message or a
+/// log line, control characters (line breaks, escapes) replaced, and a note
+/// when it was cut.
+pub(crate) fn quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let mut quoted: String = text
+        .chars()
+        .take(ERROR_BODY_QUOTED)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let total = text.chars().count();
+    if total > ERROR_BODY_QUOTED {
+        quoted.push_str(&format!(
+            "… ({} more characters)",
+            total - ERROR_BODY_QUOTED
+        ));
+    }
+    quoted
 }
 
 /// A duration in the form Go's `time.ParseDuration` reads (`"1500ms"`),

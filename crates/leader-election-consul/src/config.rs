@@ -13,6 +13,9 @@ pub const MAX_SESSION_TTL: Duration = Duration::from_secs(86_400);
 /// `lease_duration + grace_period`, capped here; a capped lock-delay
 /// shortens the leader's term to `MAX_LOCK_DELAY − grace_period`.
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
+/// Default of [`ConsulConfig::max_response_bytes`]: 4 MiB, several times the
+/// largest answer a lock key (512 KiB value) or a candidate list gives.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Consul's default `session_ttl_min`.
 pub const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);
 
@@ -41,12 +44,23 @@ impl fmt::Debug for AclToken {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConsulTls {
     /// PEM file with the CA certificate(s) that signed the agent's certificate
-    /// (`CONSUL_CACERT`). Without it the system roots are used.
+    /// (`CONSUL_CACERT`). When it or [`ca_path`](Self::ca_path) is set, only
+    /// these CAs are trusted (as the `consul` CLI does); otherwise the
+    /// built-in Mozilla roots are.
     pub ca_cert: Option<PathBuf>,
+    /// A directory whose every file is a PEM file of trusted CA certificates
+    /// (`CONSUL_CAPATH`); replaces the built-in roots like `ca_cert`.
+    pub ca_path: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (`CONSUL_CLIENT_CERT`).
     pub client_cert: Option<PathBuf>,
     /// PEM private key of the client certificate (`CONSUL_CLIENT_KEY`).
     pub client_key: Option<PathBuf>,
+    /// The name the agent's certificate must carry, when it differs from
+    /// the address's host (`CONSUL_TLS_SERVER_NAME`).
+    pub server_name: Option<String>,
+    /// Accepts any server certificate (`CONSUL_HTTP_SSL_VERIFY=false`).
+    /// Anyone on the path can then read the token: for tests only.
+    pub insecure_skip_verify: bool,
 }
 
 /// How observers read the lock key (the holder always checks with a
@@ -70,6 +84,9 @@ pub struct ConsulConfig {
     pub address: String,
     /// ACL token sent as `X-Consul-Token`.
     pub token: Option<AclToken>,
+    /// A file holding the ACL token (`CONSUL_HTTP_TOKEN_FILE`), read when the
+    /// client is built; used only when [`token`](Self::token) is `None`.
+    pub token_file: Option<PathBuf>,
     /// Datacenter to use instead of the agent's own.
     pub datacenter: Option<String>,
     /// KV prefix under which each resource gets `<prefix>/<resource>/.lock`
@@ -89,6 +106,10 @@ pub struct ConsulConfig {
     /// Health checks the session follows. Empty by default, so that a node
     /// health flap does not end a leadership that the lease itself still covers.
     pub node_checks: Vec<String>,
+    /// The largest answer body read from the agent; a longer one is an
+    /// error, never read into memory whole. Between 1 MiB and 1 GiB,
+    /// default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: usize,
 }
 
 impl Default for ConsulConfig {
@@ -96,6 +117,7 @@ impl Default for ConsulConfig {
         Self {
             address: "http://127.0.0.1:8500".to_owned(),
             token: None,
+            token_file: None,
             datacenter: None,
             key_prefix: "service/leader-election".to_owned(),
             tls: ConsulTls::default(),
@@ -104,18 +126,37 @@ impl Default for ConsulConfig {
             consistency: Consistency::Default,
             session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             node_checks: Vec::new(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
 
 impl ConsulConfig {
-    /// Defaults overridden by the standard Consul variables: `CONSUL_HTTP_ADDR`
-    /// (with or without scheme), `CONSUL_HTTP_SSL`, `CONSUL_HTTP_TOKEN`,
-    /// `CONSUL_CACERT`, `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`.
+    /// Defaults overridden by the standard Consul variables, read as the
+    /// `consul` CLI reads them: `CONSUL_HTTP_ADDR` (with or without scheme),
+    /// `CONSUL_HTTP_SSL`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE` (when
+    /// no token is given), `CONSUL_CACERT`, `CONSUL_CAPATH`,
+    /// `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`
+    /// and `CONSUL_HTTP_SSL_VERIFY`. Files are read when the client is
+    /// built, so a missing one is an error naming its field there.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables taken from `lookup`
+    /// instead of the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let flag = |name: &str| {
+            let value = var(name)?;
+            let parsed = parse_go_bool(&value);
+            if parsed.is_none() {
+                tracing::warn!(variable = name, value = %value, "not a boolean; ignored");
+            }
+            parsed
+        };
         let mut config = Self::default();
-        let https = var("CONSUL_HTTP_SSL").is_some_and(|v| v == "true" || v == "1");
+        let https = flag("CONSUL_HTTP_SSL") == Some(true);
         if let Some(address) = var("CONSUL_HTTP_ADDR") {
             config.address = if address.contains("://") {
                 address
@@ -126,9 +167,13 @@ impl ConsulConfig {
             };
         }
         config.token = var("CONSUL_HTTP_TOKEN").map(AclToken::new);
+        config.token_file = var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from);
         config.tls.ca_cert = var("CONSUL_CACERT").map(PathBuf::from);
+        config.tls.ca_path = var("CONSUL_CAPATH").map(PathBuf::from);
         config.tls.client_cert = var("CONSUL_CLIENT_CERT").map(PathBuf::from);
         config.tls.client_key = var("CONSUL_CLIENT_KEY").map(PathBuf::from);
+        config.tls.server_name = var("CONSUL_TLS_SERVER_NAME");
+        config.tls.insecure_skip_verify = flag("CONSUL_HTTP_SSL_VERIFY") == Some(false);
         config
     }
 
@@ -166,6 +211,23 @@ impl ConsulConfig {
                 ));
             }
         }
+        if !(1 << 20..=1 << 30).contains(&self.max_response_bytes) {
+            return Err(Error::invalid_option(
+                "max_response_bytes",
+                format!(
+                    "must be between 1 MiB and 1 GiB, got {}",
+                    self.max_response_bytes
+                ),
+            ));
+        }
+        if let Some(name) = &self.tls.server_name {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(Error::invalid_option(
+                    "tls.server_name",
+                    format!("must be a DNS name or IP address, got {name:?}"),
+                ));
+            }
+        }
         if self.tls.client_cert.is_some() != self.tls.client_key.is_some() {
             return Err(Error::invalid_option(
                 "tls.client_cert",
@@ -173,6 +235,15 @@ impl ConsulConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Go's `strconv.ParseBool`, which the `consul` CLI applies to its flags.
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 

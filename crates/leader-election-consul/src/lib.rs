@@ -47,10 +47,11 @@ mod client;
 mod config;
 mod factory;
 mod store;
+mod tls;
 
 pub use config::{
-    AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_SESSION_TTL_MIN, MAX_LOCK_DELAY,
-    MAX_SESSION_TTL,
+    AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_SESSION_TTL_MIN, MAX_LOCK_DELAY, MAX_SESSION_TTL,
 };
 pub use factory::ConsulLeaderElectionFactory;
 pub use store::{ConsulGrant, ConsulLeaseStore};

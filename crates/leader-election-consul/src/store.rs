@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{stream, StreamExt};
@@ -35,7 +36,7 @@ use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, R
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::client::{ConsulClient, KvEntry, KvRead, LOCK_FLAG};
+use crate::client::{ConsulClient, KvEntry, KvRead, SessionSpec, LOCK_FLAG};
 use crate::config::{encode_segment, Consistency, MAX_LOCK_DELAY, MAX_SESSION_TTL};
 
 /// Consul's default `kv_max_value_size`.
@@ -75,8 +76,16 @@ pub struct ConsulGrant {
     modify_index: u64,
 }
 
-/// The per-election Consul store: one session, created on first use and
-/// re-created if Consul invalidates it.
+/// The per-election Consul store: two sessions, each created on first use
+/// and re-created if Consul invalidates it.
+///
+/// - The **lock session** (`Behavior = release`, the lock-delay) holds the
+///   lock key. Only contending and leading renew it, so a candidate that
+///   stops contending (unhealthy, or its release failed) lets it expire and
+///   the lock go free.
+/// - The **registry session** (`Behavior = delete`, no lock-delay) holds the
+///   candidate record, renewed by each publish; when a candidate dies,
+///   Consul deletes its record with the session.
 #[derive(Debug)]
 pub struct ConsulLeaseStore {
     client: ConsulClient,
@@ -84,7 +93,8 @@ pub struct ConsulLeaseStore {
     resource: String,
     lease_duration: Duration,
     lock_delay: Duration,
-    session: Mutex<Option<String>>,
+    session: Arc<Mutex<Option<String>>>,
+    registry_session: Mutex<Option<String>>,
 }
 
 impl ConsulLeaseStore {
@@ -100,7 +110,8 @@ impl ConsulLeaseStore {
             resource: resource.to_owned(),
             lease_duration: options.lease_duration,
             lock_delay: lock_delay(options),
-            session: Mutex::new(None),
+            session: Arc::new(Mutex::new(None)),
+            registry_session: Mutex::new(None),
         }
     }
 
@@ -123,28 +134,43 @@ impl ConsulLeaseStore {
         )
     }
 
-    /// The id of this election's current session, if one exists.
+    /// The id of this election's current lock session, if one exists.
     pub async fn session_id(&self) -> Option<String> {
         self.session.lock().await.clone()
     }
 
-    /// Returns a live session: renews the current one, or creates a new one
-    /// when there is none or Consul no longer knows it.
-    async fn live_session(&self) -> Result<String> {
-        let mut session = self.session.lock().await;
-        if let Some(id) = session.as_ref() {
-            if self.client.renew_session(id).await? {
-                return Ok(id.clone());
-            }
-            tracing::info!(session = %id, "Consul session is gone; creating a new one");
+    /// The id of this election's current candidate-registry session, if one exists.
+    pub async fn registry_session_id(&self) -> Option<String> {
+        self.registry_session.lock().await.clone()
+    }
+
+    /// What the lock session is created with.
+    fn lock_session_spec(&self) -> SessionSpec {
+        SessionSpec {
+            name: format!("leader-election-rs {} {}", self.resource, self.candidate_id),
+            ttl: self.lease_duration,
+            lock_delay: self.lock_delay,
+            behavior: "release",
         }
-        let name = format!("leader-election-rs {} {}", self.resource, self.candidate_id);
-        let id = self
-            .client
-            .create_session(&name, self.lease_duration, self.lock_delay)
-            .await?;
-        *session = Some(id.clone());
-        Ok(id)
+    }
+
+    /// A live lock session (see [`live`]).
+    async fn live_session(&self) -> Result<String> {
+        live(&self.client, &self.session, &self.lock_session_spec()).await
+    }
+
+    /// A live registry session (see [`live`]).
+    async fn live_registry_session(&self) -> Result<String> {
+        let spec = SessionSpec {
+            name: format!(
+                "leader-election-rs {} {} candidate",
+                self.resource, self.candidate_id
+            ),
+            ttl: self.lease_duration,
+            lock_delay: Duration::ZERO,
+            behavior: "delete",
+        };
+        live(&self.client, &self.registry_session, &spec).await
     }
 
     async fn forget_session(&self, id: &str) {
@@ -173,18 +199,43 @@ impl ConsulLeaseStore {
         Ok(value)
     }
 
-    /// What a read of the lock key says about the lease.
-    fn view(&self, read: &KvRead) -> LeaseView {
-        self.viewer().view(read)
+    /// What a read of the lock key says about the lease, given our lock session.
+    fn view(&self, read: &KvRead, own_session: Option<&str>) -> LeaseView {
+        self.viewer().view(read, own_session)
     }
 
     fn viewer(&self) -> ViewMaker {
         ViewMaker {
+            candidate_id: self.candidate_id.clone(),
             lease_duration: self.lease_duration,
             lock_delay: self.lock_delay,
         }
     }
 }
+
+/// Returns a live session from `slot`: renews the current one, or creates a
+/// new one from `spec` when there is none or Consul no longer knows it.
+async fn live(
+    client: &ConsulClient,
+    slot: &Mutex<Option<String>>,
+    spec: &SessionSpec,
+) -> Result<String> {
+    let mut session = slot.lock().await;
+    if let Some(id) = session.as_ref() {
+        if client.renew_session(id).await? {
+            return Ok(id.clone());
+        }
+        tracing::info!(session = %id, "Consul session is gone; creating a new one");
+    }
+    let id = client.create_session(spec).await?;
+    *session = Some(id.clone());
+    Ok(id)
+}
+
+/// The shortest time between two reads of the watch: a blocking query that
+/// returns at once (no `X-Consul-Index` behind a proxy, an index that
+/// never moves) must not become a busy loop.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The sessions' lock-delay for `options`: a lease plus the grace period,
 /// capped at Consul's maximum.
@@ -269,6 +320,12 @@ impl LeaseStore for ConsulLeaseStore {
         term_limit(options)
     }
 
+    /// Creates the lock session, so that a TTL the agent refuses (below its
+    /// `session_ttl_min`) fails `start()` naming `lease_duration`.
+    async fn prepare(&self) -> Result<()> {
+        self.live_session().await.map(drop)
+    }
+
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<ConsulGrant>> {
         let key = self.lock_key();
         let current = self.client.read(&key, Consistency::Default, None).await?;
@@ -282,7 +339,7 @@ impl LeaseStore for ConsulLeaseStore {
             let ours = self.session.lock().await.clone();
             match entry.holder_session() {
                 Some(holder) if Some(holder) != ours.as_deref() => {
-                    return Ok(Acquisition::Held(self.view(&current)));
+                    return Ok(Acquisition::Held(self.view(&current, ours.as_deref())));
                 }
                 _ => {}
             }
@@ -298,7 +355,7 @@ impl LeaseStore for ConsulLeaseStore {
                 .client
                 .read(&key, Consistency::Consistent, None)
                 .await?;
-            let mut view = self.view(&after);
+            let mut view = self.view(&after, Some(&session));
             if view.holder.is_none() {
                 // Free but refused: Consul's lock-delay after the previous
                 // holder's session died. Try again when it has passed.
@@ -322,7 +379,7 @@ impl LeaseStore for ConsulLeaseStore {
                 })
             }
             // Lost between the acquire and the read (deleted or invalidated).
-            _ => Ok(Acquisition::Held(self.view(&after))),
+            _ => Ok(Acquisition::Held(self.view(&after, Some(&session)))),
         }
     }
 
@@ -335,14 +392,16 @@ impl LeaseStore for ConsulLeaseStore {
             .client
             .read(&grant.key, Consistency::Consistent, None)
             .await?;
+        // Like `api.Lock`, the lock is ours while the key names our session:
+        // an operator's plain PUT (new value, new ModifyIndex) leaves the
+        // session on the key, and no one else can take it before the session
+        // ends. The term keeps its token, the acquiring write's ModifyIndex;
+        // whoever acquires next gets a larger one.
         match &read.entry {
-            Some(entry)
-                if entry.holder_session() == Some(grant.session.as_str())
-                    && entry.modify_index == grant.modify_index =>
-            {
+            Some(entry) if entry.holder_session() == Some(grant.session.as_str()) => {
                 Ok(Renewal::Renewed(grant.clone()))
             }
-            _ => Ok(Renewal::Lost(Some(self.view(&read)))),
+            _ => Ok(Renewal::Lost(Some(self.view(&read, Some(&grant.session))))),
         }
     }
 
@@ -361,35 +420,52 @@ impl LeaseStore for ConsulLeaseStore {
         let wait = client.config().watch_wait;
         let consistency = client.config().consistency;
         let viewer = self.viewer();
-        stream::unfold(
-            (client, key, 0u64),
-            move |(client, key, index)| async move {
+        let session = Arc::clone(&self.session);
+        let state = WatchState {
+            index: 0,
+            last_read: None,
+        };
+        stream::unfold(state, move |state| {
+            let (client, key, viewer, session) = (
+                client.clone(),
+                key.clone(),
+                viewer.clone(),
+                Arc::clone(&session),
+            );
+            async move {
+                if let Some(last) = state.last_read {
+                    tokio::time::sleep_until(last + MIN_WATCH_INTERVAL).await;
+                }
+                let index = state.index;
                 let block = (index > 0).then_some((index, wait));
                 let started = tokio::time::Instant::now();
-                match client.read(&key, consistency, block).await {
+                let read = client.read(&key, consistency, block).await;
+                let own = session.lock().await.clone();
+                let (item, next) = match read {
+                    // Reset when the index goes backwards (a restored
+                    // snapshot, a new leader); never block on 0.
                     Ok(read) => {
-                        // Reset when the index goes backwards (a restored
-                        // snapshot, a new leader); never block on 0.
                         let next = if read.index < index {
                             0
                         } else {
                             read.index.max(1)
                         };
-                        if next == index && started.elapsed() < Duration::from_millis(50) {
-                            // The server answered at once without news: pace the loop.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Some((Ok(viewer.view(&read)), (client, key, next)))
+                        (Ok(viewer.view(&read, own.as_deref())), next)
                     }
-                    Err(error) => Some((Err(error), (client, key, 0))),
-                }
-            },
-        )
+                    Err(error) => (Err(error), 0),
+                };
+                let state = WatchState {
+                    index: next,
+                    last_read: Some(started),
+                };
+                Some((item, state))
+            }
+        })
         .boxed()
     }
 
     async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {
-        let session = self.live_session().await?;
+        let session = self.live_registry_session().await?;
         let value = serde_json::to_vec(&CandidateValue {
             candidate_id: record.candidate_id.clone(),
             is_healthy: record.is_healthy,
@@ -406,7 +482,8 @@ impl LeaseStore for ConsulLeaseStore {
             self.candidates_prefix(),
             encode_segment(&record.candidate_id)
         );
-        // Binding the entry to our session makes Consul clear it when we die.
+        // Bound to the registry session (Behavior = delete), the entry is
+        // deleted by Consul when we die.
         if !self.client.acquire(&key, &session, 0, value).await? {
             return Err(Error::unavailable(format!(
                 "Consul refused to bind {key} to our session"
@@ -447,24 +524,48 @@ impl LeaseStore for ConsulLeaseStore {
     }
 
     async fn close(&self) -> Result<()> {
-        let session = self.session.lock().await.take();
-        match session {
-            Some(id) => self.client.destroy_session(&id).await,
-            None => Ok(()),
+        let lock = self.session.lock().await.take();
+        let registry = self.registry_session.lock().await.take();
+        let mut result = Ok(());
+        for id in [lock, registry].into_iter().flatten() {
+            if let Err(error) = self.client.destroy_session(&id).await {
+                result = Err(error);
+            }
         }
+        result
     }
 }
 
+/// Where a watch stream is: the index to block on and when the last read began.
+struct WatchState {
+    index: u64,
+    last_read: Option<tokio::time::Instant>,
+}
+
 /// The part of the store a watch stream needs to turn reads into views.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct ViewMaker {
+    candidate_id: String,
     lease_duration: Duration,
     lock_delay: Duration,
 }
 
 impl ViewMaker {
-    /// What a read of the lock key says about the lease.
-    fn view(&self, read: &KvRead) -> LeaseView {
+    /// What a read of the lock key says about the lease. A key held by our
+    /// own lock session is ours whatever its value says (an operator may
+    /// have overwritten it) and carries no token: the term's token stays
+    /// that of the acquiring write.
+    fn view(&self, read: &KvRead, own_session: Option<&str>) -> LeaseView {
+        if let Some(entry) = &read.entry {
+            if entry.holder_session().is_some() && entry.holder_session() == own_session {
+                return LeaseView {
+                    holder: Some(self.candidate_id.clone()),
+                    fencing_token: None,
+                    acquirable_in: None,
+                    incarnation: None,
+                };
+            }
+        }
         match &read.entry {
             None => LeaseView {
                 holder: None,

@@ -1,24 +1,19 @@
 //! Consul configuration checks (contract C10) and the provider's handling of
-//! answers no healthy agent gives (C9), against `FakeAgent`: a fake HTTP
+//! answers no healthy agent gives (C9), against `Responder`: a fake HTTP
 //! responder for these unit tests only. Runs in plain `cargo test`.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionOptions, StoreFactory,
+    Error, HealthBasedLeaderElection, LeaderElectionOptions, StoreFactory,
 };
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::responder::Responder;
 
 fn options() -> LeaderElectionOptions {
-    LeaderElectionOptions::builder()
-        .lease_duration(Duration::from_secs(10))
-        .renew_interval(Duration::from_secs(3))
-        .instance_id("unit")
-        .build()
-        .expect("valid")
+    support::responder::unit_options()
 }
 
 fn field(error: Error) -> String {
@@ -182,91 +177,9 @@ fn the_acl_token_never_appears_in_debug_output() {
     }
 }
 
-/// A fake agent: answers every request with the next canned response.
-struct FakeAgent {
-    address: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeAgent {
-    async fn start(responses: Vec<&'static str>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        tokio::spawn(async move {
-            let mut index = 0;
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buffer = vec![0u8; 16 * 1024];
-                let read = socket.read(&mut buffer).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buffer[..read])
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                seen.lock().expect("lock").push(request);
-                let body = responses[index % responses.len()];
-                index += 1;
-                let (status, body) = body.split_once('|').unwrap_or(("200 OK", body));
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Consul-Index: 7\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            }
-        });
-        Self { address, requests }
-    }
-
-    fn factory(&self) -> ConsulLeaderElectionFactory {
-        let config = ConsulConfig {
-            address: format!("http://{}", self.address),
-            request_timeout: Duration::from_millis(500),
-            ..Default::default()
-        };
-        ConsulLeaderElectionFactory::new(config, options()).expect("factory")
-    }
-}
-
-#[tokio::test]
-async fn malformed_answers_are_errors_and_never_panics() {
-    let agent = FakeAgent::start(vec![
-        "{not json",
-        "[{\"Key\": 42}]",
-        "500 Internal Server Error|No cluster leader",
-        "[{\"Key\":\"service/leader-election/jobs/.lock\",\"ModifyIndex\":\"nan\"}]",
-        "",
-        "true",
-        "[]",
-        "{\"ID\": 5}",
-    ])
-    .await;
-    let election = agent
-        .factory()
-        .election("jobs")
-        .candidate_id("a")
-        .health_based()
-        .build()
-        .expect("election");
-    election.start().await.expect("start");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!election.is_leader(), "led on garbage answers");
-    for _ in 0..5 {
-        // One-shot calls surface the problem as an error value.
-        let _ = election.candidate_health().await;
-    }
-    election.stop().await.expect("stop");
-    assert!(
-        agent.requests.lock().expect("lock").len() > 3,
-        "the engine gave up instead of retrying"
-    );
-}
-
 #[tokio::test]
 async fn forbidden_answers_say_which_acl_permission_is_missing() {
-    let agent = FakeAgent::start(vec!["403 Forbidden|Permission denied"]).await;
+    let agent = Responder::canned(vec!["403 Forbidden|Permission denied"]).await;
     let election = agent
         .factory()
         .election("jobs")
@@ -287,7 +200,7 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
 }
 
 /// The error of one acquire attempt of an election against `agent`.
-async fn first_acquire_error(agent: &FakeAgent) -> Error {
+async fn first_acquire_error(agent: &Responder) -> Error {
     use leader_election_abstractions::LeaseStore;
     let election = agent
         .factory()
@@ -311,7 +224,7 @@ async fn first_acquire_error(agent: &FakeAgent) -> Error {
 
 #[tokio::test]
 async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration() {
-    let agent = FakeAgent::start(vec![
+    let agent = Responder::canned(vec![
         "404 Not Found|",
         "500 Internal Server Error|Invalid Session TTL '10000000000', must be between [30s=24h0m0s]",
     ])
@@ -326,7 +239,7 @@ async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration()
 #[tokio::test]
 async fn a_malformed_answer_keeps_the_decoding_error_as_its_source() {
     use std::error::Error as _;
-    let agent = FakeAgent::start(vec!["{not json"]).await;
+    let agent = Responder::canned(vec!["{not json"]).await;
     let error = first_acquire_error(&agent).await;
     assert!(matches!(error, Error::Backend { .. }), "{error:?}");
     assert!(

@@ -3,6 +3,8 @@
 //! gives each candidate its own fault proxy.
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
+pub mod responder;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,200 @@
+//! `Responder`: a fake HTTP responder for the unit tests only (plain
+//! `cargo test`), answering each request with whatever the test's closure
+//! returns and recording every request it saw.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leader_election_abstractions::LeaderElectionOptions;
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// One request as the responder received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The request line and headers, as sent.
+    pub head: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The request line (`PUT /v1/kv/x?acquire=… HTTP/1.1`).
+    pub fn line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+
+    /// The value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+}
+
+/// An HTTP/1.1 answer: status line, extra header lines, body.
+pub fn reply(status: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for header in headers {
+        out.push_str(header);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A 200 answer with `X-Consul-Index: 7`.
+pub fn ok(body: &str) -> Vec<u8> {
+    reply("200 OK", &["X-Consul-Index: 7"], body.as_bytes())
+}
+
+type Answer = dyn Fn(&Recorded) -> Vec<u8> + Send + Sync;
+
+/// The fake responder.
+pub struct Responder {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Every request seen, in order.
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Responder {
+    /// Starts answering each request with `answer(request)` (one request per connection).
+    pub async fn start(answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Self::start_with(None, answer).await
+    }
+
+    /// Like [`start`](Self::start), over TLS with `acceptor`'s certificate.
+    pub async fn start_tls(
+        acceptor: tokio_rustls::TlsAcceptor,
+        answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(acceptor), answer).await
+    }
+
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let answer: Arc<Answer> = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (seen, answer) = (Arc::clone(&seen), Arc::clone(&answer));
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(socket, &seen, &*answer).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                serve(stream, &seen, &*answer).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { address, requests }
+    }
+
+    /// Answers the requests in turn with `responses` (cycling), each
+    /// `"<status>|<body>"` or just a body for `200 OK`.
+    pub async fn canned(responses: Vec<&'static str>) -> Self {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        Self::start(move |_| {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let canned = responses[at % responses.len()];
+            let (status, body) = canned.split_once('|').unwrap_or(("200 OK", canned));
+            reply(status, &["X-Consul-Index: 7"], body.as_bytes())
+        })
+        .await
+    }
+
+    /// A snapshot of the requests seen so far.
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    /// The configuration for a client of this responder.
+    pub fn config(&self) -> ConsulConfig {
+        ConsulConfig {
+            address: format!("http://{}", self.address),
+            request_timeout: Duration::from_millis(500),
+            ..Default::default()
+        }
+    }
+
+    /// A factory for clients of this responder, with `unit_options()`.
+    pub fn factory(&self) -> ConsulLeaderElectionFactory {
+        ConsulLeaderElectionFactory::new(self.config(), unit_options()).expect("factory")
+    }
+}
+
+/// Options Consul accepts with its default `session_ttl_min`.
+pub fn unit_options() -> LeaderElectionOptions {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(10))
+        .renew_interval(Duration::from_secs(3))
+        .retry_interval(Duration::from_millis(200))
+        .instance_id("unit")
+        .build()
+        .expect("valid")
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    seen: &Mutex<Vec<Recorded>>,
+    answer: &Answer,
+) {
+    let Some(request) = read_request(&mut socket).await else {
+        return;
+    };
+    seen.lock().expect("lock").push(request.clone());
+    let _ = socket.write_all(&answer(&request)).await;
+    let _ = socket.shutdown().await;
+}
+
+async fn read_request<S: AsyncRead + Unpin>(socket: &mut S) -> Option<Recorded> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let read = socket.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut request = Recorded {
+        head,
+        body: Vec::new(),
+    };
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buffer[head_end..].to_vec();
+    while body.len() < length {
+        let read = socket.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..read]);
+    }
+    request.body = body;
+    Some(request)
+}
