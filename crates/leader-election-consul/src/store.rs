@@ -93,8 +93,32 @@ pub struct ConsulLeaseStore {
     resource: String,
     lease_duration: Duration,
     lock_delay: Duration,
-    session: Arc<Mutex<Option<String>>>,
-    registry_session: Mutex<Option<String>>,
+    session: Arc<SessionSlot>,
+    registry_session: SessionSlot,
+}
+
+/// One session's id. Creating and renewing are serialised by an async
+/// mutex; the id itself sits behind a plain mutex that is never held across
+/// an await, so a watch stream can read it without queueing behind (and
+/// so stalling) a renewal in the engine's own task.
+#[derive(Debug, Default)]
+struct SessionSlot {
+    serial: Mutex<()>,
+    id: std::sync::Mutex<Option<String>>,
+}
+
+impl SessionSlot {
+    fn get(&self) -> Option<String> {
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, id: Option<String>) {
+        *self.id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
+
+    fn take(&self) -> Option<String> {
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl ConsulLeaseStore {
@@ -110,8 +134,8 @@ impl ConsulLeaseStore {
             resource: resource.to_owned(),
             lease_duration: options.lease_duration,
             lock_delay: lock_delay(options),
-            session: Arc::new(Mutex::new(None)),
-            registry_session: Mutex::new(None),
+            session: Arc::new(SessionSlot::default()),
+            registry_session: SessionSlot::default(),
         }
     }
 
@@ -136,12 +160,12 @@ impl ConsulLeaseStore {
 
     /// The id of this election's current lock session, if one exists.
     pub async fn session_id(&self) -> Option<String> {
-        self.session.lock().await.clone()
+        self.session.get()
     }
 
     /// The id of this election's current candidate-registry session, if one exists.
     pub async fn registry_session_id(&self) -> Option<String> {
-        self.registry_session.lock().await.clone()
+        self.registry_session.get()
     }
 
     /// What the lock session is created with.
@@ -174,9 +198,9 @@ impl ConsulLeaseStore {
     }
 
     async fn forget_session(&self, id: &str) {
-        let mut session = self.session.lock().await;
-        if session.as_deref() == Some(id) {
-            *session = None;
+        let _serial = self.session.serial.lock().await;
+        if self.session.get().as_deref() == Some(id) {
+            self.session.set(None);
         }
     }
 
@@ -215,20 +239,16 @@ impl ConsulLeaseStore {
 
 /// Returns a live session from `slot`: renews the current one, or creates a
 /// new one from `spec` when there is none or Consul no longer knows it.
-async fn live(
-    client: &ConsulClient,
-    slot: &Mutex<Option<String>>,
-    spec: &SessionSpec,
-) -> Result<String> {
-    let mut session = slot.lock().await;
-    if let Some(id) = session.as_ref() {
-        if client.renew_session(id).await? {
-            return Ok(id.clone());
+async fn live(client: &ConsulClient, slot: &SessionSlot, spec: &SessionSpec) -> Result<String> {
+    let _serial = slot.serial.lock().await;
+    if let Some(id) = slot.get() {
+        if client.renew_session(&id).await? {
+            return Ok(id);
         }
         tracing::info!(session = %id, "Consul session is gone; creating a new one");
     }
     let id = client.create_session(spec).await?;
-    *session = Some(id.clone());
+    slot.set(Some(id.clone()));
     Ok(id)
 }
 
@@ -336,7 +356,7 @@ impl LeaseStore for ConsulLeaseStore {
                     entry.flags
                 )));
             }
-            let ours = self.session.lock().await.clone();
+            let ours = self.session.get();
             match entry.holder_session() {
                 Some(holder) if Some(holder) != ours.as_deref() => {
                     return Ok(Acquisition::Held(self.view(&current, ours.as_deref())));
@@ -440,7 +460,7 @@ impl LeaseStore for ConsulLeaseStore {
                 let block = (index > 0).then_some((index, wait));
                 let started = tokio::time::Instant::now();
                 let read = client.read(&key, consistency, block).await;
-                let own = session.lock().await.clone();
+                let own = session.get();
                 let (item, next) = match read {
                     // Reset when the index goes backwards (a restored
                     // snapshot, a new leader); never block on 0.
@@ -524,8 +544,14 @@ impl LeaseStore for ConsulLeaseStore {
     }
 
     async fn close(&self) -> Result<()> {
-        let lock = self.session.lock().await.take();
-        let registry = self.registry_session.lock().await.take();
+        let lock = {
+            let _serial = self.session.serial.lock().await;
+            self.session.take()
+        };
+        let registry = {
+            let _serial = self.registry_session.serial.lock().await;
+            self.registry_session.take()
+        };
         let mut result = Ok(());
         for id in [lock, registry].into_iter().flatten() {
             if let Err(error) = self.client.destroy_session(&id).await {

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use leader_election_abstractions::LeaderElectionOptions;
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -54,7 +56,7 @@ pub fn ok(body: &str) -> Vec<u8> {
     reply("200 OK", &["X-Consul-Index: 7"], body.as_bytes())
 }
 
-type Answer = dyn Fn(&Recorded) -> Vec<u8> + Send + Sync;
+type Answer = dyn Fn(Recorded) -> BoxFuture<'static, Vec<u8>> + Send + Sync;
 
 /// The fake responder.
 pub struct Responder {
@@ -67,7 +69,28 @@ pub struct Responder {
 impl Responder {
     /// Starts answering each request with `answer(request)` (one request per connection).
     pub async fn start(answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        Self::start_with(None, answer).await
+        Self::start_with(None, sync(answer)).await
+    }
+
+    /// A recording proxy in front of the real agent at `upstream`: each
+    /// request goes to the agent unless `intercept` answers it itself.
+    pub async fn proxy(
+        upstream: SocketAddr,
+        intercept: impl Fn(&Recorded) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        let client = reqwest::Client::new();
+        let intercept = Arc::new(intercept);
+        let answer = move |request: Recorded| {
+            let (client, intercept) = (client.clone(), Arc::clone(&intercept));
+            async move {
+                if let Some(answer) = intercept(&request) {
+                    return answer;
+                }
+                forward(&client, upstream, &request).await
+            }
+            .boxed()
+        };
+        Self::start_with(None, Box::new(answer)).await
     }
 
     /// Like [`start`](Self::start), over TLS with `acceptor`'s certificate.
@@ -75,20 +98,17 @@ impl Responder {
         acceptor: tokio_rustls::TlsAcceptor,
         answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static,
     ) -> Self {
-        Self::start_with(Some(acceptor), answer).await
+        Self::start_with(Some(acceptor), sync(answer)).await
     }
 
-    async fn start_with(
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static,
-    ) -> Self {
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, answer: Box<Answer>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
-        let answer: Arc<Answer> = Arc::new(answer);
+        let answer: Arc<Answer> = Arc::from(answer);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let (seen, answer) = (Arc::clone(&seen), Arc::clone(&answer));
@@ -152,6 +172,39 @@ pub fn unit_options() -> LeaderElectionOptions {
         .expect("valid")
 }
 
+/// A synchronous answer as an [`Answer`].
+fn sync(answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static) -> Box<Answer> {
+    Box::new(move |request: Recorded| std::future::ready(answer(&request)).boxed())
+}
+
+/// Sends `request` on to the agent at `upstream` and returns its answer
+/// (a 502 when the agent cannot be reached).
+async fn forward(client: &reqwest::Client, upstream: SocketAddr, request: &Recorded) -> Vec<u8> {
+    let mut parts = request.line().split(' ');
+    let (method, target) = (parts.next().unwrap_or("GET"), parts.next().unwrap_or("/"));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut call = client
+        .request(method, format!("http://{upstream}{target}"))
+        .body(request.body.clone());
+    if let Some(token) = request.header("x-consul-token") {
+        call = call.header("X-Consul-Token", token);
+    }
+    match call.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let index = response
+                .headers()
+                .get("X-Consul-Index")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| format!("X-Consul-Index: {v}"));
+            let body = response.bytes().await.unwrap_or_default();
+            let headers: Vec<&str> = index.iter().map(String::as_str).collect();
+            reply(&status.to_string(), &headers, &body)
+        }
+        Err(error) => reply("502 Bad Gateway", &[], error.to_string().as_bytes()),
+    }
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
     seen: &Mutex<Vec<Recorded>>,
@@ -161,7 +214,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     };
     seen.lock().expect("lock").push(request.clone());
-    let _ = socket.write_all(&answer(&request)).await;
+    let _ = socket.write_all(&answer(request).await).await;
     let _ = socket.shutdown().await;
 }
 

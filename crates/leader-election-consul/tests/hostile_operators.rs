@@ -1,0 +1,301 @@
+//! Operators, twins, crashes and refused configuration against the real
+//! agent (through a recording proxy where a test needs to count or fail
+//! requests). Run with `cargo xtask integration consul`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leader_election_abstractions::{
+    Error, HealthBasedLeaderElection, LeaderElection, LeaderElectionEvent, LeaderElectionOptions,
+    StoreFactory,
+};
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory, ConsulLeaseStore};
+use leader_election_testkit::unique_resource;
+use reqwest::Method;
+use tokio::time::Instant;
+
+use support::responder::{reply, Responder};
+use support::{agent_address, config_for, test_options};
+
+type Election = leader_election_abstractions::Election<ConsulLeaseStore>;
+
+/// A health-based election of `resource` for `id` at `address`.
+fn election(address: std::net::SocketAddr, resource: &str, id: &str) -> Election {
+    election_with(config_for(address), test_options(), resource, id)
+}
+
+fn election_with(
+    config: ConsulConfig,
+    options: LeaderElectionOptions,
+    resource: &str,
+    id: &str,
+) -> Election {
+    ConsulLeaderElectionFactory::new(config, options.clone())
+        .expect("factory")
+        .election(resource)
+        .candidate_id(id)
+        .options(options)
+        .health_based()
+        .build()
+        .expect("election")
+}
+
+/// Waits (bounded, only against hangs) until `condition` holds.
+async fn eventually(what: &str, limit: Duration, condition: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+fn lock_path(resource: &str) -> String {
+    format!("kv/service/leader-election/{resource}/.lock")
+}
+
+/// An operator's HTTP call with a body.
+async fn operator(method: Method, path: &str, body: impl Into<reqwest::Body>) -> String {
+    reqwest::Client::new()
+        .request(method, format!("http://{}/v1/{path}", agent_address()))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("operator call {path}: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// The `Session` on the lock key, as Consul has it.
+async fn lock_holder_session(resource: &str) -> Option<String> {
+    let answer = operator(Method::GET, &lock_path(resource), "").await;
+    let entries: serde_json::Value = serde_json::from_str(&answer).ok()?;
+    entries[0]["Session"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn a_lock_held_under_our_id_by_another_session_is_waited_out_without_a_hot_loop() {
+    let resource = unique_resource("twin-session");
+    // A restarted process's old session still holds the lock under our id.
+    let created = operator(
+        Method::PUT,
+        "session/create",
+        r#"{"Name":"old process","TTL":"30s","LockDelay":"0s","NodeChecks":[],"Behavior":"release"}"#,
+    )
+    .await;
+    let old: serde_json::Value = serde_json::from_str(&created).expect("session JSON");
+    let old = old["ID"].as_str().expect("session id").to_owned();
+    let acquired = operator(
+        Method::PUT,
+        &format!(
+            "{}?acquire={old}&flags=3304740253564472344",
+            lock_path(&resource)
+        ),
+        r#"{"candidate_id":"a"}"#,
+    )
+    .await;
+    assert_eq!(acquired.trim(), "true");
+
+    let proxy = Responder::proxy(agent_address(), |_| None).await;
+    let candidate = election(proxy.address, &resource, "a");
+    candidate.start().await.expect("start");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let requests = proxy.seen().len();
+    println!("consul: {requests} requests in 5 s while another session held the lock under our id");
+    assert!(
+        !candidate.is_leader(),
+        "led while another session holds the lock"
+    );
+    // Lease 2 s: a few acquire attempts, renewals of the registry session
+    // every 500 ms, blocking reads. A hot loop makes thousands.
+    assert!(requests < 100, "{requests} requests in 5 s: a hot loop");
+
+    operator(Method::PUT, &format!("session/destroy/{old}"), "").await;
+    eventually(
+        "leads once the old session is gone",
+        Duration::from_secs(30),
+        || candidate.is_leader(),
+    )
+    .await;
+    candidate.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn an_operators_plain_put_on_the_lock_key_does_not_depose_the_leader() {
+    let resource = unique_resource("operator-put");
+    let leader = election(agent_address(), &resource, "a");
+    let follower = election(agent_address(), &resource, "b");
+    let mut events = leader.subscribe();
+    leader.start().await.expect("start");
+    let guard = leader.wait_for_leadership().await.expect("leads");
+    let token = guard.fencing_token();
+    follower.start().await.expect("start");
+    let session = leader.store().session_id().await.expect("a session");
+
+    // `consul kv put <key> <value>`: a plain PUT, no acquire.
+    let put = operator(Method::PUT, &lock_path(&resource), "operator was here").await;
+    assert_eq!(put.trim(), "true");
+    // Four renewals and watch rounds later the leader still leads.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(leader.is_leader(), "the plain PUT deposed the leader");
+    assert_eq!(
+        leader.fencing_token(),
+        Some(token),
+        "the term's token changed"
+    );
+    assert_eq!(
+        lock_holder_session(&resource).await,
+        Some(session),
+        "Consul moved the lock"
+    );
+    assert!(!follower.is_leader(), "two leaders");
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
+        assert!(
+            !matches!(event, LeaderElectionEvent::LostLeadership { .. }),
+            "{event:?}"
+        );
+    }
+
+    // Fencing stays right: the next term has a larger token.
+    leader.stop().await.expect("stop");
+    let next = follower
+        .wait_for_leadership()
+        .await
+        .expect("follower leads");
+    assert!(
+        next.fencing_token() > token,
+        "{:?} after {token:?}",
+        next.fencing_token()
+    );
+    follower.stop().await.expect("stop");
+}
+
+use futures_util::StreamExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn an_unhealthy_leader_whose_release_failed_does_not_keep_the_lock_alive() {
+    let resource = unique_resource("failed-release");
+    // Every release through this proxy fails, as with an agent that drops
+    // out for exactly that call; everything else gets through.
+    let proxy = Responder::proxy(agent_address(), |request| {
+        request.line().contains("release=").then(|| {
+            reply(
+                "500 Internal Server Error",
+                &[],
+                b"rpc error: No cluster leader",
+            )
+        })
+    })
+    .await;
+    let leader = election(proxy.address, &resource, "a");
+    leader.start().await.expect("start");
+    leader.wait_for_leadership().await.expect("leads");
+    let follower = election(agent_address(), &resource, "b");
+    follower.start().await.expect("start");
+
+    let unhealthy = Instant::now();
+    leader
+        .update_health(false, None)
+        .await
+        .expect("update_health");
+    assert!(!leader.is_leader());
+    // Lease 2 s: the abandoned session expires within about 2 × TTL, then
+    // the 3 s lock-delay passes; 60 s only guards against a hang.
+    let took = eventually(
+        "the follower leads once the unhealthy leader's session has expired",
+        Duration::from_secs(60),
+        || follower.is_leader(),
+    )
+    .await;
+    println!(
+        "consul: follower led {:?} after the leader turned unhealthy and its release failed",
+        took.max(unhealthy.elapsed())
+    );
+    assert!(!leader.is_leader(), "two leaders");
+    assert!(
+        proxy.seen().iter().any(|r| r.line().contains("release=")),
+        "the leader never tried to release"
+    );
+    follower.stop().await.expect("stop");
+    leader.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn a_crashed_candidates_record_disappears_from_consul() {
+    let resource = unique_resource("crashed-record");
+    let crashed = Arc::new(AtomicBool::new(false));
+    let cut = Arc::clone(&crashed);
+    let proxy = Responder::proxy(agent_address(), move |_| {
+        cut.load(Ordering::SeqCst)
+            .then(|| reply("503 Service Unavailable", &[], b"crashed"))
+    })
+    .await;
+    let candidate = election(proxy.address, &resource, "a");
+    candidate.start().await.expect("start");
+    let prefix = format!("kv/service/leader-election/{resource}/candidates/?keys");
+    let keys = || async { operator(Method::GET, &prefix, "").await };
+    let mut published = false;
+    for _ in 0..100 {
+        if keys().await.contains("candidates/a") {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(published, "the record was never published");
+
+    // The process dies: nothing of it reaches Consul any more.
+    crashed.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        if !keys().await.contains("candidates/a") {
+            break;
+        }
+        // Lease 2 s: the registry session expires within about 2 × TTL.
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the crashed candidate's record is still in Consul after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "consul: a crashed candidate's record was deleted {:?} after its last contact",
+        started.elapsed()
+    );
+    let _ = candidate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn a_session_ttl_the_agent_refuses_fails_start_naming_lease_duration() {
+    // The test agent's session_ttl_min is 1 s; our config claims 100 ms.
+    let config = ConsulConfig {
+        session_ttl_min: Duration::from_millis(100),
+        ..config_for(agent_address())
+    };
+    let options = leader_election_testkit::timing_options(
+        Duration::from_millis(800),
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        Duration::from_millis(100),
+    );
+    let refused = election_with(config, options, &unique_resource("ttl"), "a");
+    match refused.start().await {
+        Err(Error::InvalidOption { field, rule }) => {
+            assert_eq!(field, "lease_duration");
+            assert!(rule.contains("Invalid Session TTL"), "{rule}");
+        }
+        other => panic!("expected start() to refuse lease_duration, got {other:?}"),
+    }
+    assert!(!refused.is_leader());
+}
