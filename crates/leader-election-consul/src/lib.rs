@@ -22,11 +22,12 @@
 //! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to the
 //!   candidate's session.
 //!
-//! ACL policy the token needs:
+//! ACL policy the token needs, and no more (`session_prefix ""` would let a
+//! candidate destroy other nodes' sessions and so break their locks):
 //!
 //! ```hcl
 //! key_prefix "service/leader-election/" { policy = "write" }
-//! session_prefix "" { policy = "write" }
+//! session "<the agent's node name>" { policy = "write" }
 //! ```
 //!
 //! ```no_run

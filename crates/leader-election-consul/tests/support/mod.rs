@@ -125,6 +125,12 @@ pub struct PrivateAgent {
 impl PrivateAgent {
     /// Starts a single-server agent on free loopback ports and waits for a leader.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, serde_json::json!({})).await
+    }
+
+    /// Like [`start`](Self::start), with the keys of `extra` added to (or
+    /// replacing those of) the agent's configuration.
+    pub async fn start_with(name: &str, extra: serde_json::Value) -> Self {
         let dir = std::env::temp_dir().join(format!("le-consul-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("agent dir");
@@ -137,6 +143,10 @@ impl PrivateAgent {
             "ports": { "http": http, "dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
                        "serf_lan": serf_lan, "serf_wan": serf_wan, "server": server }
         });
+        let mut config = config;
+        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            config.extend(extra.clone());
+        }
         std::fs::write(dir.join("config.json"), config.to_string()).expect("agent config");
         let mut agent = Self {
             dir,
