@@ -260,9 +260,7 @@ impl ConsulClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Err(Error::backend("Consul session create: 404"));
         }
-        let created: SessionCreated = self.json("session create", response).await?;
-        parse_session_id(&created.id)?;
-        Ok(created.id)
+        decode_session_created(&self.body("session create", response).await?)
     }
 
     /// `PUT /v1/session/renew/<id>`; `Ok(false)` when the session is gone.
@@ -314,8 +312,7 @@ impl ConsulClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(KvRead { entry: None, index });
         }
-        let entries: Vec<KvEntry> = self.json("kv read", response).await?;
-        Ok(KvRead::from_entries(key, entries, index))
+        decode_kv_read(key, &self.body("kv read", response).await?, index)
     }
 
     /// `GET /v1/kv/<prefix>?recurse`.
@@ -398,6 +395,19 @@ pub(crate) fn consul_index(headers: &reqwest::header::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0)
+}
+
+/// The entry of `key` in the answer to `GET /v1/kv/<key>`.
+pub(crate) fn decode_kv_read(key: &str, bytes: &[u8], index: u64) -> Result<KvRead> {
+    let entries: Vec<KvEntry> = parse_json("kv read", bytes)?;
+    Ok(KvRead::from_entries(key, entries, index))
+}
+
+/// The session id in the answer to `PUT /v1/session/create`, checked.
+pub(crate) fn decode_session_created(bytes: &[u8]) -> Result<String> {
+    let created: SessionCreated = parse_json("session create", bytes)?;
+    parse_session_id(&created.id)?;
+    Ok(created.id)
 }
 
 /// Checks that a session id from the agent is a UUID (`8-4-4-4-12` hex

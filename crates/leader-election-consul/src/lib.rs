@@ -56,3 +56,6 @@ pub use config::{
 };
 pub use factory::ConsulLeaderElectionFactory;
 pub use store::{ConsulGrant, ConsulLeaseStore};
+
+#[cfg(test)]
+mod fuzz;

@@ -513,25 +513,8 @@ impl LeaseStore for ConsulLeaseStore {
     }
 
     async fn list_candidates(&self) -> Result<Vec<CandidateRecord>> {
-        let now = unix_ms(SystemTime::now());
         let entries = self.client.list(&self.candidates_prefix()).await?;
-        let live = entries
-            .iter()
-            // Unbound: its session died. Expired: it stopped publishing.
-            .filter(|entry| entry.holder_session().is_some())
-            .filter_map(|entry| {
-                serde_json::from_slice::<CandidateValue>(&entry.value_bytes()?).ok()
-            })
-            .filter(|value| value.updated_unix_ms.saturating_add(value.ttl_ms) > now)
-            .map(|value| CandidateRecord {
-                candidate_id: value.candidate_id,
-                is_healthy: value.is_healthy,
-                health_score: value.health_score,
-                metadata: value.metadata,
-                updated_at: UNIX_EPOCH + Duration::from_millis(value.updated_unix_ms),
-            })
-            .collect();
-        Ok(live)
+        Ok(live_records(&entries, unix_ms(SystemTime::now())))
     }
 
     async fn withdraw_candidate(&self) -> Result<()> {
@@ -562,6 +545,24 @@ impl LeaseStore for ConsulLeaseStore {
     }
 }
 
+/// The live candidate records among registry entries at `now_ms`: bound
+/// to a session (unbound: its session died), readable, and not expired.
+pub(crate) fn live_records(entries: &[KvEntry], now_ms: u64) -> Vec<CandidateRecord> {
+    entries
+        .iter()
+        .filter(|entry| entry.holder_session().is_some())
+        .filter_map(|entry| serde_json::from_slice::<CandidateValue>(&entry.value_bytes()?).ok())
+        .filter(|value| value.updated_unix_ms.saturating_add(value.ttl_ms) > now_ms)
+        .map(|value| CandidateRecord {
+            candidate_id: value.candidate_id,
+            is_healthy: value.is_healthy,
+            health_score: value.health_score,
+            metadata: value.metadata,
+            updated_at: UNIX_EPOCH + Duration::from_millis(value.updated_unix_ms),
+        })
+        .collect()
+}
+
 /// Where a watch stream is: the index to block on and when the last read began.
 struct WatchState {
     index: u64,
@@ -570,10 +571,10 @@ struct WatchState {
 
 /// The part of the store a watch stream needs to turn reads into views.
 #[derive(Clone)]
-struct ViewMaker {
-    candidate_id: String,
-    lease_duration: Duration,
-    lock_delay: Duration,
+pub(crate) struct ViewMaker {
+    pub(crate) candidate_id: String,
+    pub(crate) lease_duration: Duration,
+    pub(crate) lock_delay: Duration,
 }
 
 impl ViewMaker {
@@ -581,7 +582,7 @@ impl ViewMaker {
     /// own lock session is ours whatever its value says (an operator may
     /// have overwritten it) and carries no token: the term's token stays
     /// that of the acquiring write.
-    fn view(&self, read: &KvRead, own_session: Option<&str>) -> LeaseView {
+    pub(crate) fn view(&self, read: &KvRead, own_session: Option<&str>) -> LeaseView {
         if let Some(entry) = &read.entry {
             if entry.holder_session().is_some() && entry.holder_session() == own_session {
                 return LeaseView {

@@ -32,6 +32,11 @@ pub(crate) fn classify(what: &str, error: kube::Error) -> Error {
             Error::unavailable(describe(what, status))
         }
         kube::Error::Api(status) => Error::backend(describe(what, status)),
+        // An answer that does not decode makes no sense; retrying as if the
+        // apiserver were down would hide that.
+        kube::Error::SerdeError(e) => {
+            Error::backend(format!("Kubernetes {what}: malformed answer: {e}"))
+        }
         _ => Error::unavailable(format!("Kubernetes {what}: {error}")),
     };
     classified.with_source(error)
@@ -136,6 +141,14 @@ mod tests {
             matches!(error, Error::BackendUnavailable { .. }),
             "{error:?}"
         );
+        assert_keeps_source(&error, None);
+    }
+
+    #[test]
+    fn an_answer_that_does_not_decode_is_a_backend_error() {
+        let serde = serde_json::from_str::<u8>("{").expect_err("not JSON");
+        let error = classify("get lease", kube::Error::SerdeError(serde));
+        assert!(matches!(error, Error::Backend { .. }), "{error:?}");
         assert_keeps_source(&error, None);
     }
 

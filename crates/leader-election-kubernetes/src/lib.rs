@@ -76,6 +76,8 @@
 mod config;
 mod errors;
 mod factory;
+#[cfg(test)]
+mod fuzz;
 mod observe;
 mod store;
 mod timing;

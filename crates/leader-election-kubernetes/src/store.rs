@@ -15,8 +15,8 @@
 //! under its id back early; a Lease held under the same id by another
 //! process or election is anybody else's, taken only after it expired.
 
-mod candidates;
-mod watch;
+pub(crate) mod candidates;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

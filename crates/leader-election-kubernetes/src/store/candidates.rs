@@ -25,7 +25,7 @@ use crate::timing::whole_seconds;
 /// Label on candidate Leases: a hash of the resource they stand for.
 const RESOURCE_LABEL: &str = "leader-election-rs/resource-hash";
 /// Annotation on candidate Leases with the health record (JSON).
-const HEALTH_ANNOTATION: &str = "leader-election-rs/health";
+pub(crate) const HEALTH_ANNOTATION: &str = "leader-election-rs/health";
 
 /// What we store in a candidate Lease's annotation.
 #[derive(Serialize, Deserialize)]
@@ -146,7 +146,7 @@ pub(super) async fn withdraw(store: &KubernetesLeaseStore) -> Result<()> {
 /// The record a candidate Lease holds for `resource`, if it is one (a
 /// readable health annotation for this very resource, not just a label hash
 /// collision) and has not expired at `now`.
-fn record_of(lease: &Lease, resource: &str, now: Timestamp) -> Option<CandidateRecord> {
+pub(crate) fn record_of(lease: &Lease, resource: &str, now: Timestamp) -> Option<CandidateRecord> {
     let health = annotation(lease, HEALTH_ANNOTATION)
         .and_then(|json| serde_json::from_str::<HealthAnnotation>(json).ok())?;
     if health.resource != resource {

@@ -21,6 +21,7 @@ use leader_election_abstractions::Result;
 
 use super::KubernetesLeaseStore;
 use crate::errors::{classify, watch_ended};
+use crate::observe::Observer;
 
 /// How long the apiserver keeps one watch open (seconds), below its own
 /// limit, before the watch is re-opened from the last version.
@@ -70,6 +71,35 @@ async fn step(store: &KubernetesLeaseStore, state: State) -> (Result<LeaseView>,
     }
 }
 
+/// What one watch event means.
+pub(crate) enum Seen {
+    /// A view, and the event's `resourceVersion` to resume from.
+    View {
+        view: LeaseView,
+        version: Option<String>,
+    },
+    /// Nothing to report (a bookmark).
+    Skip,
+    /// An error event: the watch is over.
+    Ended(leader_election_abstractions::Error),
+}
+
+/// Reads one event of the watch into `observed`.
+pub(crate) fn on_event(observed: &Observer, event: WatchEvent<Lease>) -> Seen {
+    match event {
+        WatchEvent::Added(lease) | WatchEvent::Modified(lease) => Seen::View {
+            view: observed.observe(Some(&lease)),
+            version: lease.metadata.resource_version,
+        },
+        WatchEvent::Deleted(lease) => Seen::View {
+            view: observed.observe(None),
+            version: lease.metadata.resource_version,
+        },
+        WatchEvent::Bookmark(_) => Seen::Skip,
+        WatchEvent::Error(status) => Seen::Ended(watch_ended(&status)),
+    }
+}
+
 /// The next view from an open watch.
 async fn read(
     store: &KubernetesLeaseStore,
@@ -77,19 +107,21 @@ async fn read(
     mut events: Events,
 ) -> (Result<LeaseView>, State) {
     loop {
-        let (lease, view) = match events.next().await {
-            Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
-                let view = store.observed.observe(Some(&lease));
-                (lease, view)
-            }
-            Some(Ok(WatchEvent::Deleted(lease))) => (lease, store.observed.observe(None)),
-            Some(Ok(WatchEvent::Bookmark(_))) => continue,
-            Some(Ok(WatchEvent::Error(status))) => return (Err(watch_ended(&status)), State::List),
+        match events.next().await {
+            Some(Ok(event)) => match on_event(&store.observed, event) {
+                Seen::Skip => continue,
+                Seen::Ended(error) => return (Err(error), State::List),
+                Seen::View {
+                    view,
+                    version: seen,
+                } => {
+                    let version = seen.unwrap_or(version);
+                    return (Ok(view), State::Read { version, events });
+                }
+            },
             Some(Err(e)) => return (Err(classify("watch lease", e)), State::List),
             // The server closed the watch (timeout): resume from where we were.
             None => return (Ok(store.observed.current_view()), State::Open { version }),
-        };
-        let version = lease.metadata.resource_version.unwrap_or(version);
-        return (Ok(view), State::Read { version, events });
+        }
     }
 }
