@@ -6,8 +6,9 @@
 
 use base64::Engine as _;
 use leader_election_abstractions::Error;
+use leader_election_testkit::answers::{any_json, body, field, object};
 use proptest::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::client::{
     consul_index, decode_kv_read, decode_session_created, parse_json, KvEntry, LOCK_FLAG,
@@ -16,46 +17,6 @@ use crate::store::{live_records, ViewMaker};
 
 const KEY: &str = "service/leader-election/jobs/.lock";
 const SESSION: &str = "0e4a0dbc-5f3d-4f5a-9a8e-2b7c1d6e9f01";
-
-/// Any JSON value, a few levels deep.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("JSON numbers are finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map(".{0,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-/// A field: absent, of the right kind, or anything at all.
-fn field(typed: impl Strategy<Value = Value>) -> impl Strategy<Value = Option<Value>> {
-    prop_oneof![
-        1 => Just(None),
-        12 => typed.prop_map(Some),
-        1 => any_json().prop_map(Some),
-    ]
-}
-
-/// An object from optional fields.
-fn object(fields: Vec<(&'static str, Option<Value>)>) -> Value {
-    Value::Object(
-        fields
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-            .collect::<Map<_, _>>(),
-    )
-}
 
 fn id_like() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -150,29 +111,13 @@ fn kv_entry() -> impl Strategy<Value = Value> {
         })
 }
 
-/// An answer body: a list of entries, any JSON, raw bytes, or a cut-off
-/// (or byte-flipped) list of entries.
+/// An answer body around a list of entries.
 fn kv_answer() -> impl Strategy<Value = Vec<u8>> {
-    let list = || {
+    body(
         prop::collection::vec(kv_entry(), 0..4)
-            .prop_map(|v| Value::from(v).to_string().into_bytes())
-    };
-    prop_oneof![
-        4 => list(),
-        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
-        1 => prop::collection::vec(any::<u8>(), 0..128),
-        2 => (list(), any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut body, at, byte)| {
-            if !body.is_empty() {
-                let at = at.index(body.len());
-                if byte % 2 == 0 {
-                    body.truncate(at);
-                } else {
-                    body[at] = byte;
-                }
-            }
-            body
-        }),
-    ]
+            .prop_map(Value::from)
+            .boxed(),
+    )
 }
 
 /// Every failure of a parser is a typed backend error with a message.

@@ -14,13 +14,15 @@
 //!   the key's `ModifyIndex` after the acquire, which grows with every write in
 //!   the cluster, so it stays increasing even if the key is deleted and re-created.
 //! - **Renew**: session renew plus a consistent read of the key; a 404 or a
-//!   foreign `Session` means lost. The leader steps down at its local deadline
+//!   foreign `Session` means lost (an operator's plain PUT, which keeps our
+//!   session on the key, does not, as in `api.Lock`). The leader steps down at its local deadline
 //!   whatever Consul answers, unlike Go's lock, which can notice a lost lock
 //!   minutes late.
 //! - **Watch**: blocking queries on the key; followers react to a release or
 //!   an invalidated session at once.
-//! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to the
-//!   candidate's session.
+//! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to a
+//!   second session of the candidate's (`Behavior = delete`), so Consul
+//!   deletes the record when the candidate dies.
 //!
 //! ACL policy the token needs, and no more (`session_prefix ""` would let a
 //! candidate destroy other nodes' sessions and so break their locks):

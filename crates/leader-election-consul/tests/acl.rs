@@ -59,6 +59,25 @@ async fn management(
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+/// A new token whose only policy has `rules`.
+async fn token_with(agent: SocketAddr, name: &str, rules: &str) -> String {
+    let policy = management(
+        agent,
+        Method::PUT,
+        "acl/policy",
+        serde_json::json!({ "Name": name, "Rules": rules }),
+    )
+    .await;
+    let token = management(
+        agent,
+        Method::PUT,
+        "acl/token",
+        serde_json::json!({ "Policies": [{ "ID": policy["ID"] }] }),
+    )
+    .await;
+    token["SecretID"].as_str().expect("token secret").to_owned()
+}
+
 /// Starts an ACL-enabled agent and makes a token with the README's policy.
 async fn acl_agent() -> (PrivateAgent, String) {
     let agent = PrivateAgent::start_with(
@@ -91,21 +110,7 @@ async fn acl_agent() -> (PrivateAgent, String) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let policy = management(
-        address,
-        Method::PUT,
-        "acl/policy",
-        serde_json::json!({ "Name": "leader-election", "Rules": least_privilege_rules() }),
-    )
-    .await;
-    let token = management(
-        address,
-        Method::PUT,
-        "acl/token",
-        serde_json::json!({ "Policies": [{ "ID": policy["ID"] }] }),
-    )
-    .await;
-    let secret = token["SecretID"].as_str().expect("token secret").to_owned();
+    let secret = token_with(address, "leader-election", &least_privilege_rules()).await;
     (agent, secret)
 }
 
@@ -215,21 +220,12 @@ async fn the_least_privilege_policy_is_enough_to_elect_and_no_more() {
     );
 
     // Without the session rule, the error says what is missing.
-    let keys_only = management(
+    let keys_only = token_with(
         address,
-        Method::PUT,
-        "acl/policy",
-        serde_json::json!({ "Name": "keys-only", "Rules": "key_prefix \"service/leader-election/\" { policy = \"write\" }" }),
+        "keys-only",
+        "key_prefix \"service/leader-election/\" { policy = \"write\" }",
     )
     .await;
-    let keys_only = management(
-        address,
-        Method::PUT,
-        "acl/token",
-        serde_json::json!({ "Policies": [{ "ID": keys_only["ID"] }] }),
-    )
-    .await;
-    let keys_only = keys_only["SecretID"].as_str().expect("secret").to_owned();
     let refused = factory(address, &keys_only)
         .election(&resource)
         .candidate_id("c")

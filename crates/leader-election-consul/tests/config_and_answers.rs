@@ -180,13 +180,7 @@ fn the_acl_token_never_appears_in_debug_output() {
 #[tokio::test]
 async fn forbidden_answers_say_which_acl_permission_is_missing() {
     let agent = Responder::canned(vec!["403 Forbidden|Permission denied"]).await;
-    let election = agent
-        .factory()
-        .election("jobs")
-        .candidate_id("a")
-        .health_based()
-        .build()
-        .expect("election");
+    let election = agent.election();
     let error = election.candidate_health().await.expect_err("forbidden");
     match error {
         Error::Unauthorized { message, .. } => {

@@ -17,7 +17,7 @@ use leader_election_abstractions::{
 };
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
 
-use support::responder::{ok, reply, unit_options, Recorded, Responder};
+use support::responder::{election_of, ok, reply, unit_options, Recorded, Responder};
 
 const SESSION: &str = "0e4a0dbc-5f3d-4f5a-9a8e-2b7c1d6e9f01";
 const LOCK: &str = "/v1/kv/service/leader-election/jobs/.lock";
@@ -114,13 +114,7 @@ async fn an_answer_beyond_max_response_bytes_is_an_error_naming_the_limit() {
     })
     .await;
     for agent in [with_length, without_length] {
-        let election = agent
-            .factory()
-            .election("jobs")
-            .candidate_id("a")
-            .health_based()
-            .build()
-            .expect("election");
+        let election = agent.election();
         let error = election
             .candidate_health()
             .await
@@ -373,12 +367,7 @@ async fn the_token_is_sent_in_its_header_only_never_in_urls_or_logs() {
         ..agent.config()
     };
     let factory = ConsulLeaderElectionFactory::new(config, unit_options()).expect("factory");
-    let election = factory
-        .election("jobs")
-        .candidate_id("a")
-        .health_based()
-        .build()
-        .expect("election");
+    let election = election_of(&factory);
     election.start().await.expect("start");
     wait_for("leadership", || election.is_leader()).await;
     election.stop().await.expect("stop");
@@ -416,12 +405,7 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
         .build()
         .expect("valid");
     let factory = ConsulLeaderElectionFactory::new(agent.config(), options).expect("factory");
-    let election = factory
-        .election("jobs")
-        .candidate_id("a")
-        .health_based()
-        .build()
-        .expect("election");
+    let election = election_of(&factory);
     election.start().await.expect("start");
     wait_for("leadership", || election.is_leader()).await;
     wait_for("a published candidate record", || {
@@ -453,12 +437,8 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
         };
         assert_eq!(session["LockDelay"], delay, "{session}");
     }
-    let acquire = requests
-        .iter()
-        .find(|r| {
-            r.line()
-                .starts_with(&format!("PUT {LOCK}?acquire={SESSION}"))
-        })
+    let acquire = agent
+        .first(&format!("PUT {LOCK}?acquire={SESSION}"))
         .expect("an acquire of the lock key");
     assert!(
         acquire.line().contains("flags=3304740253564472344"),
@@ -467,12 +447,8 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
     );
     let value: serde_json::Value = serde_json::from_slice(&acquire.body).expect("JSON lock value");
     assert_eq!(value["candidate_id"], "a");
-    let release = requests
-        .iter()
-        .find(|r| {
-            r.line()
-                .starts_with(&format!("PUT {LOCK}?release={SESSION}"))
-        })
+    let release = agent
+        .first(&format!("PUT {LOCK}?release={SESSION}"))
         .expect("stop releases the lock");
     assert!(
         release.line().contains("flags=3304740253564472344"),
@@ -540,15 +516,7 @@ async fn malformed_answers_never_lead_and_never_panic_while_a_sane_agent_leads()
     // The control: the same harness with sane answers leads, so the
     // assertion below could fail.
     let sane = Responder::start(granting_agent).await;
-    let mut elections = vec![(
-        "sane",
-        sane.factory()
-            .election("jobs")
-            .candidate_id("a")
-            .health_based()
-            .build()
-            .expect("election"),
-    )];
+    let mut elections = vec![("sane", sane.election())];
     let mut agents = vec![sane];
     for garbage in GARBAGE {
         let (status, body) = garbage.split_once('|').unwrap_or(("200 OK", garbage));
@@ -566,13 +534,7 @@ async fn malformed_answers_never_lead_and_never_panic_while_a_sane_agent_leads()
             }
         })
         .await;
-        let election = agent
-            .factory()
-            .election("jobs")
-            .candidate_id("a")
-            .health_based()
-            .build()
-            .expect("election");
+        let election = agent.election();
         elections.push((garbage, election));
         agents.push(agent);
     }

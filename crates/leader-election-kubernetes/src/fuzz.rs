@@ -10,53 +10,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::WatchEvent;
 use leader_election_abstractions::Error;
+use leader_election_testkit::answers::{body, check, field, object};
 use proptest::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::errors::classify;
 use crate::observe::{lease_token, Observer};
 use crate::store::candidates::{record_of, HEALTH_ANNOTATION};
 use crate::store::watch::{on_event, Seen};
 use crate::tokens::{next_term, EPOCH_ANNOTATION};
-
-/// Any JSON value, a few levels deep.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("JSON numbers are finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map(".{0,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-/// A field: absent, of the right kind, or anything at all.
-fn field(typed: impl Strategy<Value = Value>) -> impl Strategy<Value = Option<Value>> {
-    prop_oneof![
-        1 => Just(None),
-        12 => typed.prop_map(Some),
-        1 => any_json().prop_map(Some),
-    ]
-}
-
-fn object(fields: Vec<(&'static str, Option<Value>)>) -> Value {
-    Value::Object(
-        fields
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-            .collect::<Map<_, _>>(),
-    )
-}
 
 /// A number as a string: small, around 2^31 and 2^33, huge, or not a number.
 fn numeric_string() -> impl Strategy<Value = Value> {
@@ -165,27 +127,6 @@ fn lease() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A body: a Lease-like value, any JSON, raw bytes, or a cut or flipped one.
-fn body(value: BoxedStrategy<Value>) -> impl Strategy<Value = Vec<u8>> {
-    let encoded = value.prop_map(|v| v.to_string().into_bytes());
-    prop_oneof![
-        4 => encoded.clone(),
-        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
-        1 => prop::collection::vec(any::<u8>(), 0..128),
-        2 => (encoded, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut body, at, byte)| {
-            if !body.is_empty() {
-                let at = at.index(body.len());
-                if byte % 2 == 0 {
-                    body.truncate(at);
-                } else {
-                    body[at] = byte;
-                }
-            }
-            body
-        }),
-    ]
-}
-
 /// A watch event: a type and a Lease, a Status, or anything.
 fn watch_event() -> impl Strategy<Value = Value> {
     let kind = prop_oneof![
@@ -230,36 +171,52 @@ fn typed<T>(result: &leader_election_abstractions::Result<T>) -> Result<(), Test
     }
 }
 
-proptest! {
-    #[test]
-    fn lease_objects_never_panic(body in body(lease().boxed()), now in 0i64..4_000_000_000) {
-        let decoded = decode::<Lease>(&body);
-        typed(&decoded)?;
-        if let Ok(lease) = decoded {
-            let observer = Observer::new(Duration::from_secs(1));
-            let view = observer.observe(Some(&lease));
-            let _ = observer.current_view();
-            prop_assert_eq!(view.fencing_token, lease_token(&lease));
-            let now = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
-            let _ = record_of(&lease, "jobs", now);
-            let spec = lease.spec.as_ref();
-            typed(&next_term(
-                lease.metadata.resource_version.as_deref(),
-                spec.and_then(|s| s.lease_transitions),
-            ))?;
-        }
+fn lease_object(body: Vec<u8>, now: i64) -> Result<(), TestCaseError> {
+    let decoded = decode::<Lease>(&body);
+    typed(&decoded)?;
+    if let Ok(lease) = decoded {
+        let observer = Observer::new(Duration::from_secs(1));
+        let view = observer.observe(Some(&lease));
+        let _ = observer.current_view();
+        prop_assert_eq!(view.fencing_token, lease_token(&lease));
+        let now = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let _ = record_of(&lease, "jobs", now);
+        let spec = lease.spec.as_ref();
+        typed(&next_term(
+            lease.metadata.resource_version.as_deref(),
+            spec.and_then(|s| s.lease_transitions),
+        ))?;
     }
+    Ok(())
+}
 
-    #[test]
-    fn watch_events_never_panic(body in body(watch_event().boxed())) {
-        let decoded = decode::<WatchEvent<Lease>>(&body);
-        typed(&decoded)?;
-        if let Ok(event) = decoded {
-            let observer = Observer::new(Duration::from_secs(1));
-            match on_event(&observer, event) {
-                Seen::View { .. } | Seen::Skip => {}
-                Seen::Ended(error) => typed::<()>(&Err(error))?,
-            }
+fn watch_event_answer(body: Vec<u8>) -> Result<(), TestCaseError> {
+    let decoded = decode::<WatchEvent<Lease>>(&body);
+    typed(&decoded)?;
+    if let Ok(event) = decoded {
+        let observer = Observer::new(Duration::from_secs(1));
+        match on_event(&observer, event) {
+            Seen::View { .. } | Seen::Skip => {}
+            Seen::Ended(error) => typed::<()>(&Err(error))?,
         }
     }
+    Ok(())
+}
+
+#[test]
+fn lease_objects_never_panic() {
+    check(
+        "lease_objects_never_panic",
+        || (body(lease().boxed()), 0i64..4_000_000_000),
+        |(body, now)| lease_object(body, now),
+    );
+}
+
+#[test]
+fn watch_events_never_panic() {
+    check(
+        "watch_events_never_panic",
+        || body(watch_event().boxed()),
+        watch_event_answer,
+    );
 }

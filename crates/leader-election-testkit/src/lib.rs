@@ -12,6 +12,7 @@
 //! );
 //! ```
 
+pub mod answers;
 pub mod conformance;
 mod outage;
 mod provider;

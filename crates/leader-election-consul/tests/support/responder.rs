@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use leader_election_abstractions::LeaderElectionOptions;
-use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_abstractions::{Election, LeaderElectionOptions, StoreFactory};
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory, ConsulLeaseStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// One request as the responder received it.
@@ -159,6 +159,28 @@ impl Responder {
     pub fn factory(&self) -> ConsulLeaderElectionFactory {
         ConsulLeaderElectionFactory::new(self.config(), unit_options()).expect("factory")
     }
+
+    /// A health-based election of `jobs` for candidate `a` against this responder.
+    pub fn election(&self) -> Election<ConsulLeaseStore> {
+        election_of(&self.factory())
+    }
+
+    /// The first request whose request line starts with `prefix`.
+    pub fn first(&self, prefix: &str) -> Option<Recorded> {
+        self.seen()
+            .into_iter()
+            .find(|r| r.line().starts_with(prefix))
+    }
+}
+
+/// A health-based election of `jobs` for candidate `a` from `factory`.
+pub fn election_of(factory: &ConsulLeaderElectionFactory) -> Election<ConsulLeaseStore> {
+    factory
+        .election("jobs")
+        .candidate_id("a")
+        .health_based()
+        .build()
+        .expect("election")
 }
 
 /// Options Consul accepts with its default `session_ttl_min`.
