@@ -34,18 +34,8 @@ async fn call(
     path: &str,
     body: serde_json::Value,
 ) -> (StatusCode, String) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("http://{agent}/v1/{path}"))
-        .header("X-Consul-Token", token);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
+    let body = (!body.is_null()).then(|| body.to_string().into());
+    support::call(method, agent, path, Some(token), body).await
 }
 
 async fn management(

@@ -10,7 +10,7 @@ use leader_election_abstractions::{
     Error, HealthBasedLeaderElection, LeaderElectionOptions, StoreFactory,
 };
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
-use support::responder::Responder;
+use support::responder::{acquire_error, Responder};
 
 fn options() -> LeaderElectionOptions {
     support::responder::unit_options()
@@ -193,29 +193,6 @@ async fn forbidden_answers_say_which_acl_permission_is_missing() {
     }
 }
 
-/// The error of one acquire attempt of an election against `agent`.
-async fn first_acquire_error(agent: &Responder) -> Error {
-    use leader_election_abstractions::LeaseStore;
-    let election = agent
-        .factory()
-        .election("jobs")
-        .candidate_id("a")
-        .build()
-        .expect("election");
-    let claim = leader_election_abstractions::store::LeaseClaim {
-        resource: "jobs".into(),
-        candidate_id: "a".into(),
-        lease_duration: Duration::from_secs(10),
-        grace_period: Duration::from_secs(5),
-        holder_metadata: Default::default(),
-    };
-    election
-        .store()
-        .try_acquire(&claim)
-        .await
-        .expect_err("the agent's answer is an error")
-}
-
 #[tokio::test]
 async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration() {
     let agent = Responder::canned(vec![
@@ -223,7 +200,7 @@ async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration()
         "500 Internal Server Error|Invalid Session TTL '10000000000', must be between [30s=24h0m0s]",
     ])
     .await;
-    let error = first_acquire_error(&agent).await;
+    let error = acquire_error(&agent.factory()).await;
     assert!(
         matches!(&error, Error::InvalidOption { field, .. } if field == "lease_duration"),
         "{error:?}"
@@ -234,7 +211,7 @@ async fn a_session_ttl_consul_rejects_is_an_option_error_naming_lease_duration()
 async fn a_malformed_answer_keeps_the_decoding_error_as_its_source() {
     use std::error::Error as _;
     let agent = Responder::canned(vec!["{not json"]).await;
-    let error = first_acquire_error(&agent).await;
+    let error = acquire_error(&agent.factory()).await;
     assert!(matches!(error, Error::Backend { .. }), "{error:?}");
     assert!(
         error.source().is_some(),

@@ -11,40 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use leader_election_abstractions::store::LeaseClaim;
-use leader_election_abstractions::{
-    Error, HealthBasedLeaderElection, LeaderElection, LeaseStore, StoreFactory,
-};
+use leader_election_abstractions::{Error, HealthBasedLeaderElection, LeaderElection, LeaseStore};
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
 
-use support::responder::{election_of, ok, reply, unit_options, Recorded, Responder};
+use support::responder::{
+    acquire_error, election_of, ok, plain_election_of, reply, unit_options, Recorded, Responder,
+};
 
 const SESSION: &str = "0e4a0dbc-5f3d-4f5a-9a8e-2b7c1d6e9f01";
 const LOCK: &str = "/v1/kv/service/leader-election/jobs/.lock";
-
-fn claim() -> LeaseClaim {
-    LeaseClaim {
-        resource: "jobs".into(),
-        candidate_id: "a".into(),
-        lease_duration: Duration::from_secs(10),
-        grace_period: Duration::from_secs(5),
-        holder_metadata: Default::default(),
-    }
-}
-
-/// The error of one acquire attempt against `factory`.
-async fn acquire_error(factory: &ConsulLeaderElectionFactory) -> Error {
-    let election = factory
-        .election("jobs")
-        .candidate_id("a")
-        .build()
-        .expect("election");
-    election
-        .store()
-        .try_acquire(&claim())
-        .await
-        .expect_err("the answer is an error")
-}
 
 #[tokio::test]
 async fn redirects_are_not_followed_so_the_token_never_leaves_for_another_host() {
@@ -468,12 +443,7 @@ async fn a_watch_on_an_agent_without_x_consul_index_is_paced() {
     // What a proxy that drops X-Consul-Index looks like: every blocking
     // query returns at once.
     let agent = Responder::start(|_| reply("200 OK", &[], b"[]")).await;
-    let election = agent
-        .factory()
-        .election("jobs")
-        .candidate_id("a")
-        .build()
-        .expect("election");
+    let election = plain_election_of(&agent.factory());
     let mut watch = election.store().watch();
     let reads = tokio::time::timeout(Duration::from_secs(1), async {
         let mut reads = 0u32;

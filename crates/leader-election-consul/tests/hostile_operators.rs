@@ -60,16 +60,10 @@ fn lock_path(resource: &str) -> String {
 }
 
 /// An operator's HTTP call with a body.
-async fn operator(method: Method, path: &str, body: impl Into<reqwest::Body>) -> String {
-    reqwest::Client::new()
-        .request(method, format!("http://{}/v1/{path}", agent_address()))
-        .body(body)
-        .send()
+async fn operator(method: Method, path: &str, body: &'static str) -> String {
+    support::call(method, agent_address(), path, None, Some(body.into()))
         .await
-        .unwrap_or_else(|e| panic!("operator call {path}: {e}"))
-        .text()
-        .await
-        .unwrap_or_default()
+        .1
 }
 
 /// The `Session` on the lock key, as Consul has it.

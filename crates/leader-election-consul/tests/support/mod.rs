@@ -212,12 +212,29 @@ impl Drop for PrivateAgent {
 
 /// A raw HTTP call to the agent, as an operator's `curl` would make.
 pub async fn raw(method: reqwest::Method, address: SocketAddr, path: &str) -> String {
-    reqwest::Client::new()
-        .request(method, format!("http://{address}/v1/{path}"))
+    call(method, address, path, None, None).await.1
+}
+
+/// A raw HTTP call with an optional ACL token and body; the status and the
+/// answer's text.
+pub async fn call(
+    method: reqwest::Method,
+    address: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: Option<reqwest::Body>,
+) -> (reqwest::StatusCode, String) {
+    let mut request = reqwest::Client::new().request(method, format!("http://{address}/v1/{path}"));
+    if let Some(token) = token {
+        request = request.header("X-Consul-Token", token);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request
         .send()
         .await
-        .unwrap_or_else(|e| panic!("raw call {path}: {e}"))
-        .text()
-        .await
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("raw call {path}: {e}"));
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
 }

@@ -173,6 +173,35 @@ impl Responder {
     }
 }
 
+/// A plain election of `jobs` for candidate `a` from `factory`.
+pub fn plain_election_of(factory: &ConsulLeaderElectionFactory) -> Election<ConsulLeaseStore> {
+    factory
+        .election("jobs")
+        .candidate_id("a")
+        .build()
+        .expect("election")
+}
+
+/// The error of one acquire attempt of candidate `a` on `jobs` against
+/// `factory`'s agent (the test fails if the attempt succeeds).
+pub async fn acquire_error(
+    factory: &ConsulLeaderElectionFactory,
+) -> leader_election_abstractions::Error {
+    use leader_election_abstractions::LeaseStore as _;
+    let claim = leader_election_abstractions::store::LeaseClaim {
+        resource: "jobs".into(),
+        candidate_id: "a".into(),
+        lease_duration: Duration::from_secs(10),
+        grace_period: Duration::from_secs(5),
+        holder_metadata: Default::default(),
+    };
+    plain_election_of(factory)
+        .store()
+        .try_acquire(&claim)
+        .await
+        .expect_err("the answer is an error")
+}
+
 /// A health-based election of `jobs` for candidate `a` from `factory`.
 pub fn election_of(factory: &ConsulLeaderElectionFactory) -> Election<ConsulLeaseStore> {
     factory
