@@ -23,6 +23,15 @@ async fn handover(p: &dyn Provider, how: GiveUp) {
     group.add_started(2).await;
     let (leader, _) = group.wait_for_leader(&[]).await;
     let follower = 1 - leader;
+    // The follower must know the leader before it can see the lease freed:
+    // a follower that starts after a quick acquisition may not have read it yet.
+    let leader_id = group.members[leader].id().to_owned();
+    let follower_election = group.members[follower].election.clone();
+    group
+        .wait_until("the follower to observe the leader", || {
+            follower_election.current_leader_id().as_deref() == Some(leader_id.as_str())
+        })
+        .await;
     let follower_log = group.logs[follower].clone();
     let before = follower_log.events().len();
     let started = tokio::time::Instant::now();
