@@ -36,7 +36,13 @@ pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, S
         dir: dir.to_path_buf(),
         log: log.clone(),
         url: client_url.clone(),
-        env: [("LE_ETCD_ENDPOINTS".to_string(), client_url.clone())].into(),
+        // The etcd provider's tests start private servers of their own
+        // (auth enabled, stopped and restarted) from the same binary.
+        env: [
+            ("LE_ETCD_ENDPOINTS".to_string(), client_url.clone()),
+            ("LE_ETCD_BIN".to_string(), binary.display().to_string()),
+        ]
+        .into(),
         ..Record::default()
     };
     let http = Client::new(None, None)?;

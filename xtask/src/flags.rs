@@ -42,7 +42,7 @@ xflags::xflags! {
         /// Servers up, each provider's #[ignore]d tests with --ignored,
         /// servers down; one summary line per suite.
         cmd integration {
-            /// consul, kubernetes, cli (the `leader-election` command) or all (default).
+            /// consul, kubernetes, etcd, cli (the `leader-election` command) or all (default).
             optional suite: String
             /// process (default) or docker.
             optional --runtime runtime: String

@@ -1,4 +1,4 @@
-//! `cargo xtask integration [consul|kubernetes|cli|all] [--runtime process|docker]`:
+//! `cargo xtask integration [consul|kubernetes|etcd|cli|all] [--runtime process|docker]`:
 //! brings the needed servers up, runs each suite crate's (a provider's, the
 //! `leader-election` command's) `#[ignore]`d tests with `--ignored` and the connection environment, tears down what it
 //! started (also on failure), and prints one `<suite>: N passed, M failed`
@@ -24,7 +24,7 @@ struct Suite {
     conformance: bool,
 }
 
-const SUITES: [Suite; 3] = [
+const SUITES: [Suite; 4] = [
     Suite {
         name: "kubernetes",
         krate: "leader-election-kubernetes",
@@ -37,6 +37,13 @@ const SUITES: [Suite; 3] = [
         krate: "leader-election-consul",
         target: Target::Consul,
         peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
+        conformance: true,
+    },
+    Suite {
+        name: "etcd",
+        krate: "leader-election-etcd",
+        target: Target::Etcd,
+        peers: &[("etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN")],
         conformance: true,
     },
     // The `leader-election` command end to end, on every backend it offers
@@ -135,7 +142,7 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 }
 
 /// Entry point of `cargo xtask integration`.
-/// Runs the suites named by `which` (`consul`, `kubernetes`, `cli` or `all`).
+/// Runs the suites named by `which` (`consul`, `kubernetes`, `etcd`, `cli` or `all`).
 pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let started = Instant::now();
     let chosen = |suite: &Suite| which == "all" || suite.name == which;

@@ -59,13 +59,13 @@ pub(crate) fn runtime(value: Option<&str>) -> Result<servers::Runtime, String> {
     value.map_or(Ok(servers::Runtime::Process), servers::Runtime::parse)
 }
 
-/// An integration suite name: consul, kubernetes, cli or all (the default).
+/// An integration suite name: consul, kubernetes, etcd, cli or all (the default).
 fn suite(value: Option<&str>) -> Result<&str, String> {
     match value {
         None => Ok("all"),
-        Some(name @ ("consul" | "kubernetes" | "cli" | "all")) => Ok(name),
+        Some(name @ ("consul" | "kubernetes" | "etcd" | "cli" | "all")) => Ok(name),
         Some(other) => Err(format!(
-            "unknown suite `{other}`; expected consul, kubernetes, cli or all"
+            "unknown suite `{other}`; expected consul, kubernetes, etcd, cli or all"
         )),
     }
 }
