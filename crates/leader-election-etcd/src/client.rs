@@ -1,0 +1,523 @@
+//! [`EtcdClient`]: etcd's v3 API through its gRPC gateway (JSON over HTTP),
+//! with the endpoints, credentials and TLS baked in. Every answer is checked;
+//! errors become the abstractions' kinds (retryable, unauthorized, backend).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leader_election_abstractions::{Error, Result};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::config::EtcdConfig;
+use crate::wire::{
+    b64, prefix_end, AuthAnswer, KeyValue, LeaseAnswer, RangeResponse, Status, TxnResponse,
+};
+
+/// gRPC status codes etcd uses that we act on.
+const NOT_FOUND: i32 = 5;
+const PERMISSION_DENIED: i32 = 7;
+const UNAUTHENTICATED: i32 = 16;
+const RETRYABLE: [i32; 5] = [4, 8, 10, 13, 14];
+
+/// A client of one etcd cluster. Cheap to clone (shared state).
+#[derive(Clone)]
+pub(crate) struct EtcdClient {
+    http: reqwest::Client,
+    config: Arc<EtcdConfig>,
+    /// The endpoint requests go to; moves on after a connection failure.
+    current: Arc<AtomicUsize>,
+    /// The auth token, when a user is configured and has authenticated.
+    token: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("endpoints", &self.config.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| Error::invalid_option(field, format!("cannot read {}: {e}", path.display())))
+}
+
+fn range_request(prefix: &str, revision: Option<i64>, limit: Option<i64>) -> Value {
+    let mut body = json!({
+        "key": b64(prefix),
+        "range_end": b64(prefix_end(prefix)),
+        "sort_order": "ASCEND",
+        "sort_target": "CREATE",
+    });
+    if let Some(revision) = revision {
+        body["revision"] = json!(revision.to_string());
+    }
+    if let Some(limit) = limit {
+        body["limit"] = json!(limit.to_string());
+    }
+    body
+}
+
+impl EtcdClient {
+    pub(crate) fn new(config: EtcdConfig) -> Result<Self> {
+        config.validate()?;
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(ca) = &config.tls.ca_cert {
+            let pem = read_pem("tls.ca_cert", ca)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid_option("tls.ca_cert", format!("not a PEM certificate bundle: {e}"))
+            })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&config.tls.client_cert, &config.tls.client_key) {
+            let mut pem = read_pem("tls.client_cert", cert)?;
+            pem.extend(read_pem("tls.client_key", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::invalid_option(
+                    "tls.client_cert",
+                    format!("not a PEM certificate and key: {e}"),
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| {
+            Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))
+        })?;
+        Ok(Self {
+            http,
+            config: Arc::new(config),
+            current: Arc::new(AtomicUsize::new(0)),
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &EtcdConfig {
+        &self.config
+    }
+
+    fn endpoint(&self) -> (usize, &str) {
+        let index = self.current.load(Ordering::Relaxed) % self.config.endpoints.len();
+        (index, self.config.endpoints[index].trim_end_matches('/'))
+    }
+
+    /// After a connection failure on endpoint `index`, the next request goes
+    /// to the next endpoint (unless another request moved on already).
+    fn move_on(&self, index: usize) {
+        let next = (index + 1) % self.config.endpoints.len();
+        let _ = self
+            .current
+            .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn cached_token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_token(&self, token: Option<String>) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// A request with the auth token, authenticating first when needed.
+    async fn request(&self, path: &str, body: &Value) -> Result<(usize, RequestBuilder)> {
+        let token = match (&self.config.user, self.cached_token()) {
+            (None, _) => None,
+            (Some(_), Some(token)) => Some(token),
+            (Some(_), None) => Some(self.authenticate().await?),
+        };
+        let (index, endpoint) = self.endpoint();
+        let mut request = self.http.post(format!("{endpoint}{path}")).json(body);
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        Ok((index, request))
+    }
+
+    async fn authenticate(&self) -> Result<String> {
+        let Some(user) = &self.config.user else {
+            return Err(Error::backend("authenticate called without a user"));
+        };
+        let (index, endpoint) = self.endpoint();
+        let request = self
+            .http
+            .post(format!("{endpoint}/v3/auth/authenticate"))
+            .json(&json!({ "name": user.name, "password": user.password.expose() }))
+            .timeout(Duration::from_secs(10));
+        let answer: AuthAnswer = match self.exchange("authenticate", index, request).await? {
+            Ok(answer) => answer,
+            Err(status) => {
+                return Err(Error::unauthorized(format!(
+                    "etcd refused to authenticate user {:?}: {} (code {})",
+                    user.name, status.message, status.code
+                )))
+            }
+        };
+        if answer.token.is_empty() {
+            return Err(Error::backend(
+                "etcd answered the authentication without a token (is auth enabled?)",
+            ));
+        }
+        self.set_token(Some(answer.token.clone()));
+        Ok(answer.token)
+    }
+
+    /// Sends a request; a transport failure is retryable (and moves on to
+    /// the next endpoint). A gRPC error comes back as the inner `Err`.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        index: usize,
+        request: RequestBuilder,
+    ) -> Result<std::result::Result<T, Status>> {
+        let response = request.send().await.map_err(|e| {
+            self.move_on(index);
+            Error::BackendUnavailable {
+                message: format!("etcd {what}: {}", describe_transport(&e)),
+                source: Some(Box::new(e)),
+            }
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            Error::unavailable(format!("etcd {what}: reading the answer failed: {e}"))
+        })?;
+        if status.is_success() {
+            return decode(what, &bytes).map(Ok);
+        }
+        let error = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| Status {
+            code: if status.is_server_error() { 14 } else { 2 },
+            message: format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        });
+        Ok(Err(error))
+    }
+
+    /// One unary call of the gateway; gRPC errors are returned for the
+    /// caller to judge. An expired auth token is renewed once.
+    pub(crate) async fn call_status<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<std::result::Result<T, Status>> {
+        for attempt in 0..2 {
+            let (index, request) = self.request(path, body).await?;
+            let answer = self.exchange(what, index, request.timeout(timeout)).await?;
+            match answer {
+                Err(status)
+                    if status.code == UNAUTHENTICATED
+                        && self.config.user.is_some()
+                        && attempt == 0 =>
+                {
+                    // Simple tokens expire (--auth-token-ttl): log in again.
+                    self.set_token(None);
+                }
+                other => return Ok(other),
+            }
+        }
+        Err(Error::unauthorized(format!(
+            "etcd {what}: the auth token was refused twice"
+        )))
+    }
+
+    /// One unary call; every gRPC error becomes an [`Error`].
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<T> {
+        self.call_status(what, path, body, timeout)
+            .await?
+            .map_err(|status| self.classify(what, &status))
+    }
+
+    /// What a gRPC error from etcd means for us.
+    pub(crate) fn classify(&self, what: &str, status: &Status) -> Error {
+        let message = &status.message;
+        match status.code {
+            PERMISSION_DENIED | UNAUTHENTICATED => Error::unauthorized(format!(
+                "etcd refused {what} ({message}); the user needs a role with readwrite permission on the key prefix `{}/` (etcdctl role grant-permission <role> --prefix=true readwrite {}/)",
+                self.config.key_prefix, self.config.key_prefix
+            )),
+            code if RETRYABLE.contains(&code) => {
+                Error::unavailable(format!("etcd {what}: {message} (code {code})"))
+            }
+            code => Error::backend(format!("etcd {what}: {message} (code {code})")),
+        }
+    }
+
+    /// Opens a server stream (the watch): the response whose body streams.
+    pub(crate) async fn open_stream(
+        &self,
+        what: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Response> {
+        for attempt in 0..2 {
+            let (index, request) = self.request(path, body).await?;
+            let response = tokio::time::timeout(timeout, request.send())
+                .await
+                .map_err(|_| {
+                    self.move_on(index);
+                    Error::unavailable(format!("etcd {what}: no answer within {timeout:?}"))
+                })?
+                .map_err(|e| {
+                    self.move_on(index);
+                    Error::BackendUnavailable {
+                        message: format!("etcd {what}: {}", describe_transport(&e)),
+                        source: Some(Box::new(e)),
+                    }
+                })?;
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let code = response.status();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let status = serde_json::from_slice::<Status>(&bytes).unwrap_or(Status {
+                code: if code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS {
+                    14
+                } else {
+                    2
+                },
+                message: code.to_string(),
+            });
+            if status.code == UNAUTHENTICATED && self.config.user.is_some() && attempt == 0 {
+                self.set_token(None);
+                continue;
+            }
+            return Err(self.classify(what, &status));
+        }
+        Err(Error::unauthorized(format!(
+            "etcd {what}: the auth token was refused twice"
+        )))
+    }
+
+    // --- The operations the store uses. ---
+
+    /// The key with the lowest create revision under `prefix`, at `revision`
+    /// (or now), and the revision the answer is of.
+    pub(crate) async fn first_key(
+        &self,
+        prefix: &str,
+        revision: Option<i64>,
+        timeout: Duration,
+    ) -> Result<(Option<KeyValue>, i64)> {
+        let range: RangeResponse = self
+            .call(
+                "range",
+                "/v3/kv/range",
+                &range_request(prefix, revision, Some(1)),
+                timeout,
+            )
+            .await?;
+        Ok((range.kvs.into_iter().next(), range.header.revision))
+    }
+
+    /// Every key under `prefix`, oldest first.
+    pub(crate) async fn keys(&self, prefix: &str, timeout: Duration) -> Result<Vec<KeyValue>> {
+        let range: RangeResponse = self
+            .call(
+                "range",
+                "/v3/kv/range",
+                &range_request(prefix, None, None),
+                timeout,
+            )
+            .await?;
+        Ok(range.kvs)
+    }
+
+    /// One key, if it exists.
+    pub(crate) async fn key(&self, key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
+        let range: RangeResponse = self
+            .call(
+                "range",
+                "/v3/kv/range",
+                &json!({ "key": b64(key) }),
+                timeout,
+            )
+            .await?;
+        Ok(range.kvs.into_iter().next())
+    }
+
+    /// A new lease of `ttl` seconds.
+    pub(crate) async fn grant(&self, ttl: i64, timeout: Duration) -> Result<LeaseAnswer> {
+        let answer: LeaseAnswer = self
+            .call(
+                "lease grant",
+                "/v3/lease/grant",
+                &json!({ "TTL": ttl.to_string() }),
+                timeout,
+            )
+            .await?;
+        if !answer.error.is_empty() || answer.id <= 0 {
+            return Err(Error::backend(format!(
+                "etcd refused a lease of {ttl} s: id {} ({})",
+                answer.id, answer.error
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// One keep-alive of lease `id`: its TTL in seconds from now, 0 when the
+    /// lease does not exist any more.
+    pub(crate) async fn keep_alive(&self, id: i64, timeout: Duration) -> Result<i64> {
+        let message: crate::wire::Streamed<LeaseAnswer> = self
+            .call(
+                "lease keep-alive",
+                "/v3/lease/keepalive",
+                &json!({ "ID": id.to_string() }),
+                timeout,
+            )
+            .await?;
+        match (message.result, message.error) {
+            (_, Some(status)) => Err(self.classify("lease keep-alive", &status)),
+            (Some(answer), None) if answer.id == id => Ok(answer.ttl.max(0)),
+            (Some(answer), None) => Err(Error::backend(format!(
+                "etcd answered a keep-alive of lease {id:x} for lease {:x}",
+                answer.id
+            ))),
+            (None, None) => Err(Error::backend(
+                "etcd answered a keep-alive with neither result nor error",
+            )),
+        }
+    }
+
+    /// Revokes lease `id` (deleting its keys); a lease already gone is fine.
+    pub(crate) async fn revoke(&self, id: i64, timeout: Duration) -> Result<()> {
+        match self
+            .call_status::<Value>(
+                "lease revoke",
+                "/v3/lease/revoke",
+                &json!({ "ID": id.to_string() }),
+                timeout,
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(status) if status.code == NOT_FOUND => Ok(()),
+            Err(status) => Err(self.classify("lease revoke", &status)),
+        }
+    }
+
+    /// Puts `key` on lease `lease` if no key exists under `prefix` (etcd
+    /// compares every key of the range: with none, create revision 0 holds);
+    /// otherwise reads the oldest key there. The transaction's answer.
+    pub(crate) async fn create_if_empty(
+        &self,
+        prefix: &str,
+        key: &str,
+        value: &str,
+        lease: i64,
+        timeout: Duration,
+    ) -> Result<TxnResponse> {
+        let body = json!({
+            "compare": [{
+                "target": "CREATE",
+                "key": b64(prefix),
+                "range_end": b64(prefix_end(prefix)),
+                "result": "EQUAL",
+                "create_revision": "0",
+            }],
+            "success": [{ "request_put": { "key": b64(key), "value": b64(value), "lease": lease.to_string() } }],
+            "failure": [{ "request_range": range_request(prefix, None, Some(1)) }],
+        });
+        self.call(
+            "transaction (create the election key)",
+            "/v3/kv/txn",
+            &body,
+            timeout,
+        )
+        .await
+    }
+
+    /// Deletes `key` if its create revision is still `create_revision`.
+    pub(crate) async fn delete_if_created_at(
+        &self,
+        key: &str,
+        create_revision: i64,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let body = json!({
+            "compare": [{ "target": "CREATE", "key": b64(key), "result": "EQUAL", "create_revision": create_revision.to_string() }],
+            "success": [{ "request_delete_range": { "key": b64(key) } }],
+        });
+        let answer: TxnResponse = self
+            .call(
+                "transaction (delete the election key)",
+                "/v3/kv/txn",
+                &body,
+                timeout,
+            )
+            .await?;
+        Ok(answer.succeeded)
+    }
+
+    /// Puts `key` on lease `lease`.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let _: Value = self
+            .call(
+                "put",
+                "/v3/kv/put",
+                &json!({ "key": b64(key), "value": b64(value), "lease": lease.to_string() }),
+                timeout,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub(crate) async fn delete(&self, key: &str, timeout: Duration) -> Result<()> {
+        let _: Value = self
+            .call(
+                "delete",
+                "/v3/kv/deleterange",
+                &json!({ "key": b64(key) }),
+                timeout,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Decodes an answer; a malformed one is a backend error quoting it.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::backend(format!(
+            "etcd {what}: malformed answer ({e}): {}",
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))
+        .with_source(e)
+    })
+}
+
+fn describe_transport(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "request timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect to etcd".to_owned()
+    } else {
+        error.to_string()
+    }
+}

@@ -1,0 +1,379 @@
+//! Shared by the etcd integration tests: the etcd from the environment
+//! (`cargo xtask integration etcd` sets `LE_ETCD_ENDPOINTS` and
+//! `LE_ETCD_BIN`), a provider that puts each candidate behind its own fault
+//! proxy, an admin client for acting behind the candidates' backs, and
+//! private etcd servers for the tests that stop one or turn auth on.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use leader_election_abstractions::{LeaderElectionOptions, StoreFactory};
+use leader_election_etcd::{EtcdConfig, EtcdLeaderElectionFactory, EtcdLeaseStore};
+use leader_election_testkit::{unique_resource, ProxiedProvider};
+use serde_json::{json, Value};
+
+/// The key prefix of every test election.
+pub const PREFIX: &str = "le-test";
+
+/// The shared etcd's client URL; fails loudly without `LE_ETCD_ENDPOINTS`.
+pub fn endpoint() -> String {
+    let endpoints = std::env::var("LE_ETCD_ENDPOINTS").unwrap_or_else(|_| {
+        panic!("LE_ETCD_ENDPOINTS is not set: run these tests with `cargo xtask integration etcd`, which starts etcd")
+    });
+    endpoints
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `host:port` of an `http://host:port` URL.
+pub fn address_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("{url} is not http://IP:port: {e}"))
+}
+
+/// The configuration for a client of `url`.
+pub fn config_for(url: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![url.to_owned()],
+        key_prefix: PREFIX.to_owned(),
+        ..EtcdConfig::default()
+    }
+}
+
+/// Test options: 2 s lease, 1 s grace, renewals and retries every 500 ms.
+pub fn test_options() -> LeaderElectionOptions {
+    LeaderElectionOptions::builder()
+        .lease_duration(Duration::from_secs(2))
+        .renew_interval(Duration::from_millis(500))
+        .retry_interval(Duration::from_millis(500))
+        .grace_period(Duration::from_secs(1))
+        .instance_id("etcd-test")
+        .build()
+        .expect("valid test options")
+}
+
+/// Candidates against the real etcd, each behind its own fault proxy.
+pub type EtcdProvider = ProxiedProvider<EtcdLeaseStore>;
+
+/// Logs to the test output when `RUST_LOG` asks for them.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The conformance provider for the etcd named by `LE_ETCD_ENDPOINTS`.
+pub fn etcd_provider() -> EtcdProvider {
+    init_logs();
+    provider_for(&endpoint(), test_options())
+}
+
+/// A provider for the etcd at `url` with `options` as the suite's base.
+pub fn provider_for(url: &str, options: LeaderElectionOptions) -> EtcdProvider {
+    ProxiedProvider::new(
+        "etcd",
+        address_of(url),
+        options,
+        Box::new(move |address, resource, candidate_id, options| {
+            Box::pin(async move {
+                let factory = EtcdLeaderElectionFactory::new(
+                    config_for(&format!("http://{address}")),
+                    options.clone(),
+                )?;
+                factory
+                    .election(&resource)
+                    .candidate_id(&candidate_id)
+                    .options(options)
+                    .health_based()
+                    .build()
+            })
+        }),
+    )
+}
+
+/// A unique resource name with `tag` in it.
+pub fn resource(tag: &str) -> String {
+    unique_resource(tag)
+}
+
+/// The election prefix of `resource`, as Go's `NewElection` is given it
+/// (without the trailing `/`).
+pub fn election_prefix(resource: &str) -> String {
+    format!("{PREFIX}/{resource}")
+}
+
+/// An operator's client: raw calls to etcd's JSON gateway.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    url: String,
+    http: reqwest::Client,
+    token: Arc<Mutex<Option<String>>>,
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// The end of the range of keys starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(end).expect("ASCII prefix")
+}
+
+impl Admin {
+    /// An unauthenticated client of `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            token: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A client of the shared etcd.
+    pub fn shared() -> Self {
+        Self::new(&endpoint())
+    }
+
+    /// Authenticates as `name` for the following calls.
+    pub async fn login(&self, name: &str, password: &str) {
+        let answer = self
+            .call(
+                "/v3/auth/authenticate",
+                json!({ "name": name, "password": password }),
+            )
+            .await;
+        let token = answer["token"].as_str().expect("a token").to_owned();
+        *self.token.lock().expect("token") = Some(token);
+    }
+
+    /// One call; panics on an error answer.
+    pub async fn call(&self, path: &str, body: Value) -> Value {
+        self.try_call(path, body)
+            .await
+            .unwrap_or_else(|e| panic!("etcd {path}: {e}"))
+    }
+
+    /// One call; an error answer as text.
+    pub async fn try_call(&self, path: &str, body: Value) -> Result<Value, String> {
+        let mut request = self.http.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(token) = self.token.lock().expect("token").clone() {
+            request = request.header("Authorization", token);
+        }
+        let response = request
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    }
+
+    /// The keys under `prefix` (oldest first): (key, create revision, lease, value).
+    pub async fn keys(&self, prefix: &str) -> Vec<(String, i64, i64, String)> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({ "key": b64(prefix), "range_end": b64(prefix_end(prefix)),
+                        "sort_order": "ASCEND", "sort_target": "CREATE" }),
+            )
+            .await;
+        let text = |v: &Value| {
+            String::from_utf8(STANDARD.decode(v.as_str().unwrap_or("")).expect("base64"))
+                .expect("utf-8")
+        };
+        let int = |v: &Value| v.as_str().unwrap_or("0").parse::<i64>().expect("int64");
+        answer["kvs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|kv| {
+                (
+                    text(&kv["key"]),
+                    int(&kv["create_revision"]),
+                    int(&kv["lease"]),
+                    text(&kv["value"]),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes every key under `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) {
+        self.call(
+            "/v3/kv/deleterange",
+            json!({ "key": b64(prefix), "range_end": b64(prefix_end(prefix)) }),
+        )
+        .await;
+    }
+
+    /// Deletes one key.
+    pub async fn delete(&self, key: &str) {
+        self.call("/v3/kv/deleterange", json!({ "key": b64(key) }))
+            .await;
+    }
+
+    /// Revokes a lease.
+    pub async fn revoke(&self, lease: i64) {
+        self.call("/v3/lease/revoke", json!({ "ID": lease.to_string() }))
+            .await;
+    }
+
+    /// Waits (bounded) until `prefix` holds exactly one key; returns it.
+    pub async fn single_key(&self, prefix: &str) -> (String, i64, i64, String) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let keys = self.keys(prefix).await;
+            if keys.len() == 1 {
+                return keys.into_iter().next().expect("one key");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{prefix} never held exactly one key: {keys:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Unix nanoseconds on the wall clock, the clock the Go peer stamps its
+/// lines with (both run on this machine).
+pub fn unix_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// The etcd binary xtask provisioned, for private servers.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("LE_ETCD_BIN").map(Into::into).unwrap_or_else(|| {
+        panic!("LE_ETCD_BIN is not set: run `cargo xtask integration etcd`, which provides the etcd binary")
+    })
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An etcd of this test's own (killed when dropped), on free loopback
+/// ports with a temporary data dir that survives restarts.
+pub struct PrivateEtcd {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl PrivateEtcd {
+    /// Starts one and waits until it is healthy.
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "leader-election-etcd-test-{}-{}",
+            std::process::id(),
+            unique_resource("d")
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut etcd = Self {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+        };
+        etcd.run().await;
+        etcd
+    }
+
+    /// Its client URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    async fn run(&mut self) {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.dir.join("etcd.log")).expect("log file");
+        let child = std::process::Command::new(etcd_binary())
+            .args([
+                "--name=private".to_owned(),
+                format!("--data-dir={}", self.dir.join("data").display()),
+                format!("--listen-client-urls={client}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster=private={peer}"),
+                "--unsafe-no-fsync=true".to_owned(),
+                "--log-level=warn".to_owned(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning etcd");
+        self.child = Some(child);
+        let health = reqwest::Client::new();
+        let started = tokio::time::Instant::now();
+        loop {
+            let healthy = health
+                .get(format!("{client}/health"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .is_some();
+            if healthy {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "private etcd not healthy within 30 s; see {}",
+                self.dir.join("etcd.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills it (SIGKILL: no goodbye to the clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.run().await;
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
