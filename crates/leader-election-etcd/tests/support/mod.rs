@@ -377,3 +377,150 @@ impl Drop for PrivateEtcd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The Go peer campaigning with etcd's `concurrency.Election`, built by xtask.
+pub fn election_peer() -> PathBuf {
+    std::env::var_os("LE_ETCD_ELECTION_PEER_BIN").map(Into::into).unwrap_or_else(|| {
+        panic!("LE_ETCD_ELECTION_PEER_BIN is not set: run `cargo xtask integration etcd`, which builds the Go election peer")
+    })
+}
+
+/// A line of the Go peer: its word and Unix-nanosecond stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerLine {
+    /// `CAMPAIGNING`, `LEADING`, `RESIGNING`, `RESIGNED`, `LOST` or `GAVE_UP`.
+    pub word: String,
+    /// When it happened (wall clock).
+    pub at: i128,
+}
+
+/// The Go peer process (killed when dropped) and its stdout lines.
+pub struct GoPeer {
+    /// The process.
+    pub child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl GoPeer {
+    /// Campaigns on `<PREFIX>/<resource>` as `id` with `args` (`-hold`, `-ttl`, ...).
+    pub fn spawn(resource: &str, id: &str, args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(election_peer())
+            .args([
+                "-endpoints",
+                &endpoint(),
+                "-prefix",
+                &election_prefix(resource),
+                "-id",
+                id,
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning the Go election peer");
+        let stdout = child.stdout.take().expect("stdout");
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line; panics after 60 s of silence or at exit.
+    pub async fn next(&mut self) -> PeerLine {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the Go peer said something within 60 s")
+            .expect("reading the Go peer")
+            .expect("the Go peer exited early");
+        let (word, at) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("a stamped line, got {line:?}"));
+        PeerLine {
+            word: word.to_owned(),
+            at: at.parse().unwrap_or_else(|_| panic!("a stamp in {line:?}")),
+        }
+    }
+
+    /// Reads lines until `word`; its stamp.
+    pub async fn until(&mut self, word: &str) -> i128 {
+        loop {
+            let line = self.next().await;
+            if line.word == word {
+                return line.at;
+            }
+            assert!(
+                !matches!(line.word.as_str(), "LOST" | "GAVE_UP"),
+                "the Go peer ended with {line:?} while waiting for {word}"
+            );
+        }
+    }
+}
+
+/// A leadership interval on the wall clock (Unix nanoseconds): widened to the
+/// last sample before it and the first after it that read false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallInterval {
+    /// Last sample before the term that read false.
+    pub start: i128,
+    /// First sample after the term that read false (or the end of sampling).
+    pub end: i128,
+}
+
+/// Reads one election's `is_leader()` from an OS thread, back to back, and
+/// keeps its leadership intervals on the wall clock, to compare them with
+/// another process's.
+pub struct WallSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<WallInterval>>,
+}
+
+impl WallSampler {
+    /// Starts sampling `election`.
+    pub fn start(election: Arc<dyn leader_election_abstractions::LeaderElection>) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut intervals = Vec::new();
+            let mut last_false = unix_nanos();
+            let mut open: Option<i128> = None;
+            loop {
+                let done = stopped.load(Ordering::Relaxed);
+                let before = unix_nanos();
+                let leading = election.is_leader();
+                match (leading, open) {
+                    (true, None) => open = Some(last_false),
+                    (false, Some(start)) => {
+                        intervals.push(WallInterval {
+                            start,
+                            end: unix_nanos(),
+                        });
+                        open = None;
+                    }
+                    _ => {}
+                }
+                if !leading {
+                    last_false = before;
+                }
+                if done {
+                    if let Some(start) = open {
+                        intervals.push(WallInterval {
+                            start,
+                            end: unix_nanos(),
+                        });
+                    }
+                    return intervals;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops sampling; the intervals.
+    pub fn finish(self) -> Vec<WallInterval> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("sampler thread")
+    }
+}
