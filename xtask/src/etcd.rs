@@ -36,10 +36,13 @@ pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, S
         dir: dir.to_path_buf(),
         log: log.clone(),
         url: client_url.clone(),
-        // The etcd provider's tests start private servers of their own
-        // (auth enabled, stopped and restarted) from the same binary.
+        // ETCDCTL_ENDPOINTS is what etcdctl and the etcd provider's
+        // `EtcdConfig::from_env` read. The provider's tests start private
+        // servers of their own (auth enabled, stopped and restarted) from
+        // the same binary.
         env: [
             ("LE_ETCD_ENDPOINTS".to_string(), client_url.clone()),
+            ("ETCDCTL_ENDPOINTS".to_string(), client_url.clone()),
             ("LE_ETCD_BIN".to_string(), binary.display().to_string()),
         ]
         .into(),

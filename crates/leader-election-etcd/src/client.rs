@@ -247,7 +247,10 @@ impl EtcdClient {
     pub(crate) fn classify(&self, what: &str, status: &Status) -> Error {
         let message = &status.message;
         match status.code {
-            PERMISSION_DENIED | UNAUTHENTICATED => Error::unauthorized(format!(
+            UNAUTHENTICATED => Error::unauthorized(format!(
+                "etcd refused {what}: not authenticated ({message}); check EtcdConfig::user"
+            )),
+            PERMISSION_DENIED => Error::unauthorized(format!(
                 "etcd refused {what} ({message}); the user needs a role with readwrite permission on the key prefix `{}/` (etcdctl role grant-permission <role> --prefix=true readwrite {}/)",
                 self.config.key_prefix, self.config.key_prefix
             )),

@@ -218,6 +218,10 @@ impl LeaseStore for EtcdLeaseStore {
         timing::validate(options)
     }
 
+    fn term_limit(&self, options: &LeaderElectionOptions) -> Duration {
+        timing::term_limit(options)
+    }
+
     async fn try_acquire(&self, _claim: &LeaseClaim) -> Result<Acquisition<EtcdGrant>> {
         let inner = &self.inner;
         let (first, revision) = inner

@@ -24,6 +24,17 @@ pub(crate) fn lease_ttl(options: &LeaderElectionOptions) -> i64 {
     whole_seconds(options.lease_duration.saturating_add(options.grace_period))
 }
 
+/// The longest a term may last from the start of the keep-alive (or the
+/// acquiring transaction) that began or extended it: the lease duration,
+/// and never more than the lease TTL minus the grace period, so etcd keeps
+/// our key at least a grace period past our leader's deadline.
+pub(crate) fn term_limit(options: &LeaderElectionOptions) -> Duration {
+    let ttl = Duration::from_secs(u64::try_from(lease_ttl(options)).unwrap_or(u64::MAX));
+    options
+        .lease_duration
+        .min(ttl.saturating_sub(options.grace_period))
+}
+
 /// The etcd rule on options: the lease TTL must be one etcd grants.
 pub(crate) fn validate(options: &LeaderElectionOptions) -> Result<()> {
     let ttl = lease_ttl(options);
@@ -56,6 +67,16 @@ mod tests {
         assert_eq!(lease_ttl(&options(2_500, 0)), 3);
         assert_eq!(lease_ttl(&options(1, 0)), 1);
         assert_eq!(lease_ttl(&options(15_000, 2_000)), 17);
+    }
+
+    #[test]
+    fn a_term_ends_at_least_a_grace_period_before_etcd_frees_the_key() {
+        for (lease, grace) in [(2_000, 1_000), (2_500, 0), (1_200, 300), (15_000, 2_000)] {
+            let o = options(lease, grace);
+            let ttl = Duration::from_secs(u64::try_from(lease_ttl(&o)).expect("positive"));
+            assert_eq!(term_limit(&o), o.lease_duration);
+            assert!(term_limit(&o) + o.grace_period <= ttl, "{lease} {grace}");
+        }
     }
 
     #[test]

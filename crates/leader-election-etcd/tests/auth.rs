@@ -20,7 +20,12 @@ use tokio::time::Instant;
 /// A private etcd with auth on: `root`, and `app` whose role grants
 /// readwrite on `<PREFIX>/` only; `stranger` has no role.
 async fn etcd_with_auth() -> PrivateEtcd {
-    let etcd = PrivateEtcd::start().await;
+    etcd_with_auth_and(&[]).await
+}
+
+/// [`etcd_with_auth`] with extra etcd flags.
+async fn etcd_with_auth_and(flags: &[&str]) -> PrivateEtcd {
+    let etcd = PrivateEtcd::start_with(flags).await;
     let admin = Admin::new(&etcd.url());
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     let prefix = format!("{PREFIX}/");
@@ -154,4 +159,21 @@ async fn a_user_without_the_grant_or_with_a_wrong_password_is_refused_by_name() 
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd: cargo xtask integration etcd"]
+async fn an_expired_auth_token_is_replaced_by_logging_in_again() {
+    // Simple tokens expire a second after their last use here.
+    let etcd = etcd_with_auth_and(&["--auth-token-ttl=1"]).await;
+    let resource = support::resource("token");
+    let store = factory_as(&etcd, "app", "app-pw")
+        .store(&resource, "t", &test_options())
+        .expect("store");
+    store.list_candidates().await.expect("first call logs in");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    store
+        .list_candidates()
+        .await
+        .expect("a call after the token expired logs in again");
 }

@@ -204,5 +204,4 @@ async fn etcd_stopped_past_the_lease_and_restarted_never_yields_two_leaders() {
         &mut Restart(etcd),
     )
     .await;
-    drop(first_tokens);
 }

@@ -286,11 +286,17 @@ pub struct PrivateEtcd {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    extra: Vec<String>,
 }
 
 impl PrivateEtcd {
     /// Starts one and waits until it is healthy.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one with extra flags and waits until it is healthy.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "leader-election-etcd-test-{}-{}",
             std::process::id(),
@@ -302,6 +308,7 @@ impl PrivateEtcd {
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            extra: extra.iter().map(|&a| a.to_owned()).collect(),
         };
         etcd.run().await;
         etcd
@@ -328,6 +335,7 @@ impl PrivateEtcd {
                 "--unsafe-no-fsync=true".to_owned(),
                 "--log-level=warn".to_owned(),
             ])
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
