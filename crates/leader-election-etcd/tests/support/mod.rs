@@ -287,6 +287,112 @@ pub struct PrivateEtcd {
     client_port: u16,
     peer_port: u16,
     extra: Vec<String>,
+    tls: Option<TlsFiles>,
+}
+
+/// PEM files of a test PKI made with the `openssl` CLI: a CA, etcd's server
+/// certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// etcd's certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// The client's certificate and key.
+    pub client: (PathBuf, PathBuf),
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running openssl (install it; .ci/run does): {e}"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TlsFiles {
+    /// Makes the PKI in `dir`.
+    pub fn make(dir: &std::path::Path) -> Self {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=leader-election-test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        // etcd's JSON gateway dials etcd's own gRPC port with the server
+        // certificate as its client certificate: it needs both usages.
+        for (name, usage) in [
+            ("server", "serverAuth,clientAuth"),
+            ("client", "clientAuth"),
+        ] {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            );
+            std::fs::write(
+                dir.join(format!("{name}.ext")),
+                format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
+            )
+            .expect("extensions file");
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{name}.crt"),
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                ],
+            );
+        }
+        Self {
+            ca: dir.join("ca.crt"),
+            server: (dir.join("server.crt"), dir.join("server.key")),
+            client: (dir.join("client.crt"), dir.join("client.key")),
+        }
+    }
 }
 
 impl PrivateEtcd {
@@ -309,14 +415,49 @@ impl PrivateEtcd {
             client_port: free_port(),
             peer_port: free_port(),
             extra: extra.iter().map(|&a| a.to_owned()).collect(),
+            tls: None,
         };
         etcd.run().await;
         etcd
     }
 
+    /// Starts one that serves clients only over TLS and requires a client
+    /// certificate signed by the test CA.
+    pub async fn start_tls() -> Self {
+        let mut etcd = Self {
+            child: None,
+            dir: std::env::temp_dir().join(format!(
+                "leader-election-etcd-test-{}-{}",
+                std::process::id(),
+                unique_resource("tls")
+            )),
+            client_port: free_port(),
+            peer_port: free_port(),
+            extra: Vec::new(),
+            tls: None,
+        };
+        std::fs::create_dir_all(&etcd.dir).expect("temp dir");
+        let files = TlsFiles::make(&etcd.dir);
+        etcd.extra = vec![
+            format!("--cert-file={}", files.server.0.display()),
+            format!("--key-file={}", files.server.1.display()),
+            format!("--trusted-ca-file={}", files.ca.display()),
+            "--client-cert-auth=true".to_owned(),
+        ];
+        etcd.tls = Some(files);
+        etcd.run().await;
+        etcd
+    }
+
+    /// The PKI of a TLS server.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
     /// Its client URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     async fn run(&mut self) {
@@ -341,7 +482,16 @@ impl PrivateEtcd {
             .spawn()
             .expect("spawning etcd");
         self.child = Some(child);
-        let health = reqwest::Client::new();
+        let mut health = reqwest::Client::builder().use_rustls_tls();
+        if let Some(files) = &self.tls {
+            let ca = std::fs::read(&files.ca).expect("CA");
+            let mut identity = std::fs::read(&files.client.0).expect("client cert");
+            identity.extend(std::fs::read(&files.client.1).expect("client key"));
+            health = health
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+                .identity(reqwest::Identity::from_pem(&identity).expect("identity PEM"));
+        }
+        let health = health.build().expect("health client");
         let started = tokio::time::Instant::now();
         loop {
             let healthy = health
