@@ -271,12 +271,20 @@ pub fn etcd_binary() -> PathBuf {
     })
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port below Linux's ephemeral range (32768 and up), so
+/// that a restarted server finds its port still free: the fault proxies and
+/// clients of tests running meanwhile take their ports from that range.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1_000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + u16::try_from(hasher.finish() % 12_000).expect("fits");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// An etcd of this test's own (killed when dropped), on free loopback
@@ -505,11 +513,18 @@ impl PrivateEtcd {
             if healthy {
                 return;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "private etcd not healthy within 30 s; see {}",
-                self.dir.join("etcd.log").display()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > Duration::from_secs(30) {
+                let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "private etcd not healthy within 30 s (exit: {exited:?}); its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
