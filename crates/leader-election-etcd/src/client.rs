@@ -67,6 +67,9 @@ impl EtcdClient {
         config.validate()?;
         let mut builder = reqwest::Client::builder().use_rustls_tls();
         if let Some(ca) = &config.tls.ca_cert {
+            // A configured CA replaces the built-in roots, as with etcdctl's
+            // --cacert: only certificates it signed are trusted.
+            builder = builder.tls_built_in_root_certs(false);
             let pem = read_pem("tls.ca_cert", ca)?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::invalid_option("tls.ca_cert", format!("not a PEM certificate bundle: {e}"))

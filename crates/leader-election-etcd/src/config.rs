@@ -41,7 +41,8 @@ pub struct EtcdUser {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EtcdTls {
     /// PEM file with the CA certificate(s) that signed etcd's certificate
-    /// (`ETCDCTL_CACERT`). Without it the system roots are used.
+    /// (`ETCDCTL_CACERT`); they replace the built-in roots. Without it the
+    /// built-in (Mozilla) roots are used.
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (`ETCDCTL_CERT`).
     pub client_cert: Option<PathBuf>,
