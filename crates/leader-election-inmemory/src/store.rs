@@ -1,5 +1,6 @@
 //! The in-process lease store: one mutex-protected table per process, with
-//! change notification for watches and per-candidate fault injection.
+//! change notification per resource for watches and per-candidate fault
+//! injection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +33,6 @@ pub enum StoreFault {
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryStore {
     state: Arc<Mutex<State>>,
-    /// Bumped on every lease change, so watches wake up.
-    changes: Arc<watch::Sender<u64>>,
     faults: Arc<watch::Sender<HashMap<String, StoreFault>>>,
 }
 
@@ -42,12 +41,33 @@ struct State {
     resources: HashMap<String, Resource>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Resource {
     lease: Option<Lease>,
     /// The token of the last acquisition; never decreases, even across releases.
     last_token: u64,
     candidates: BTreeMap<String, (CandidateRecord, Instant)>,
+    /// Bumped on every change of this resource's lease, so its watches (and
+    /// only its watches: a store holds thousands of resources) wake up.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Resource {
+    fn default() -> Self {
+        Self {
+            lease: None,
+            last_token: 0,
+            candidates: BTreeMap::new(),
+            changes: watch::channel(0).0,
+        }
+    }
+}
+
+impl Resource {
+    /// Wakes this resource's watches.
+    fn changed(&self) {
+        self.changes.send_modify(|version| *version += 1);
+    }
 }
 
 #[derive(Debug)]
@@ -124,18 +144,14 @@ impl InMemoryStore {
     pub fn delete_lease(&self, resource: &str) {
         if let Some(resource) = self.lock().resources.get_mut(resource) {
             resource.lease = None;
+            resource.changed();
         }
-        self.changed();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the table inconsistent:
         // every update is a single assignment.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn changed(&self) {
-        self.changes.send_modify(|version| *version += 1);
     }
 }
 
@@ -225,8 +241,8 @@ impl LeaseStore for InMemoryLeaseStore {
             renewed_at: now,
             duration: claim.lease_duration,
         });
+        resource.changed();
         drop(state);
-        self.store.changed();
         Ok(Acquisition::Acquired {
             grant: InMemoryGrant {
                 resource: claim.resource.clone(),
@@ -249,11 +265,13 @@ impl LeaseStore for InMemoryLeaseStore {
         if !ours {
             return Ok(Renewal::Lost(Some(self.view(resource.map(|r| &*r), now))));
         }
-        if let Some(lease) = resource.and_then(|r| r.lease.as_mut()) {
-            lease.renewed_at = now;
+        if let Some(resource) = resource {
+            if let Some(lease) = resource.lease.as_mut() {
+                lease.renewed_at = now;
+            }
+            resource.changed();
         }
         drop(state);
-        self.store.changed();
         Ok(Renewal::Renewed(grant.clone()))
     }
 
@@ -269,8 +287,7 @@ impl LeaseStore for InMemoryLeaseStore {
             .is_some_and(|l| l.token == grant.token)
         {
             resource.lease = None;
-            drop(state);
-            self.store.changed();
+            resource.changed();
         }
         Ok(())
     }
@@ -278,7 +295,14 @@ impl LeaseStore for InMemoryLeaseStore {
     fn watch(&self) -> LeaseWatch {
         let this = self.clone();
         let resource = self.resource.clone();
-        let changes = self.store.changes.subscribe();
+        let changes = self
+            .store
+            .lock()
+            .resources
+            .entry(resource.clone())
+            .or_default()
+            .changes
+            .subscribe();
         let first = true;
         stream::unfold(Some((this, resource, changes, first)), |state| async move {
             let (this, resource, mut changes, first) = state?;
