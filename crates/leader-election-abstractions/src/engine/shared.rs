@@ -55,8 +55,22 @@ pub(crate) struct Shared {
     /// cause recorded wins (the handle's stop or resign, or the engine's).
     loss: Mutex<Option<(FencingToken, LossReason)>>,
     pub(crate) status: watch::Sender<Status>,
-    /// `None` once stopped, which ends every subscriber's stream.
-    events: Mutex<Option<broadcast::Sender<LeaderElectionEvent>>>,
+    /// The event channel, made on the first subscription.
+    events: Mutex<Events>,
+}
+
+/// The event channel's life. A broadcast channel allocates its whole buffer
+/// ([`EVENT_BUFFER`] events) up front, most of an election's memory, and a
+/// process may hold thousands of elections that nobody subscribes to; so it
+/// is made when the first subscriber comes. Nothing is lost by waiting: a
+/// subscriber only ever receives events sent after it subscribed.
+enum Events {
+    /// Nobody subscribed yet: events are dropped, as a channel without
+    /// receivers would drop them.
+    Unsubscribed,
+    Open(broadcast::Sender<LeaderElectionEvent>),
+    /// Stopped, which ends every subscriber's stream.
+    Closed,
 }
 
 impl Shared {
@@ -66,7 +80,6 @@ impl Shared {
             term: None,
             observed_leader: None,
         });
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             resource,
             candidate_id,
@@ -76,7 +89,7 @@ impl Shared {
             ending: AtomicU32::new(0),
             loss: Mutex::new(None),
             status,
-            events: Mutex::new(Some(events)),
+            events: Mutex::new(Events::Unsubscribed),
         }
     }
 
@@ -189,7 +202,7 @@ impl Shared {
 
     pub(crate) fn emit(&self, event: LeaderElectionEvent) {
         if let Ok(guard) = self.events.lock() {
-            if let Some(sender) = guard.as_ref() {
+            if let Events::Open(sender) = &*guard {
                 // No subscribers is fine: events are best-effort notifications.
                 let _ = sender.send(event);
             }
@@ -197,11 +210,18 @@ impl Shared {
     }
 
     pub(crate) fn subscribe(&self) -> EventStream {
-        let receiver = self
-            .events
-            .lock()
-            .ok()
-            .and_then(|guard| guard.as_ref().map(broadcast::Sender::subscribe));
+        let Ok(mut guard) = self.events.lock() else {
+            return EventStream::new(None);
+        };
+        let receiver = match &*guard {
+            Events::Open(sender) => Some(sender.subscribe()),
+            Events::Unsubscribed => {
+                let (sender, receiver) = broadcast::channel(EVENT_BUFFER);
+                *guard = Events::Open(sender);
+                Some(receiver)
+            }
+            Events::Closed => None,
+        };
         EventStream::new(receiver)
     }
 
@@ -214,7 +234,7 @@ impl Shared {
     pub(crate) fn finish(&self) {
         self.clear_leadership();
         if let Ok(mut guard) = self.events.lock() {
-            guard.take();
+            *guard = Events::Closed;
         }
         self.status.send_modify(|status| {
             if let Some((_, ended)) = status.term.take() {
@@ -222,5 +242,61 @@ impl Shared {
             }
             status.phase = Phase::Stopped;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::{Events, Shared};
+    use crate::types::{FencingToken, LeaderElectionEvent};
+
+    fn changed(to: &str) -> LeaderElectionEvent {
+        LeaderElectionEvent::LeaderChanged {
+            resource: "r".into(),
+            old_leader_id: None,
+            new_leader_id: Some(to.into()),
+            timestamp: std::time::SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_event_buffer_is_made_by_the_first_subscriber_and_dropped_at_stop() {
+        let shared = Shared::new("r".into(), "me".into());
+        shared.emit(changed("before"));
+        assert!(matches!(
+            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
+            Events::Unsubscribed
+        ));
+
+        let mut first = shared.subscribe();
+        let mut second = shared.subscribe();
+        assert!(matches!(
+            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
+            Events::Open(_)
+        ));
+        shared.emit(changed("after"));
+        shared.emit(LeaderElectionEvent::BecameLeader {
+            candidate_id: "me".into(),
+            resource: "r".into(),
+            fencing_token: FencingToken(1),
+            timestamp: std::time::SystemTime::now(),
+        });
+        shared.finish();
+        for stream in [&mut first, &mut second] {
+            // Only what was sent after subscribing, in order, then the end.
+            let got: Vec<_> = stream.collect().await;
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert!(
+                matches!(&got[0], LeaderElectionEvent::LeaderChanged { new_leader_id: Some(id), .. } if id == "after")
+            );
+            assert!(matches!(got[1], LeaderElectionEvent::BecameLeader { .. }));
+        }
+        assert!(matches!(
+            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
+            Events::Closed
+        ));
+        assert_eq!(shared.subscribe().next().await, None);
     }
 }
