@@ -1,0 +1,56 @@
+//! `leader-election-bench`: the measurements behind `cargo xtask bench`,
+//! built in release mode without Tokio's `test-util` feature.
+//!
+//! ```text
+//! leader-election-bench inmemory <resources> [--window <secs>]
+//! leader-election-bench hot-path
+//! ```
+//!
+//! Each command prints what it measures in words, then one line per figure
+//! starting with `RESULT ` (`key=value` pairs) for xtask to gather into its
+//! table. Nothing is asserted: these are measurements, not tests.
+
+use std::process::ExitCode;
+
+mod hot_path;
+mod inmemory;
+mod process;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("inmemory") => inmemory::command(&args[1..]),
+        Some("hot-path") => hot_path::command(),
+        _ => Err(
+            "usage: leader-election-bench inmemory <resources> [--window <secs>] | hot-path".into(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("leader-election-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one machine-readable figure line.
+pub(crate) fn result(fields: &[(&str, String)]) {
+    let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+}
+
+/// Reads `--name <value>` from `args`, parsed, or `default`.
+pub(crate) fn flag<T: std::str::FromStr>(
+    args: &[String],
+    name: &str,
+    default: T,
+) -> Result<T, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("`{name}` needs a number")),
+    }
+}
