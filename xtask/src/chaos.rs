@@ -64,7 +64,7 @@ pub(crate) fn command(flags: crate::flags::Chaos) -> Result<(), String> {
 }
 
 /// The cargo target directory (where the chaos binaries and run logs go).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))

@@ -206,11 +206,11 @@ fn with_servers(
     Ok(outcomes)
 }
 
-/// `cargo xtask bench`'s real-server part: runs the conformance suite's
+/// `cargo xtask bench`'s in-process timings: runs the conformance suite's
 /// timing cases (C2 local deadline, C3 crash failover, C4 handover) against
-/// the real servers and prints the times they measure, wall clock, not
-/// asserted.
-pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
+/// the real servers and returns the lines with the times they measure
+/// (wall clock, not asserted).
+pub(crate) fn timings(runtime: Runtime) -> Result<Vec<String>, String> {
     let mut measured = Vec::new();
     let outcomes = with_servers(
         |suite| suite.conformance,
@@ -260,17 +260,13 @@ pub(crate) fn timings(runtime: Runtime) -> Result<(), String> {
             }
         },
     )?;
-    println!("\nxtask: bench: real-server timings (one run each, wall clock, not asserted):");
-    for line in &measured {
-        println!("  {line}");
-    }
     for outcome in &outcomes {
-        println!("{}", outcome.line);
+        println!("xtask: bench: {}", outcome.line);
     }
     if measured.is_empty() || outcomes.iter().any(|o| o.failed) {
         Err("the real-server timing cases did not all run (see above)".into())
     } else {
-        Ok(())
+        Ok(measured)
     }
 }
 

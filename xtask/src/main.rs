@@ -6,6 +6,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod chaos;
 mod chaos_faults;
 mod chaos_parts;
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         flags::XtaskCmd::Integration(flags) => runtime(flags.runtime.as_deref())
             .and_then(|runtime| integration::run(suite(flags.suite.as_deref())?, runtime)),
         flags::XtaskCmd::Chaos(flags) => chaos::command(flags),
-        flags::XtaskCmd::Bench(_) => bench(),
+        flags::XtaskCmd::Bench(flags) => bench::run(flags.local),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,36 +120,8 @@ fn ci(integration: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Timing claims are measured here and printed, never asserted in tests.
-fn bench() -> Result<(), String> {
-    run(
-        "cargo",
-        &[
-            "bench",
-            "-p",
-            "leader-election-abstractions",
-            "--bench",
-            "hot_path",
-        ],
-        &[],
-    )?;
-    run(
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "-p",
-            "examples",
-            "--example",
-            "quickstart",
-        ],
-        &[],
-    )?;
-    integration::timings(servers::Runtime::Process)
-}
-
 /// Runs one command, echoing it first, and fails with its exit status.
-fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     let shown = std::iter::once(program)
         .chain(args.iter().copied())
         .collect::<Vec<_>>()

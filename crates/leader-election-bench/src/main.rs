@@ -2,7 +2,7 @@
 //! built in release mode without Tokio's `test-util` feature.
 //!
 //! ```text
-//! leader-election-bench inmemory <resources> [--window <secs>]
+//! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
 //! leader-election-bench hot-path
 //! ```
 //!
@@ -12,17 +12,22 @@
 
 use std::process::ExitCode;
 
+mod consul;
+mod elections;
 mod hot_path;
 mod inmemory;
+mod kubernetes;
 mod process;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("inmemory") => inmemory::command(&args[1..]),
+        Some("kubernetes") => kubernetes::command(&args[1..]),
+        Some("consul") => consul::command(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
-            "usage: leader-election-bench inmemory <resources> [--window <secs>] | hot-path".into(),
+            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path".into(),
         ),
     };
     match result {
@@ -53,4 +58,20 @@ pub(crate) fn flag<T: std::str::FromStr>(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("`{name}` needs a number")),
     }
+}
+
+/// The number of resources, the first argument.
+pub(crate) fn resources(args: &[String]) -> Result<usize, String> {
+    args.first()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| "the first argument is the number of resources (1 or more)".into())
+}
+
+/// The runtime elections run on: Tokio's default, one worker per core.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))
 }

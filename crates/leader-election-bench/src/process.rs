@@ -14,23 +14,28 @@ pub(crate) fn rss_bytes() -> Result<u64, String> {
     Ok(pages * 4096)
 }
 
-/// User plus system CPU time used by this process so far
-/// (`/proc/self/stat`, clock ticks of 10 ms).
+/// User plus system CPU time used by this process so far.
 pub(crate) fn cpu_time() -> Result<Duration, String> {
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .map_err(|e| format!("cannot read /proc/self/stat: {e}"))?;
+    cpu_time_of("self")
+}
+
+/// User plus system CPU time used by process `pid` (or `self`) so far
+/// (`/proc/<pid>/stat`, clock ticks of 10 ms).
+pub(crate) fn cpu_time_of(pid: &str) -> Result<Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
-        .ok_or("unexpected /proc/self/stat")?;
+        .ok_or("unexpected /proc/<pid>/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line; `rest` starts at field 3.
     let ticks = |i: usize| -> Result<u64, String> {
         fields
             .get(i)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| "unexpected /proc/self/stat".to_owned())
+            .ok_or_else(|| "unexpected /proc/<pid>/stat".to_owned())
     };
     Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }

@@ -1,0 +1,278 @@
+//! `cargo xtask bench [--local]`: every timing and scale figure of the
+//! project, measured in one run on one machine and printed as one table
+//! (Markdown, for the README), with the date, the machine and its load.
+//! Nothing here is asserted: figures are printed, never test conditions.
+//!
+//! - The leadership reads and elections per process come from
+//!   `leader-election-bench`, built in release mode as its own package, so
+//!   Tokio's `test-util` feature (which slows every clock read) is not
+//!   linked in, as it would be through dev-dependencies.
+//! - Elections per process run against the real servers (brought up here
+//!   and stopped again unless they were up already) at 100 and 1 000
+//!   resources on Kubernetes, 10 and 100 on Consul.
+//! - The conformance suite's C2 (local deadline), C3 (crash failover) and
+//!   C4 (handover) cases against the real servers give the in-process
+//!   timings.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::chaos::target_dir;
+use crate::provision::workspace_root;
+use crate::servers::{self, Runtime, Target};
+
+/// One row of the table.
+struct Row {
+    measurement: String,
+    backend: String,
+    result: String,
+}
+
+/// Entry point of `cargo xtask bench`.
+pub(crate) fn run(local: bool) -> Result<(), String> {
+    let header = machine_and_load("at start");
+    crate::run(
+        "cargo",
+        &["build", "--release", "-p", "leader-election-bench"],
+        &[],
+    )?;
+    let bin = target_dir().join("release").join("leader-election-bench");
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let measure = |args: &[&str],
+                   env: &[(String, String)],
+                   rows: &mut Vec<Row>,
+                   failures: &mut Vec<String>| match bench(&bin, args, env) {
+        Ok(found) => rows.extend(found),
+        Err(e) => failures.push(e),
+    };
+    measure(&["hot-path"], &[], &mut rows, &mut failures);
+    for n in ["100", "1000", "10000"] {
+        measure(&["inmemory", n], &[], &mut rows, &mut failures);
+    }
+    if !local {
+        for (target, backend, sizes) in [
+            (Target::Kubernetes, "kubernetes", ["100", "1000"]),
+            (Target::Consul, "consul", ["10", "100"]),
+        ] {
+            // Stops what it started when it goes out of scope.
+            let (up, _teardown) = servers::up_for_run(target, Runtime::Process, "bench")?;
+            match up {
+                Ok(state) => {
+                    let env: Vec<(String, String)> = state.env().into_iter().collect();
+                    for n in sizes {
+                        measure(&[backend, n], &env, &mut rows, &mut failures);
+                    }
+                }
+                Err(e) => failures.push(format!("{backend}: servers did not start: {e}")),
+            }
+        }
+        match crate::integration::timings(Runtime::Process) {
+            Ok(lines) => rows.extend(lines.iter().filter_map(|l| timing_row(l))),
+            Err(e) => failures.push(e),
+        }
+    }
+    let footer = machine_and_load("at end");
+    println!("\nxtask: bench: {header}; {footer}\n");
+    println!("| measurement | backend | result |");
+    println!("|---|---|---|");
+    for row in &rows {
+        println!("| {} | {} | {} |", row.measurement, row.backend, row.result);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not everything was measured:\n  {}",
+            failures.join("\n  ")
+        ))
+    }
+}
+
+/// Runs the bench binary with `args`, streaming its output, and turns its
+/// `RESULT` lines into rows.
+fn bench(bin: &Path, args: &[&str], env: &[(String, String)]) -> Result<Vec<Row>, String> {
+    let shown = format!("leader-election-bench {}", args.join(" "));
+    println!("xtask: bench: $ {shown}");
+    let mut child = Command::new(bin)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let mut rows = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match line.strip_prefix("RESULT ") {
+                Some(fields) => rows.extend(row(&parse_fields(fields))),
+                None => println!("{line}"),
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
+    if !status.success() {
+        return Err(format!("`{shown}` failed with {status}"));
+    }
+    Ok(rows)
+}
+
+fn parse_fields(text: &str) -> BTreeMap<&str, &str> {
+    text.split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .collect()
+}
+
+/// A table row from one `RESULT` line of the bench binary.
+fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
+    let get = |k: &str| f.get(k).copied().unwrap_or("?");
+    match get("section") {
+        "hot-path" => Some(Row {
+            measurement: "`is_leader()` / `fencing_token()` while leading, one thread, \
+                          release build without Tokio `test-util`; one `Instant::now()` beside"
+                .into(),
+            backend: "any".into(),
+            result: format!(
+                "{} ns / {} ns; `std::time::Instant::now()` {} ns, `tokio::time::Instant::now()` {} ns",
+                get("is_leader_ns"),
+                get("fencing_token_ns"),
+                get("std_now_ns"),
+                get("tokio_now_ns")
+            ),
+        }),
+        "elections" => {
+            let resources = get("resources");
+            let mut result = match get("elect_s") {
+                "-" => format!("**not all led within 120 s** (at least {} led)", get("least_led")),
+                secs => format!("all led in {secs} s"),
+            };
+            result.push_str(&format!(
+                "; steady CPU {} % of a core ({} s); {} KiB per election; RSS {} MiB",
+                get("steady_cpu_pct"),
+                get("window_s"),
+                get("kib_per_election"),
+                get("rss_mib")
+            ));
+            if get("least_led") != resources {
+                result.push_str(&format!(
+                    "; **only {} of {resources} led throughout the window**",
+                    get("least_led")
+                ));
+            }
+            if let Some(rate) = f.get("server_requests_per_s") {
+                result.push_str(&format!(
+                    "; apiserver: {rate} Lease requests/s, {} open Lease watches, {} % of a core",
+                    get("server_open_watches"),
+                    get("server_cpu_pct")
+                ));
+            }
+            Some(Row {
+                measurement: format!("{} resources × 2 candidates in one process, default options", group(resources)),
+                backend: get("backend").into(),
+                result,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `10000` as `10 000`.
+fn group(digits: &str) -> String {
+    let chars: Vec<char> = digits.chars().collect();
+    let groups: Vec<String> = chars.rchunks(3).rev().map(|c| c.iter().collect()).collect();
+    groups.join(" ")
+}
+
+/// A row from a conformance timing line:
+/// `<provider>: <what>: <measured> (contract bound <b>, wall clock, not asserted)`.
+fn timing_row(line: &str) -> Option<Row> {
+    let (backend, rest) = line.split_once(": ")?;
+    let (what, rest) = rest.rsplit_once(": ")?;
+    let measured = rest.split(" (").next()?;
+    let bound = rest
+        .split_once("contract bound ")
+        .and_then(|(_, b)| b.split(',').next())
+        .unwrap_or("?");
+    Some(Row {
+        measurement: format!("{what} (conformance suite, in one process, debug build)"),
+        backend: backend.into(),
+        result: format!("{measured} (contract bound {bound})"),
+    })
+}
+
+/// The date, the machine (CPUs and model) and its load average.
+fn machine_and_load(when: &str) -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    if when == "at end" {
+        return format!("load average {load} {when}");
+    }
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{date}, {cpus} CPUs ({model}), load average {load} {when}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{group, parse_fields, row, timing_row};
+
+    #[test]
+    fn result_lines_become_rows() {
+        let fields = parse_fields(
+            "section=elections backend=in-memory resources=10000 elect_s=0.539 \
+             kib_per_election=5.5 kib_created=1.0 rss_mib=120 steady_cpu_pct=2.7 \
+             window_s=10 least_led=10000",
+        );
+        let r = row(&fields).expect("a row");
+        assert_eq!(r.backend, "in-memory");
+        assert!(
+            r.measurement.starts_with("10 000 resources"),
+            "{}",
+            r.measurement
+        );
+        assert!(r.result.starts_with("all led in 0.539 s"), "{}", r.result);
+        assert!(!r.result.contains("only"), "{}", r.result);
+
+        let unsettled = parse_fields(
+            "section=elections backend=consul resources=100 elect_s=- kib_per_election=47.5 \
+             rss_mib=15 steady_cpu_pct=1.1 window_s=20 least_led=99",
+        );
+        let r = row(&unsettled).expect("a row");
+        assert!(r.result.contains("not all led"), "{}", r.result);
+        assert!(r.result.contains("only 99 of 100"), "{}", r.result);
+        assert_eq!(group("1000"), "1 000");
+        assert_eq!(group("100"), "100");
+    }
+
+    #[test]
+    fn conformance_timing_lines_become_rows() {
+        let r = timing_row(
+            "kubernetes: C4 handover after stop: 21.3ms (contract bound 1s, wall clock, not asserted)",
+        )
+        .expect("a row");
+        assert_eq!(r.backend, "kubernetes");
+        assert_eq!(r.result, "21.3ms (contract bound 1s)");
+        assert!(
+            r.measurement.starts_with("C4 handover after stop"),
+            "{}",
+            r.measurement
+        );
+    }
+}
