@@ -198,8 +198,30 @@ fn timing_row(line: &str) -> Option<Row> {
     Some(Row {
         measurement: format!("{what} (conformance suite, in one process, debug build)"),
         backend: backend.into(),
-        result: format!("{measured} (contract bound {bound})"),
+        result: format!(
+            "{} (contract bound {})",
+            readable(measured),
+            readable(bound)
+        ),
     })
+}
+
+/// A `Duration`'s `Debug` text (`700.969548ms`, `2.703749756s`) shortened
+/// to milliseconds or seconds with a sensible precision; other text as is.
+fn readable(debug: &str) -> String {
+    let number = |suffix: &str| {
+        debug
+            .strip_suffix(suffix)
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    let ms = number("ms")
+        .or_else(|| number("µs").map(|us| us / 1000.0))
+        .or_else(|| number("s").map(|s| s * 1000.0));
+    match ms {
+        Some(ms) if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => debug.to_owned(),
+    }
 }
 
 /// The date, the machine (CPUs and model) and its load average.
@@ -268,7 +290,9 @@ mod tests {
         )
         .expect("a row");
         assert_eq!(r.backend, "kubernetes");
-        assert_eq!(r.result, "21.3ms (contract bound 1s)");
+        assert_eq!(r.result, "21 ms (contract bound 1.00 s)");
+        assert_eq!(super::readable("2.703749756s"), "2.70 s");
+        assert_eq!(super::readable("700.969548ms"), "701 ms");
         assert!(
             r.measurement.starts_with("C4 handover after stop"),
             "{}",
