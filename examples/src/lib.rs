@@ -125,3 +125,9 @@ pub async fn singleton_rounds(
     }
     Ok(())
 }
+
+/// The repository README's Rust blocks, compiled and run as doc tests of this
+/// crate (it depends on every provider the README uses).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

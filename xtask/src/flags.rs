@@ -6,8 +6,9 @@ xflags::xflags! {
     /// the chaos harness and benchmarks.
     cmd xtask {
         /// fmt check, clippy -D warnings, cargo deny (licences, bans,
-        /// sources), workspace tests (unit, doc, conformance), docs without
-        /// warnings.
+        /// sources), workspace tests (unit, doc, conformance, the README's
+        /// Rust blocks), docs without warnings, and each published crate
+        /// packaged (`cargo package`, `cargo publish --dry-run`).
         cmd ci {
             /// Then `integration all` and `chaos all --duration 2m` against
             /// real servers (what `.ci/run` does).

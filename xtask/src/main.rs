@@ -99,6 +99,7 @@ fn ci(integration: bool) -> Result<(), String> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    package()?;
     if integration {
         println!("xtask: $ cargo xtask integration all");
         let started = Instant::now();
@@ -118,6 +119,40 @@ fn ci(integration: bool) -> Result<(), String> {
         result?;
     }
     Ok(())
+}
+
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: [&str; 6] = [
+    "leader-election-abstractions",
+    "leader-election-inmemory",
+    "leader-election-testkit",
+    "leader-election-consul",
+    "leader-election-kubernetes",
+    "leader-election-cli",
+];
+
+/// What `cargo publish` would upload, checked without uploading. Every
+/// published crate is packaged together (cargo resolves their dependencies on
+/// each other through a local overlay, since none is on crates.io yet): this
+/// checks manifests, file lists and lockfiles. The crates that build alone
+/// are then built from their tarballs (`publish --dry-run`). The Kubernetes
+/// crate cannot: like every library on `kube`, it leaves the `k8s-openapi`
+/// version feature to the binary, and the command depends on it, so both are
+/// only packaged (`--no-verify`); `cargo test` builds them in the workspace.
+fn package() -> Result<(), String> {
+    let mut args = vec!["package", "--no-verify", "--allow-dirty"];
+    for name in PUBLISHED {
+        args.extend(["-p", name]);
+    }
+    run("cargo", &args, &[])?;
+    let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
+    for name in PUBLISHED
+        .iter()
+        .filter(|name| !matches!(**name, "leader-election-kubernetes" | "leader-election-cli"))
+    {
+        args.extend(["-p", name]);
+    }
+    run("cargo", &args, &[])
 }
 
 /// Runs one command, echoing it first, and fails with its exit status.

@@ -1,7 +1,4 @@
-//! `leader-election`: run any program only while this process leads a
-//! distributed lock (Kubernetes Lease, Consul lock), and stop it before the
-//! lease can pass to anyone else. See `leader-election --help` and the
-//! crate's README.
+#![doc = include_str!("../README.md")]
 
 use std::process::ExitCode;
 

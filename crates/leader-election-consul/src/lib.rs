@@ -1,7 +1,4 @@
-//! Consul provider for leader-election-rs: each election holds a Consul
-//! session and contends for the KV lock `<prefix>/<resource>/.lock`, the same
-//! key and flags as `consul lock <prefix>/<resource>` and Go's `api.Lock`, so
-//! all of them contend correctly with each other.
+#![doc = include_str!("../README.md")]
 //!
 //! - **Session**: TTL = `lease_duration`, lock-delay = `lease_duration +
 //!   grace_period` (capped at Consul's 60 s), no node checks unless
@@ -23,28 +20,6 @@
 //! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to a
 //!   second session of the candidate's (`Behavior = delete`), so Consul
 //!   deletes the record when the candidate dies.
-//!
-//! ACL policy the token needs, and no more (`session_prefix ""` would let a
-//! candidate destroy other nodes' sessions and so break their locks):
-//!
-//! ```hcl
-//! key_prefix "service/leader-election/" { policy = "write" }
-//! session "<the agent's node name>" { policy = "write" }
-//! ```
-//!
-//! ```no_run
-//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
-//! use leader_election_consul::ConsulLeaderElectionFactory;
-//!
-//! # async fn run() -> leader_election_abstractions::Result<()> {
-//! let factory = ConsulLeaderElectionFactory::from_env(LeaderElectionOptions::default())?;
-//! let election = factory.election("nightly-report").candidate_id("worker-1").build()?;
-//! election.start().await?;
-//! let guard = election.wait_for_leadership().await?;
-//! println!("leading with fencing token {}", guard.fencing_token());
-//! election.stop().await
-//! # }
-//! ```
 
 mod client;
 mod config;

@@ -1,7 +1,4 @@
-//! Kubernetes provider for leader-election-rs: each resource is a
-//! `coordination.k8s.io/v1` Lease, read and written exactly as client-go's
-//! `LeaseLock` does, so a Go controller using client-go's elector and a Rust
-//! service using this crate never both lead.
+#![doc = include_str!("../README.md")]
 //!
 //! - **Acquire/renew**: PUT with `metadata.resourceVersion`; a 409 Conflict
 //!   means re-read, never overwrite. Create on NotFound (AlreadyExists = lost
@@ -48,30 +45,6 @@
 //! seconds and the term limit; `errors.rs` how apiserver errors map to
 //! [`Error`](leader_election_abstractions::Error) kinds; `config.rs` and
 //! `factory.rs` the configuration and the factory.
-//!
-//! RBAC: `get`, `list`, `watch`, `create`, `update`, `delete` on `leases` in
-//! `coordination.k8s.io` (see `examples/kubernetes/rbac.yaml`).
-//!
-//! The crate does not pick a `k8s-openapi` version feature; your binary does
-//! (for example `k8s-openapi = { version = "0.29", features = ["v1_36"] }`).
-//!
-//! ```no_run
-//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
-//! use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
-//!
-//! # async fn run() -> leader_election_abstractions::Result<()> {
-//! let factory = KubernetesLeaderElectionFactory::infer(
-//!     KubernetesConfig::default(),
-//!     LeaderElectionOptions::default(),
-//! )
-//! .await?;
-//! let election = factory.election("nightly-report").candidate_id("worker-1").build()?;
-//! election.start().await?;
-//! let guard = election.wait_for_leadership().await?;
-//! println!("leading with fencing token {}", guard.fencing_token());
-//! election.stop().await
-//! # }
-//! ```
 
 mod config;
 mod errors;

@@ -1,16 +1,4 @@
-//! Test kit for leader-election-rs providers: the conformance suite every
-//! provider runs, a leadership-interval recorder with an overlap checker, and
-//! a fault-injecting TCP proxy.
-//!
-//! A provider implements [`Provider`] ("make a candidate for resource R") and
-//! runs the whole suite with one macro:
-//!
-//! ```ignore
-//! leader_election_testkit::conformance_suite!(
-//!     #[tokio::test(start_paused = true)]
-//!     provider = InMemoryProvider::new()
-//! );
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod answers;
 pub mod conformance;
