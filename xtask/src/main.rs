@@ -122,11 +122,12 @@ fn ci(integration: bool) -> Result<(), String> {
 }
 
 /// The crates published to crates.io, in dependency order.
-const PUBLISHED: [&str; 6] = [
+const PUBLISHED: [&str; 7] = [
     "leader-election-abstractions",
     "leader-election-inmemory",
     "leader-election-testkit",
     "leader-election-consul",
+    "leader-election-etcd",
     "leader-election-kubernetes",
     "leader-election-cli",
 ];

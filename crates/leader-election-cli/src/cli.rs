@@ -102,7 +102,7 @@ pub(crate) struct Target {
     /// Kubernetes: namespace of the Lease [default: the in-cluster or kubeconfig namespace].
     #[arg(long, env = "LEADER_ELECTION_NAMESPACE", help_heading = "Kubernetes")]
     pub(crate) namespace: Option<String>,
-    /// Consul: KV prefix; the lock key is <PREFIX>/<RESOURCE>/.lock, as `consul lock <PREFIX>/<RESOURCE>` uses.
+    /// Consul: KV prefix; the lock key is `<PREFIX>/<RESOURCE>/.lock`, as `consul lock <PREFIX>/<RESOURCE>` uses.
     #[arg(
         long,
         env = "LEADER_ELECTION_CONSUL_PREFIX",

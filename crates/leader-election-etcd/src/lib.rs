@@ -1,8 +1,4 @@
-//! etcd provider for leader-election-rs: elections on etcd v3 leases and
-//! keys, laid out exactly as etcd's own `concurrency.Election` (Go,
-//! `go.etcd.io/etcd/client/v3/concurrency`) lays them out, so a Go program
-//! campaigning on the same prefix and a Rust service using this crate never
-//! both lead.
+#![doc = include_str!("../README.md")]
 //!
 //! - **Key layout**: each candidate's key is
 //!   `<key_prefix>/<resource>/<etcd lease id in hex>`, attached to its etcd
@@ -67,26 +63,6 @@
 //! the watch; `store/candidates.rs` the candidate registry; `client.rs` the
 //! gateway calls, auth and error kinds; `wire.rs` the JSON; `timing.rs` the
 //! lease TTL; `config.rs` and `factory.rs` the configuration and the factory.
-//!
-//! ```no_run
-//! use leader_election_abstractions::{LeaderElection, LeaderElectionOptions, StoreFactory};
-//! use leader_election_etcd::{EtcdConfig, EtcdLeaderElectionFactory};
-//!
-//! # async fn run() -> leader_election_abstractions::Result<()> {
-//! let factory = EtcdLeaderElectionFactory::new(
-//!     EtcdConfig {
-//!         endpoints: vec!["http://127.0.0.1:2379".into()],
-//!         ..EtcdConfig::default()
-//!     },
-//!     LeaderElectionOptions::default(),
-//! )?;
-//! let election = factory.election("nightly-report").candidate_id("worker-1").build()?;
-//! election.start().await?;
-//! let guard = election.wait_for_leadership().await?;
-//! println!("leading with fencing token {}", guard.fencing_token());
-//! election.stop().await
-//! # }
-//! ```
 
 mod client;
 mod config;
