@@ -6,6 +6,7 @@ use std::future::Future;
 
 use leader_election_abstractions::{Error, LeaderElectionOptions, StoreFactory};
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_etcd::{EtcdConfig, EtcdLeaderElectionFactory};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 
 use crate::cli::{Backend, Target, Timing, EXIT_FAILURE, EXIT_USAGE};
@@ -37,37 +38,51 @@ impl CliError {
     }
 }
 
-/// The flag (or variable) that sets an option field of the library or a
-/// provider, so errors name what the user typed.
-fn flag_of(field: &str) -> &str {
-    match field {
-        "lease_duration" => "--lease",
-        "renew_interval" => "--renew",
-        "retry_interval" => "--retry",
-        "grace_period" => "--grace",
-        "instance_id" | "candidate_id" | "candidate id" => "--id",
-        "resource name" => "--resource",
-        "namespace" => "--namespace",
-        "key_prefix" => "--consul-prefix",
-        "datacenter" => "--consul-datacenter",
-        "session_ttl_min" => "--consul-session-ttl-min",
-        "address" => "CONSUL_HTTP_ADDR",
-        "tls.client_cert" => "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY",
-        other => other,
+/// The flag (or variable) that sets an option field of the library or of
+/// `backend`'s provider (any backend's when `None`), so errors name what the
+/// user typed.
+fn flag_of(backend: Option<Backend>, field: &str) -> &str {
+    match (backend, field) {
+        (_, "lease_duration") => "--lease",
+        (_, "renew_interval") => "--renew",
+        (_, "retry_interval") => "--retry",
+        (_, "grace_period") => "--grace",
+        (_, "instance_id" | "candidate_id" | "candidate id") => "--id",
+        (_, "resource name") => "--resource",
+        (_, "namespace") => "--namespace",
+        (Some(Backend::Etcd), "key_prefix") => "--etcd-prefix",
+        (Some(Backend::Etcd), "endpoints") => "ETCDCTL_ENDPOINTS",
+        (Some(Backend::Etcd), "user" | "user.name") => "ETCDCTL_USER",
+        (Some(Backend::Etcd), "tls.client_cert") => "ETCDCTL_CERT and ETCDCTL_KEY",
+        (_, "key_prefix") => "--consul-prefix",
+        (_, "datacenter") => "--consul-datacenter",
+        (_, "session_ttl_min") => "--consul-session-ttl-min",
+        (_, "address") => "CONSUL_HTTP_ADDR",
+        (_, "tls.client_cert") => "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY",
+        (_, other) => other,
+    }
+}
+
+impl CliError {
+    /// `error`, with the flag or variable of `backend` that caused it named.
+    fn of(backend: Option<Backend>, error: Error) -> Self {
+        match &error {
+            Error::InvalidOption { field, rule } => CliError::usage(format!(
+                "invalid {} (`{field}`): {rule}",
+                flag_of(backend, field)
+            )),
+            Error::InvalidName { what, value, rule } => CliError::usage(format!(
+                "invalid {} {value:?}: {rule}",
+                flag_of(backend, what)
+            )),
+            _ => CliError::failure(error_chain(&error)),
+        }
     }
 }
 
 impl From<Error> for CliError {
     fn from(error: Error) -> Self {
-        match &error {
-            Error::InvalidOption { field, rule } => {
-                CliError::usage(format!("invalid {} (`{field}`): {rule}", flag_of(field)))
-            }
-            Error::InvalidName { what, value, rule } => {
-                CliError::usage(format!("invalid {} {value:?}: {rule}", flag_of(what)))
-            }
-            _ => CliError::failure(error_chain(&error)),
-        }
+        CliError::of(None, error)
     }
 }
 
@@ -117,6 +132,7 @@ pub(crate) async fn with_factory<C: OnFactory>(
     match target.backend {
         Backend::Kubernetes => command.on(kubernetes(target, options).await?).await,
         Backend::Consul => command.on(consul(target, options)?).await,
+        Backend::Etcd => command.on(etcd(target, options)?).await,
     }
 }
 
@@ -147,4 +163,41 @@ fn consul(
     };
     config.validate()?;
     Ok(ConsulLeaderElectionFactory::new(config, options)?)
+}
+
+/// etcdctl's `ETCDCTL_*` variables, plus `--etcd-prefix`.
+fn etcd(
+    target: &Target,
+    options: LeaderElectionOptions,
+) -> Result<EtcdLeaderElectionFactory, CliError> {
+    let named = |error| CliError::of(Some(Backend::Etcd), error);
+    let config = EtcdConfig {
+        key_prefix: target.etcd_prefix.clone(),
+        ..EtcdConfig::from_env().map_err(named)?
+    };
+    config.validate().map_err(named)?;
+    EtcdLeaderElectionFactory::new(config, options).map_err(named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_errors_name_the_etcd_flag_or_variable() {
+        let error = |field: &'static str| {
+            CliError::of(Some(Backend::Etcd), Error::invalid_option(field, "a rule")).message
+        };
+        assert!(error("key_prefix").contains("--etcd-prefix"));
+        assert!(error("endpoints").contains("ETCDCTL_ENDPOINTS"));
+        assert!(error("user").contains("ETCDCTL_USER"));
+        assert!(error("lease_duration").contains("--lease"));
+        let consul = CliError::from(Error::invalid_option("key_prefix", "a rule"));
+        assert!(
+            consul.message.contains("--consul-prefix"),
+            "{}",
+            consul.message
+        );
+        assert_eq!(consul.code, EXIT_USAGE);
+    }
 }

@@ -27,6 +27,11 @@ Examples:
   # Contend with `consul lock service/leader-election/indexer ...` on the same lock:
   leader-election run --backend consul --resource indexer -- indexer --serve
 
+  # etcd, with etcdctl's variables; contends with etcd's own election clients
+  # (`etcdctl elect leader-election/indexer ...`) on the same prefix:
+  ETCDCTL_ENDPOINTS=https://etcd-1:2379,https://etcd-2:2379 ETCDCTL_CACERT=/etc/etcd/ca.pem \\
+    leader-election run --backend etcd --resource indexer --restart -- indexer --serve
+
   # Who leads, as JSON; then follow every change:
   leader-election status --backend kubernetes --resource nightly-report --output json
   leader-election watch --backend kubernetes --resource nightly-report
@@ -59,7 +64,9 @@ run it where the whole group or cgroup dies with it (systemd, a Pod).";
 /// Connection: Kubernetes from the in-cluster service account or the
 /// kubeconfig (KUBECONFIG, ~/.kube/config); Consul from CONSUL_HTTP_ADDR,
 /// CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CLIENT_CERT,
-/// CONSUL_CLIENT_KEY. Every flag can also be set by the LEADER_ELECTION_*
+/// CONSUL_CLIENT_KEY; etcd from etcdctl's ETCDCTL_ENDPOINTS (comma-separated
+/// URLs), ETCDCTL_USER (name:password), ETCDCTL_CACERT, ETCDCTL_CERT,
+/// ETCDCTL_KEY. Every flag can also be set by the LEADER_ELECTION_*
 /// variable shown in its help.
 #[derive(Debug, Parser)]
 #[command(name = "leader-election", version, after_long_help = EXAMPLES, after_help = "See --help for examples and exit codes.")]
@@ -88,6 +95,8 @@ pub(crate) enum Backend {
     Kubernetes,
     /// A Consul session lock on `<prefix>/<resource>/.lock` (the key of `consul lock <prefix>/<resource>`).
     Consul,
+    /// An etcd v3 election on `<prefix>/<resource>/` (the layout of etcd's `concurrency.Election`).
+    Etcd,
 }
 
 /// The lock: backend, resource and how to reach it.
@@ -96,7 +105,7 @@ pub(crate) struct Target {
     /// The backend.
     #[arg(long, env = "LEADER_ELECTION_BACKEND", value_enum)]
     pub(crate) backend: Backend,
-    /// The lock's name: a Lease name on Kubernetes, a key segment on Consul.
+    /// The lock's name: a Lease name on Kubernetes, a key segment on Consul and etcd.
     #[arg(long, env = "LEADER_ELECTION_RESOURCE")]
     pub(crate) resource: String,
     /// Kubernetes: namespace of the Lease [default: the in-cluster or kubeconfig namespace].
@@ -121,6 +130,16 @@ pub(crate) struct Target {
     #[arg(long, env = "LEADER_ELECTION_CONSUL_SESSION_TTL_MIN", default_value = "10s",
           value_parser = humantime::parse_duration, help_heading = "Consul")]
     pub(crate) consul_session_ttl_min: Duration,
+    /// etcd: key prefix; the election is `<PREFIX>/<RESOURCE>/`, as etcd's
+    /// `concurrency.NewElection(session, "<PREFIX>/<RESOURCE>")` and
+    /// `etcdctl elect <PREFIX>/<RESOURCE>` use.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_ETCD_PREFIX",
+        default_value = "leader-election",
+        help_heading = "etcd"
+    )]
+    pub(crate) etcd_prefix: String,
 }
 
 /// The lease's timing (the library's options, same defaults).
@@ -155,7 +174,7 @@ pub(crate) struct RunArgs {
     /// Time between SIGTERM and SIGKILL. The child is signalled early enough
     /// to be dead before the lease's local deadline, so it must fit:
     /// 2 × --renew + --shutdown-grace + 250ms ≤ the backend's term limit
-    /// (--lease on Consul, --lease − 1s on Kubernetes).
+    /// (--lease on Consul and etcd, --lease − 1s on Kubernetes).
     #[arg(long, env = "LEADER_ELECTION_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration, help_heading = "Timing")]
     pub(crate) shutdown_grace: Duration,
     /// Exit with status 75 instead of waiting when another candidate leads.

@@ -3,7 +3,8 @@
 //! shared log are never both running (checked by the chaos harness's
 //! checker), the child is dead before the leader's local deadline when the
 //! backend is black-holed, signals reach the child, exit codes, `--once`,
-//! `--restart`, and `consul lock` on the same lock.
+//! `--restart`, `status` and `watch` on Kubernetes, Consul and etcd, and
+//! `consul lock` on the same lock.
 
 mod support;
 
@@ -82,6 +83,12 @@ async fn kubernetes_two_runs_never_run_their_children_together() {
 #[ignore = "needs the servers: cargo xtask integration cli"]
 async fn consul_two_runs_never_run_their_children_together() {
     two_runs_never_run_their_children_together(Backend::Consul).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_two_runs_never_run_their_children_together() {
+    two_runs_never_run_their_children_together(Backend::Etcd).await;
 }
 
 /// The leader's connection is black-holed while its child ignores SIGTERM:
@@ -168,6 +175,12 @@ async fn consul_child_dies_before_the_deadline_when_the_backend_is_black_holed()
     child_dies_before_the_deadline_when_the_backend_is_black_holed(Backend::Consul).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_child_dies_before_the_deadline_when_the_backend_is_black_holed() {
+    child_dies_before_the_deadline_when_the_backend_is_black_holed(Backend::Etcd).await;
+}
+
 /// SIGINT and SIGTERM to `leader-election` reach the child, whose exit
 /// status becomes ours; the lease is released.
 async fn signals_reach_the_child(backend: Backend, sent: Signal, name: &str) {
@@ -223,6 +236,12 @@ async fn kubernetes_sigint_reaches_the_child() {
     signals_reach_the_child(Backend::Kubernetes, Signal::INT, "INT").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_sigterm_reaches_the_child() {
+    signals_reach_the_child(Backend::Etcd, Signal::TERM, "TERM").await;
+}
+
 /// The child's exit status is ours, the lease is released when it exits,
 /// and `status` shows the holder while it runs.
 async fn exit_status_is_the_childs_and_status_shows_the_holder(backend: Backend) {
@@ -274,6 +293,12 @@ async fn consul_exit_status_is_the_childs_and_status_shows_the_holder() {
     exit_status_is_the_childs_and_status_shows_the_holder(Backend::Consul).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_exit_status_is_the_childs_and_status_shows_the_holder() {
+    exit_status_is_the_childs_and_status_shows_the_holder(Backend::Etcd).await;
+}
+
 /// `--once` exits 75 without running its command while another leads.
 async fn once_exits_when_another_leads(backend: Backend) {
     let dir = scratch(&format!("once-{}", backend.name()));
@@ -319,12 +344,15 @@ async fn kubernetes_once_exits_when_another_leads() {
     once_exits_when_another_leads(Backend::Kubernetes).await;
 }
 
-/// `--restart` runs the command again at the next term; without it, one run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the servers: cargo xtask integration cli"]
-async fn consul_restart_runs_the_command_again_at_the_next_term() {
-    let backend = Backend::Consul;
-    let dir = scratch("restart");
+async fn etcd_once_exits_when_another_leads() {
+    once_exits_when_another_leads(Backend::Etcd).await;
+}
+
+/// `--restart` runs the command again at the next term; without it, one run.
+async fn restart_runs_the_command_again_at_the_next_term(backend: Backend) {
+    let dir = scratch(&format!("restart-{}", backend.name()));
     let runs = dir.join("runs");
     let resource = resource("restart");
     let script = format!("echo $LEADER_ELECTION_FENCING_TOKEN >> {}", runs.display());
@@ -349,6 +377,18 @@ async fn consul_restart_runs_the_command_again_at_the_next_term() {
         tokens.windows(2).all(|w| w[0] < w[1]),
         "each run is a new term with a greater token: {tokens:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn consul_restart_runs_the_command_again_at_the_next_term() {
+    restart_runs_the_command_again_at_the_next_term(Backend::Consul).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_restart_runs_the_command_again_at_the_next_term() {
+    restart_runs_the_command_again_at_the_next_term(Backend::Etcd).await;
 }
 
 /// `leader-election run` and the real `consul lock` on one lock: their
@@ -465,4 +505,50 @@ async fn consul_watch_prints_each_change() {
 #[ignore = "needs the servers: cargo xtask integration cli"]
 async fn kubernetes_watch_prints_each_change() {
     watch_prints_each_change(Backend::Kubernetes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn etcd_watch_prints_each_change() {
+    watch_prints_each_change(Backend::Etcd).await;
+}
+
+/// etcd's connection comes from etcdctl's variables, checked before anything
+/// is sent: a bad one is a usage error (status 2) naming the variable and
+/// the rule. Needs no server.
+#[tokio::test]
+async fn etcd_connection_errors_name_the_etcdctl_variable() {
+    for (variable, value, named) in [
+        ("ETCDCTL_ENDPOINTS", "127.0.0.1:2379", "ETCDCTL_ENDPOINTS"),
+        ("ETCDCTL_USER", "no-password", "ETCDCTL_USER"),
+        (
+            "ETCDCTL_CERT",
+            "/nonexistent/cert.pem",
+            "ETCDCTL_CERT and ETCDCTL_KEY",
+        ),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-election"))
+            .args(["status", "--backend", "etcd", "--resource", "r"])
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .env_remove("ETCDCTL_USER")
+            .env_remove("ETCDCTL_CERT")
+            .env_remove("ETCDCTL_KEY")
+            .env(variable, value)
+            .output()
+            .await
+            .expect("leader-election runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(named), "{variable}: {stderr}");
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-election"))
+        .args(["status", "--backend", "etcd", "--resource", "r"])
+        .args(["--etcd-prefix", "trailing/"])
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .output()
+        .await
+        .expect("leader-election runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--etcd-prefix"), "{stderr}");
 }

@@ -34,12 +34,13 @@ pub const TIMING: [&str; 10] = [
 pub const LEASE: Duration = Duration::from_secs(4);
 
 /// The longest a term lasts from its last renewal's start with [`TIMING`]:
-/// the lease on Consul (the lock-delay, lease + grace, minus the grace), the
+/// the lease on Consul (the lock-delay, lease + grace, minus the grace) and
+/// on etcd (the etcd lease's TTL, lease + grace, minus the grace), the
 /// lease minus client-go's one-second dating margin on Kubernetes.
 pub fn term_limit(backend: Backend) -> Duration {
     match backend {
         Backend::Kubernetes => LEASE - Duration::from_secs(1),
-        Backend::Consul => LEASE,
+        Backend::Consul | Backend::Etcd => LEASE,
     }
 }
 
@@ -51,6 +52,7 @@ pub const HANG_GUARD: Duration = Duration::from_secs(90);
 pub enum Backend {
     Kubernetes,
     Consul,
+    Etcd,
 }
 
 impl Backend {
@@ -58,6 +60,7 @@ impl Backend {
         match self {
             Backend::Kubernetes => "kubernetes",
             Backend::Consul => "consul",
+            Backend::Etcd => "etcd",
         }
     }
 }
@@ -69,7 +72,7 @@ pub fn required_env(name: &str) -> String {
     })
 }
 
-/// A fresh resource name, valid on both backends.
+/// A fresh resource name, valid on every backend.
 pub fn resource(tag: &str) -> String {
     leader_election_testkit::unique_resource(&format!("cli-{tag}"))
 }
@@ -136,7 +139,8 @@ done
 "#;
 
 /// `leader-election` with the backend's connection: `KUBECONFIG` (from
-/// xtask, or `kubeconfig` if given) or `CONSUL_HTTP_ADDR` (or `consul_addr`).
+/// xtask, or the proxied one of `via`), `CONSUL_HTTP_ADDR` or
+/// `ETCDCTL_ENDPOINTS` (xtask's `LE_ETCD_ENDPOINTS`, or `via`'s proxy).
 pub fn cli(backend: Backend, resource: &str, via: Option<&Via>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leader-election"));
     command
@@ -160,6 +164,17 @@ pub fn cli(backend: Backend, resource: &str, via: Option<&Via>) -> Command {
             command
                 .env("CONSUL_HTTP_ADDR", addr)
                 .env("LEADER_ELECTION_CONSUL_SESSION_TTL_MIN", "1s");
+        }
+        Backend::Etcd => {
+            let endpoints = via
+                .and_then(|v| v.etcd_endpoints.clone())
+                .unwrap_or_else(|| required_env("LE_ETCD_ENDPOINTS"));
+            command
+                .env("ETCDCTL_ENDPOINTS", endpoints)
+                .env_remove("ETCDCTL_USER")
+                .env_remove("ETCDCTL_CACERT")
+                .env_remove("ETCDCTL_CERT")
+                .env_remove("ETCDCTL_KEY");
         }
     }
     command
@@ -209,6 +224,7 @@ pub struct Via {
     pub proxy: FaultProxy,
     kubeconfig: Option<PathBuf>,
     consul_addr: Option<String>,
+    etcd_endpoints: Option<String>,
 }
 
 impl Via {
@@ -233,6 +249,7 @@ impl Via {
                     proxy,
                     kubeconfig: Some(path),
                     consul_addr: None,
+                    etcd_endpoints: None,
                 }
             }
             Backend::Consul => {
@@ -245,6 +262,26 @@ impl Via {
                     proxy,
                     kubeconfig: None,
                     consul_addr: Some(addr),
+                    etcd_endpoints: None,
+                }
+            }
+            Backend::Etcd => {
+                let endpoint = required_env("LE_ETCD_ENDPOINTS");
+                let upstream = endpoint
+                    .split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .parse()
+                    .expect("LE_ETCD_ENDPOINTS starts with http://<ip>:<port>");
+                let proxy = FaultProxy::start(upstream).await.expect("proxy");
+                let endpoints = format!("http://{}", proxy.local_addr());
+                Via {
+                    proxy,
+                    kubeconfig: None,
+                    consul_addr: None,
+                    etcd_endpoints: Some(endpoints),
                 }
             }
         }
