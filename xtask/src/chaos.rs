@@ -1,10 +1,11 @@
-//! `cargo xtask chaos [kubernetes|consul|all] [--duration D] [--seed N]`: the
+//! `cargo xtask chaos [kubernetes|consul|etcd|all] [--duration D] [--seed N]`: the
 //! adversarial multi-process harness against the real servers.
 //!
 //! Per backend it brings the servers up (like `integration`, stopping only
 //! what it started, also on failure), builds the `leader-election-chaos`
-//! binaries and the Go foreign candidates (`go/chaos-peers`, cached under a
-//! hash of their sources), and runs one case per fault mix (see
+//! binaries and the Go foreign candidates (`go/chaos-peers` for Kubernetes and
+//! Consul, `go/etcd-election-peer` for etcd, cached under a hash of their
+//! sources), and runs one case per fault mix (see
 //! `chaos_faults`), each for its share of `--duration` (the time per backend).
 //! Every case ends with `chaos-check` on the case's shared log. It prints the
 //! checker's report per case, a table, and `chaos: N passed, M failed`.
@@ -49,10 +50,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 pub(crate) fn command(flags: crate::flags::Chaos) -> Result<(), String> {
     let which = match flags.backend.as_deref() {
         None => "all",
-        Some(name @ ("kubernetes" | "consul" | "all")) => name,
+        Some(name @ ("kubernetes" | "consul" | "etcd" | "all")) => name,
         Some(other) => {
             return Err(format!(
-                "unknown backend `{other}`; expected kubernetes, consul or all"
+                "unknown backend `{other}`; expected kubernetes, consul, etcd or all"
             ))
         }
     };
@@ -85,6 +86,14 @@ fn build_binaries() -> Result<PathBuf, String> {
     Ok(target_dir().join("debug"))
 }
 
+/// The backends `chaos all` runs, in order.
+const BACKENDS: [Backend; 3] = [Backend::Kubernetes, Backend::Consul, Backend::Etcd];
+
+/// The Go program of the Kubernetes and Consul foreign candidates.
+fn chaos_peers() -> Result<PathBuf, String> {
+    provision::ensure_program("chaos-peers", "LE_CHAOS_PEERS_BIN")
+}
+
 /// Runs the chaos cases of `which` for `duration` per backend.
 pub(crate) fn run(which: &str, duration: Duration, seed: Option<u64>) -> Result<(), String> {
     let started = Instant::now();
@@ -94,17 +103,20 @@ pub(crate) fn run(which: &str, duration: Duration, seed: Option<u64>) -> Result<
             .map_err(|e| format!("seed: {e}"))?,
     };
     println!("xtask: chaos: seed {seed} (repeat the fault choices with --seed {seed})");
-    let backends: Vec<Backend> = [Backend::Kubernetes, Backend::Consul]
+    let backends: Vec<Backend> = BACKENDS
         .into_iter()
         .filter(|b| which == "all" || b.name() == which)
         .collect();
     let bin_dir = build_binaries()?;
-    let peers = provision::ensure_program("chaos-peers", "LE_CHAOS_PEERS_BIN")?;
     let mut results: Vec<CaseResult> = Vec::new();
     for backend in backends {
-        let target = match backend {
-            Backend::Kubernetes => Target::Kubernetes,
-            Backend::Consul => Target::Consul,
+        let (target, foreign) = match backend {
+            Backend::Kubernetes => (Target::Kubernetes, chaos_peers()?),
+            Backend::Consul => (Target::Consul, chaos_peers()?),
+            Backend::Etcd => (
+                Target::Etcd,
+                provision::ensure_program("etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN")?,
+            ),
         };
         let (up, mut teardown) = servers::up_for_run(target, Runtime::Process, "chaos")?;
         let state = up.map_err(|e| {
@@ -124,7 +136,7 @@ pub(crate) fn run(which: &str, duration: Duration, seed: Option<u64>) -> Result<
                 duration: per_case,
                 seed: case_seed,
                 bin_dir: bin_dir.clone(),
-                peers: peers.clone(),
+                foreign: foreign.clone(),
                 run_dir: target_dir().join("chaos").join(format!(
                     "{}-{}-{seed}",
                     backend.name(),
@@ -178,7 +190,7 @@ fn print_summary(results: &[CaseResult], seed: u64, elapsed: Duration) {
             }
         );
     }
-    for backend in [Backend::Kubernetes, Backend::Consul] {
+    for backend in BACKENDS {
         let cases: Vec<&CaseResult> = results
             .iter()
             .filter(|r| r.name.starts_with(&format!("{}/", backend.name())))

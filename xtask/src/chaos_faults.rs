@@ -47,7 +47,7 @@ pub(crate) enum FaultKind {
     Latency,
     /// A second process with the Rust leader's explicit id, for several leases.
     Twin,
-    /// kube-apiserver SIGSTOPped past the lease / Consul agent SIGKILLed and restarted.
+    /// kube-apiserver or etcd SIGSTOPped past the lease / Consul agent SIGKILLed and restarted.
     Server,
 }
 
@@ -65,6 +65,7 @@ impl FaultKind {
             (Self::Twin, _) => "twin",
             (Self::Server, Backend::Kubernetes) => "apiserver-freeze",
             (Self::Server, Backend::Consul) => "consul-restart",
+            (Self::Server, Backend::Etcd) => "etcd-freeze",
         }
     }
 
@@ -592,12 +593,13 @@ impl Case<'_> {
         Ok(true)
     }
 
-    /// Freezes the kube-apiserver or restarts the Consul agent.
+    /// Freezes the kube-apiserver or etcd, or restarts the Consul agent.
     fn server(&mut self) -> Result<bool, String> {
         let before = self.term();
         match self.setup.backend {
-            Backend::Kubernetes => self.freeze_apiserver()?,
+            Backend::Kubernetes => self.freeze_server("kube-apiserver")?,
             Backend::Consul => self.restart_consul()?,
+            Backend::Etcd => self.freeze_server("etcd")?,
         }
         let took_over = self.await_takeover(before, self.lease + Duration::from_secs(2))?;
         self.count(FaultKind::Server, true, took_over);

@@ -31,6 +31,8 @@ pub(crate) enum Backend {
     Kubernetes,
     /// A Consul KV lock.
     Consul,
+    /// An etcd election (the key layout of etcd's `concurrency.Election`).
+    Etcd,
 }
 
 impl Backend {
@@ -39,14 +41,16 @@ impl Backend {
         match self {
             Self::Kubernetes => "kubernetes",
             Self::Consul => "consul",
+            Self::Etcd => "etcd",
         }
     }
 
-    /// Mixed into the seed so the two backends do not get the same schedule.
+    /// Mixed into the seed so the backends do not get the same schedule.
     pub(crate) fn salt(self) -> u64 {
         match self {
             Self::Kubernetes => 0,
             Self::Consul => 0x5eed_c025_0000_0000,
+            Self::Etcd => 0x5eed_e7cd_0000_0000,
         }
     }
 }
@@ -58,20 +62,29 @@ impl Backend {
     /// The lease of every candidate (the Go ones too): Kubernetes leases
     /// are whole seconds and the term must end a second before the lease
     /// (client-go dates renewals to the second), so 2 s is about the floor;
-    /// Consul's test server allows a 1 s session TTL.
+    /// Consul's test server allows a 1 s session TTL; on etcd the Rust
+    /// candidates' etcd lease is lease + grace rounded up to whole seconds
+    /// (2 s, etcd's smallest with its default election timeout), and the Go
+    /// `concurrency.Election` peer's session TTL is the same 2 s.
     pub(crate) fn lease(self) -> Duration {
         match self {
             Self::Kubernetes => Duration::from_secs(2),
-            Self::Consul => Duration::from_secs(1),
+            Self::Consul | Self::Etcd => Duration::from_secs(1),
         }
     }
 
-    /// The Rust candidates' renew interval (Consul needs two renewals per term).
+    /// The Rust candidates' renew interval (Consul and etcd need two renewals per term).
     fn renew(self) -> Duration {
         match self {
             Self::Kubernetes => Duration::from_millis(500),
-            Self::Consul => Duration::from_millis(300),
+            Self::Consul | Self::Etcd => Duration::from_millis(300),
         }
+    }
+
+    /// The etcd election's prefix (`<key prefix>/<resource>`), the one the
+    /// Rust candidates' default key prefix gives.
+    fn etcd_prefix(resource: &str) -> String {
+        format!("leader-election/{resource}")
     }
 }
 
@@ -82,7 +95,9 @@ pub(crate) struct Setup {
     pub(crate) duration: Duration,
     pub(crate) seed: u64,
     pub(crate) bin_dir: PathBuf,
-    pub(crate) peers: PathBuf,
+    /// The foreign candidate's program: `chaos-peers` (client-go's elector,
+    /// Consul's `api.Lock`) or `etcd-election-peer` (etcd's `Election`).
+    pub(crate) foreign: PathBuf,
     pub(crate) run_dir: PathBuf,
     pub(crate) state: State,
 }
@@ -203,7 +218,7 @@ impl Case<'_> {
                 c
             }
             (Who::Foreign, Backend::Kubernetes) => {
-                let mut c = Command::new(&setup.peers);
+                let mut c = Command::new(&setup.foreign);
                 let namespace = env
                     .get("LE_KUBE_NAMESPACE")
                     .map_or("default", String::as_str);
@@ -213,12 +228,21 @@ impl Case<'_> {
                 c
             }
             (Who::Foreign, Backend::Consul) => {
-                let mut c = Command::new(&setup.peers);
+                let mut c = Command::new(&setup.foreign);
                 let key = format!("service/leader-election/{}/.lock", self.resource);
                 let ttl = format!("{}ms", setup.backend.lease().as_millis());
                 c.args(["consul", "-addr", &server, "-key", &key, "-id", id, "-log"])
                     .arg(&self.log)
                     .args(["-ttl", &ttl, "-lock-delay", &ttl]);
+                c
+            }
+            (Who::Foreign, Backend::Etcd) => {
+                let mut c = Command::new(&setup.foreign);
+                let ttl = (setup.backend.lease() + GRACE).as_secs_f64().ceil();
+                c.args(["-endpoints", &format!("http://{server}")])
+                    .args(["-prefix", &Backend::etcd_prefix(&self.resource)])
+                    .args(["-id", id, "-ttl", &format!("{ttl}"), "-log"])
+                    .arg(&self.log);
                 c
             }
         };
@@ -301,19 +325,19 @@ impl Case<'_> {
         let _ = child.wait();
     }
 
-    /// SIGSTOPs the kube-apiserver past the lease. A `sh` in its own process
-    /// group does the STOP and the CONT, so even if this process dies (or
-    /// a Ctrl-C hits it) meanwhile, the apiserver is continued.
-    pub(crate) fn freeze_apiserver(&mut self) -> Result<(), String> {
+    /// SIGSTOPs `server` (the kube-apiserver, etcd) past the lease. A `sh`
+    /// in its own process group does the STOP and the CONT, so even if this
+    /// process dies (or a Ctrl-C hits it) meanwhile, the server is continued.
+    pub(crate) fn freeze_server(&mut self, server: &str) -> Result<(), String> {
         let state = State::load()?;
         let pid = state
             .servers
-            .get("kube-apiserver")
+            .get(server)
             .and_then(|r| r.pid)
-            .ok_or("kube-apiserver has no recorded pid to freeze")?;
+            .ok_or(format!("{server} has no recorded pid to freeze"))?;
         let lease = self.lease.as_millis() as u64;
         let hold = self.rng.millis(lease + 1000, lease + 2500);
-        self.note(FaultKind::Server, "apiserver")?;
+        self.note(FaultKind::Server, server)?;
         let mut freezer = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -322,7 +346,7 @@ impl Case<'_> {
             ))
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start the apiserver freezer: {e}"))?;
+            .map_err(|e| format!("cannot start the {server} freezer: {e}"))?;
         let _ = freezer.wait();
         signal(pid, "CONT");
         Ok(())
@@ -465,6 +489,11 @@ fn drive(
                 .to_owned()
         }),
         Backend::Consul => env.get("CONSUL_HTTP_ADDR").cloned(),
+        Backend::Etcd => env.get("LE_ETCD_ENDPOINTS").map(|s| {
+            s.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned()
+        }),
     }
     .ok_or("the server's address is not in the servers' environment")?;
     std::net::TcpStream::connect_timeout(

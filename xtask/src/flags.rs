@@ -53,7 +53,7 @@ xflags::xflags! {
         /// seeded random faults, then the fenced-write log checker; one case
         /// per backend x fault mix.
         cmd chaos {
-            /// kubernetes, consul or all (default).
+            /// kubernetes, consul, etcd or all (default).
             optional backend: String
             /// Per backend, e.g. 2m (default), 90s, 1m30s or seconds.
             optional --duration duration: String

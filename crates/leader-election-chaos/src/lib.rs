@@ -3,7 +3,7 @@
 //!
 //! `cargo xtask chaos` starts the candidate processes (the `chaos-candidate`
 //! binary of this crate for Rust candidates, a Go program for client-go's
-//! elector and Consul's `api.Lock`), puts each behind its own fault proxy
+//! elector, Consul's `api.Lock` and etcd's `concurrency.Election`), puts each behind its own fault proxy
 //! (the `chaos-proxy` binary), injects faults at random, and finally runs
 //! `chaos-check`, which calls [`checker::analyse`] on the log.
 //!
@@ -20,9 +20,10 @@
 //! was used by two processes, across every fault of the run: fast handovers
 //! (`resign()`, unhealthy step-down, SIGTERM) and slow ones (SIGKILL,
 //! SIGSTOP past the lease, a black-holed or slowed connection, a frozen
-//! kube-apiserver or a restarted Consul agent), a twin process with the Rust
-//! leader's explicit id beside it, and a foreign client (client-go's
-//! elector, Go's `api.Lock`) contending for the same lock.
+//! kube-apiserver or etcd, a restarted Consul agent), a twin process with
+//! the Rust leader's explicit id beside it, and a foreign client (client-go's
+//! elector, Go's `api.Lock`, etcd's `concurrency.Election`) contending for
+//! the same lock.
 //!
 //! # Limits
 //!

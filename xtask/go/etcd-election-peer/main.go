@@ -13,6 +13,10 @@
 //	GAVE_UP <ns>       it did not lead within -wait
 //
 // It exits 0 after RESIGNED, LOST or GAVE_UP.
+//
+// With -log it is instead a foreign candidate of `cargo xtask chaos`: it
+// campaigns again and again until SIGTERM and appends fenced writes to the
+// harness's shared log (see chaos.go).
 package main
 
 import (
@@ -35,6 +39,7 @@ func main() {
 	ttl := flag.Int("ttl", 2, "session TTL in seconds")
 	hold := flag.Duration("hold", 3*time.Second, "how long to lead before resigning")
 	wait := flag.Duration("wait", 60*time.Second, "give up if not leading by then")
+	logPath := flag.String("log", "", "chaos mode: campaign until SIGTERM, appending fenced writes to this log")
 	flag.Parse()
 	if *prefix == "" || *endpoints == "" {
 		fmt.Fprintln(os.Stderr, "-prefix and -endpoints (or LE_ETCD_ENDPOINTS) are required")
@@ -55,6 +60,13 @@ func main() {
 		os.Exit(1)
 	}
 	defer cli.Close()
+	if *logPath != "" {
+		if err := runChaos(cli, *prefix, *id, *logPath, *ttl); err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	session, err := concurrency.NewSession(cli, concurrency.WithTTL(*ttl))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "session:", err)

@@ -1,14 +1,14 @@
 //! `chaos-candidate`: one Rust candidate process of the chaos harness.
 //!
 //! ```text
-//! chaos-candidate --backend kubernetes|consul --server <host:port> --resource <name>
+//! chaos-candidate --backend kubernetes|consul|etcd --server <host:port> --resource <name>
 //!                 --id <candidate id> --log <path> [--lease-ms N] [--renew-ms N]
 //! ```
 //!
 //! It runs a health-based election through the provider crate's factory
 //! (lease `--lease-ms`, default 2000, renew `--renew-ms`, default 500, retry
 //! 250 ms, grace 500 ms) against `--server` (the harness's fault proxy in
-//! front of the kube-apiserver or the Consul agent; Kubernetes credentials
+//! front of the kube-apiserver, the Consul agent or etcd; Kubernetes credentials
 //! come from `KUBECONFIG`, the namespace from `LE_KUBE_NAMESPACE` when set).
 //! A plain OS thread checks `fencing_token()` right before every append to
 //! the shared log.
@@ -31,6 +31,7 @@ use leader_election_abstractions::{
 use leader_election_chaos::log::{FencedLog, Kind};
 use leader_election_chaos::monotonic_ns;
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_etcd::{EtcdConfig, EtcdLeaderElectionFactory};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -148,8 +149,17 @@ async fn election(args: &Args) -> Result<Arc<dyn HealthBasedLeaderElection>, Str
                 .map_err(|e| format!("factory: {e}"))?;
             health_based_election(&factory, args)
         }
+        "etcd" => {
+            let config = EtcdConfig {
+                endpoints: vec![format!("http://{}", args.server)],
+                ..EtcdConfig::default()
+            };
+            let factory = EtcdLeaderElectionFactory::new(config, options)
+                .map_err(|e| format!("factory: {e}"))?;
+            health_based_election(&factory, args)
+        }
         other => Err(format!(
-            "--backend must be kubernetes or consul, got {other:?}"
+            "--backend must be kubernetes, consul or etcd, got {other:?}"
         )),
     }
 }
