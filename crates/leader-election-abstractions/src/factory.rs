@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::engine::Election;
 use crate::error::Result;
 use crate::options::LeaderElectionOptions;
@@ -70,6 +71,7 @@ pub trait StoreFactory: Send + Sync {
             candidate_id: None,
             options: None,
             health_based: false,
+            clock: None,
         }
     }
 }
@@ -83,6 +85,7 @@ pub struct ElectionBuilder<'f, F> {
     candidate_id: Option<String>,
     options: Option<LeaderElectionOptions>,
     health_based: bool,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl<F: StoreFactory> ElectionBuilder<'_, F> {
@@ -112,6 +115,13 @@ impl<F: StoreFactory> ElectionBuilder<'_, F> {
         self
     }
 
+    /// Runs the election on `clock` instead of Tokio's monotonic clock (see
+    /// [`Clock`]): for deterministic simulations and tests.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Checks the names and options and creates the election (not started).
     pub fn build(self) -> Result<Election<F::Store>> {
         let options = self
@@ -126,10 +136,12 @@ impl<F: StoreFactory> ElectionBuilder<'_, F> {
         let id = registration.candidate_id().to_owned();
         crate::limits::validate_resource_name(&self.resource)?;
         let store = self.factory.store(&self.resource, &id, &options)?;
-        Ok(
-            Election::new(store, &self.resource, Some(&id), options, self.health_based)?
-                .registered(registration),
-        )
+        let election = Election::new(store, &self.resource, Some(&id), options, self.health_based)?;
+        let election = match self.clock {
+            Some(clock) => election.with_clock(clock)?,
+            None => election,
+        };
+        Ok(election.registered(registration))
     }
 }
 

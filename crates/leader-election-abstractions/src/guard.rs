@@ -66,8 +66,9 @@ impl LeadershipGuard {
             }
             let deadline = self.shared.deadline();
             tokio::select! {
+                biased;
                 () = self.ended.cancelled() => return,
-                () = sleep_until_opt(deadline) => {}
+                () = self.sleep_until_opt(deadline) => {}
             }
         }
     }
@@ -115,11 +116,12 @@ impl LeadershipGuard {
     pub fn cancellation_token(&self) -> CancellationToken {
         self.ended.child_token()
     }
-}
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+    /// Sleeps on the election's clock until `deadline`, or forever without one.
+    async fn sleep_until_opt(&self, deadline: Option<tokio::time::Instant>) {
+        match deadline {
+            Some(at) => self.shared.sleep_until(at).await,
+            None => std::future::pending().await,
+        }
     }
 }

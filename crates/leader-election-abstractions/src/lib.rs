@@ -28,20 +28,31 @@
 //! ## Features
 //!
 //! `test-util`: hooks for tests and demos (`Election::abort_without_release`,
-//! a simulated crash, and `Election::store`). Not for production code.
+//! a simulated crash, `Election::store`, and [`seed_thread_jitter`] for
+//! deterministic simulations). Not for production code.
+//!
+//! `sim-mutants`: lets the simulation switch on deliberately broken
+//! behaviours ([`mutants`]); only the simulation crate enables it.
+//!
+//! A custom monotonic [`Clock`] (for simulations with drifting clocks) is
+//! set through [`ElectionBuilder::clock`] or [`Election::with_clock`]; it
+//! needs no feature, and elections without one use Tokio's clock directly.
 
+pub mod clock;
 mod engine;
 mod error;
 mod events;
 mod factory;
 mod guard;
 pub mod limits;
+pub mod mutants;
 mod options;
 mod registry;
 pub mod store;
 mod traits;
 mod types;
 
+pub use clock::Clock;
 pub use engine::Election;
 pub use error::{BoxError, Error, Result};
 pub use events::{EventCallback, EventStream};
@@ -54,3 +65,11 @@ pub use traits::{
     HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory, RunOutcome,
 };
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};
+
+/// Makes the retry jitter of elections whose engines run on the calling
+/// thread a deterministic sequence from `seed` (`None`: random again), so a
+/// simulation that runs on one thread repeats exactly. Feature `test-util`.
+#[cfg(feature = "test-util")]
+pub fn seed_thread_jitter(seed: Option<u64>) {
+    engine::seed_jitter(seed);
+}

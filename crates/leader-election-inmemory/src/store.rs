@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use futures_util::stream;
 use futures_util::StreamExt;
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
 };
 use leader_election_abstractions::{Error, FencingToken, Result};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// A fault injected for one candidate's calls, to simulate a network problem
@@ -49,7 +50,7 @@ struct Resource {
     candidates: BTreeMap<String, (CandidateRecord, Instant)>,
     /// Bumped on every change of this resource's lease, so its watches (and
     /// only its watches: a store holds thousands of resources) wake up.
-    changes: watch::Sender<u64>,
+    changes: Arc<Changes>,
 }
 
 impl Default for Resource {
@@ -58,7 +59,7 @@ impl Default for Resource {
             lease: None,
             last_token: 0,
             candidates: BTreeMap::new(),
-            changes: watch::channel(0).0,
+            changes: Arc::default(),
         }
     }
 }
@@ -66,7 +67,35 @@ impl Default for Resource {
 impl Resource {
     /// Wakes this resource's watches.
     fn changed(&self) {
-        self.changes.send_modify(|version| *version += 1);
+        self.changes.version.fetch_add(1, Ordering::SeqCst);
+        self.changes.notify.notify_waiters();
+    }
+}
+
+/// The version of one resource's lease, bumped on every change, and the
+/// watches waiting for the next one. Waiters are woken in the order they
+/// began to wait (a `Notify`), not in the random order of
+/// `tokio::sync::watch`, so a seeded simulation repeats exactly.
+#[derive(Debug, Default)]
+struct Changes {
+    version: AtomicU64,
+    notify: Notify,
+}
+
+impl Changes {
+    /// Waits until the version differs from `seen` (at once if it does
+    /// already); returns the version then.
+    async fn after(&self, seen: Option<u64>) -> u64 {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let version = self.version.load(Ordering::SeqCst);
+            if seen != Some(version) {
+                return version;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -140,12 +169,14 @@ impl InMemoryStore {
             .and_then(|r| r.lease.as_ref().map(|l| l.holder.clone()))
     }
 
-    /// Removes `resource`'s lease as an operator would, keeping the token counter.
-    pub fn delete_lease(&self, resource: &str) {
-        if let Some(resource) = self.lock().resources.get_mut(resource) {
-            resource.lease = None;
-            resource.changed();
-        }
+    /// Removes `resource`'s lease as an operator would, keeping the token
+    /// counter. Returns the fencing token of the lease it removed, if any.
+    pub fn delete_lease(&self, resource: &str) -> Option<FencingToken> {
+        let mut state = self.lock();
+        let resource = state.resources.get_mut(resource)?;
+        let removed = resource.lease.take();
+        resource.changed();
+        removed.map(|lease| FencingToken(lease.token))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -225,14 +256,21 @@ impl LeaseStore for InMemoryLeaseStore {
             Some(lease) => {
                 // Only this store value's own lease is taken back early; a
                 // twin with our id waits for expiry like anyone else.
-                (lease.holder == claim.candidate_id && lease.instance == self.instance)
-                    || now >= lease.expires_at() + claim.grace_period
+                let grace = if is_active(Mutant::GraceIgnored) {
+                    Duration::ZERO
+                } else {
+                    claim.grace_period
+                };
+                let mine = lease.instance == self.instance || is_active(Mutant::SameIdTakeBack);
+                (lease.holder == claim.candidate_id && mine) || now >= lease.expires_at() + grace
             }
         };
         if !free {
             return Ok(Acquisition::Held(self.view(Some(resource), now)));
         }
-        resource.last_token += 1;
+        if resource.last_token == 0 || !is_active(Mutant::TokensNotIncremented) {
+            resource.last_token += 1;
+        }
         let token = resource.last_token;
         resource.lease = Some(Lease {
             holder: claim.candidate_id.clone(),
@@ -284,7 +322,7 @@ impl LeaseStore for InMemoryLeaseStore {
         if resource
             .lease
             .as_ref()
-            .is_some_and(|l| l.token == grant.token)
+            .is_some_and(|l| l.token == grant.token || is_active(Mutant::ReleaseWithoutCas))
         {
             resource.lease = None;
             resource.changed();
@@ -295,30 +333,27 @@ impl LeaseStore for InMemoryLeaseStore {
     fn watch(&self) -> LeaseWatch {
         let this = self.clone();
         let resource = self.resource.clone();
-        let changes = self
-            .store
-            .lock()
-            .resources
-            .entry(resource.clone())
-            .or_default()
-            .changes
-            .subscribe();
-        let first = true;
-        stream::unfold(Some((this, resource, changes, first)), |state| async move {
-            let (this, resource, mut changes, first) = state?;
-            if !first && changes.changed().await.is_err() {
-                return None;
-            }
+        let changes = Arc::clone(
+            &self
+                .store
+                .lock()
+                .resources
+                .entry(resource.clone())
+                .or_default()
+                .changes,
+        );
+        stream::unfold(Some((this, resource, changes, None)), |state| async move {
+            let (this, resource, changes, seen) = state?;
+            let seen = Some(changes.after(seen).await);
             if let Err(error) = this.check_fault().await {
                 // A broken watch ends after reporting; the engine re-watches.
                 return Some((Err(error), None));
             }
-            changes.borrow_and_update();
             let view = {
                 let state = this.store.lock();
                 this.view(state.resources.get(&resource), Instant::now())
             };
-            Some((Ok(view), Some((this, resource, changes, false))))
+            Some((Ok(view), Some((this, resource, changes, seen))))
         })
         .boxed()
     }

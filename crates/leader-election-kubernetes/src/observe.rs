@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::store::LeaseView;
 use leader_election_abstractions::FencingToken;
 use tokio::time::Instant;
@@ -71,6 +72,11 @@ impl RecordKey {
         let acquirable_in = self.holder.as_ref().map(|_| {
             // A missing or nonsensical duration counts as one second, like a release.
             let seconds = u64::try_from(self.duration.unwrap_or(1).max(1)).unwrap_or(1);
+            let grace = if is_active(Mutant::GraceIgnored) {
+                Duration::ZERO
+            } else {
+                grace
+            };
             (first_seen + Duration::from_secs(seconds) + grace).saturating_duration_since(now)
         });
         LeaseView {

@@ -27,6 +27,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, ObjectList, PostParams};
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseWatch, Renewal,
 };
@@ -192,7 +193,8 @@ impl KubernetesLeaseStore {
             .as_ref()
             .and_then(|s| s.holder_identity.as_deref());
         holder == Some(self.candidate_id.as_str())
-            && annotation(lease, INSTANCE_ANNOTATION) == Some(self.instance.as_str())
+            && (annotation(lease, INSTANCE_ANNOTATION) == Some(self.instance.as_str())
+                || is_active(Mutant::SameIdTakeBack))
     }
 
     /// What an acquiring write (`what`) came to: the term `token` is ours,
@@ -358,6 +360,10 @@ impl LeaseStore for KubernetesLeaseStore {
             spec.acquire_time = Some(stamp.clone());
             spec.renew_time = Some(stamp);
             lease.spec = Some(spec);
+            if is_active(Mutant::ReleaseWithoutCas) {
+                // An unconditional update: whoever holds the Lease now.
+                lease.metadata.resource_version = None;
+            }
             match self.replace("release lease", &lease).await? {
                 Ok(released) => {
                     self.observed.observe(Some(&released));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::{Error, LeaderElectionOptions, Result};
 
 /// How much earlier than the truth a client-go follower may date our last
@@ -26,6 +27,9 @@ pub(crate) fn whole_seconds(duration: Duration) -> i32 {
 /// The longest a term may last from the start of the request that began or
 /// extended it: the lease minus [`CLIENT_GO_DATING_MARGIN`].
 pub(crate) fn term_limit(options: &LeaderElectionOptions) -> Duration {
+    if is_active(Mutant::KubernetesFullLeaseTerm) {
+        return options.lease_duration;
+    }
     options
         .lease_duration
         .saturating_sub(CLIENT_GO_DATING_MARGIN)

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::{Clock, ElectionClock};
 use crate::error::{Error, Result};
 use crate::events::EventStream;
 use crate::guard::LeadershipGuard;
@@ -25,6 +26,9 @@ use crate::types::{CandidateHealth, FencingToken, LossReason};
 use run::{Command, Health, Setup};
 use shared::Phase;
 pub(crate) use shared::Shared;
+
+#[cfg(feature = "test-util")]
+pub(crate) use jitter::seed_thread as seed_jitter;
 
 /// One candidate's election for one resource, driven by the shared engine
 /// over a provider's [`LeaseStore`].
@@ -68,6 +72,8 @@ struct Inner<S: LeaseStore> {
     term_limit: Duration,
     health_based: bool,
     health: watch::Sender<Health>,
+    /// The monotonic clock the election runs on, fixed at `start`.
+    clock: ElectionClock,
     /// The engine task and its command channel, while it runs. The lifecycle
     /// itself is the [`Phase`] in `shared.status`, changed only under this lock.
     task: Mutex<Option<Task>>,
@@ -123,6 +129,7 @@ impl<S: LeaseStore> Election<S> {
                 term_limit,
                 health_based,
                 health,
+                clock: ElectionClock::Tokio,
                 task: Mutex::new(None),
                 registration: Mutex::new(None),
             }),
@@ -136,6 +143,26 @@ impl<S: LeaseStore> Election<S> {
     pub fn registered(self, registration: Registration) -> Self {
         *lock(&self.inner.registration) = Some(registration);
         self
+    }
+
+    /// Runs the election on `clock` instead of Tokio's (see [`Clock`]):
+    /// every reading and wait of the engine, the deadline `is_leader()`
+    /// compares against and [`LeadershipGuard::lost`] go through it. For
+    /// deterministic simulations and tests. Call it before cloning or
+    /// starting the election; afterwards it is refused with
+    /// `InvalidOption { field: "clock" }`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Result<Self> {
+        let started = self.phase() != Phase::Idle;
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) if !started => {
+                inner.clock = ElectionClock::Given(clock);
+                Ok(self)
+            }
+            _ => Err(Error::invalid_option(
+                "clock",
+                "must be set before the election is cloned or started",
+            )),
+        }
     }
 
     /// The longest a term lasts from the start of the request that began or
@@ -284,7 +311,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let inner = &self.inner;
-        inner.shared.init_clock();
+        let clock = inner.shared.init_clock(inner.clock.clone());
         inner.shared.set_phase(Phase::Running);
         let (commands, receiver) = mpsc::unbounded_channel();
         let setup = Setup {
@@ -295,6 +322,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             honour_health: self.honours_health(),
             health: inner.health.subscribe(),
             commands: receiver,
+            clock,
         };
         // WARN level, so the fields reach warnings even under a `warn` filter.
         let span = tracing::warn_span!(

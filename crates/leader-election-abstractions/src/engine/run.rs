@@ -12,12 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::ElectionClock;
 use crate::engine::jitter::{backoff, jitter};
 use crate::engine::shared::Shared;
 use crate::error::Error;
+use crate::mutants::{self, Mutant};
 use crate::options::LeaderElectionOptions;
 use crate::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
@@ -71,6 +73,8 @@ pub(crate) struct Setup<S: LeaseStore> {
     pub(crate) honour_health: bool,
     pub(crate) health: watch::Receiver<Health>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    /// The election's monotonic clock: every reading and wait goes through it.
+    pub(crate) clock: ElectionClock,
 }
 
 /// The running engine: its setup plus the state of the current term and the
@@ -92,7 +96,7 @@ struct Engine<S: LeaseStore> {
 impl<S: LeaseStore> Setup<S> {
     /// Runs the election until stopped.
     pub(crate) async fn run(self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let next_publish = self.honour_health.then_some(now);
         let mut engine = Engine {
             cfg: self,
@@ -110,9 +114,9 @@ impl<S: LeaseStore> Setup<S> {
     }
 }
 
-async fn sleep_opt(at: Option<Instant>) {
+async fn sleep_opt(clock: &ElectionClock, at: Option<Instant>) {
     match at {
-        Some(at) => sleep_until(at).await,
+        Some(at) => clock.sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -135,6 +139,11 @@ impl<S: LeaseStore> Engine<S> {
         self.cfg.options.renew_interval
     }
 
+    /// The election's clock reading now.
+    fn now(&self) -> Instant {
+        self.cfg.clock.now()
+    }
+
     async fn run(&mut self) {
         loop {
             let action_at = match &self.term {
@@ -143,6 +152,7 @@ impl<S: LeaseStore> Engine<S> {
             };
             let deadline = self.term.as_ref().map(|t| t.deadline);
             let watching = self.watch.is_some();
+            let clock = self.cfg.clock.clone();
             tokio::select! {
                 biased;
                 command = self.cfg.commands.recv() => match command {
@@ -154,23 +164,23 @@ impl<S: LeaseStore> Engine<S> {
                     // A dropped handle stops the election like `stop()` does.
                     Some(Command::Stop) | None => break,
                 },
-                () = sleep_opt(deadline) => self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None).await,
+                () = sleep_opt(&clock, deadline) => self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None).await,
                 changed = self.cfg.health.changed() => match changed {
                     Ok(()) => self.on_health().await,
                     Err(_) => break,
                 },
                 item = next_view(&mut self.watch), if watching => self.on_watch_item(item).await,
-                () = sleep_until(self.watch_retry_at), if !watching => {
+                () = clock.sleep_until(self.watch_retry_at), if !watching => {
                     self.watch = Some(self.cfg.store.watch());
                 }
-                () = sleep_until(action_at) => {
+                () = clock.sleep_until(action_at) => {
                     if self.term.is_some() {
                         self.renew().await;
                     } else {
                         self.try_acquire().await;
                     }
                 }
-                () = sleep_opt(self.next_publish) => self.publish().await,
+                () = sleep_opt(&clock, self.next_publish) => self.publish().await,
             }
         }
         self.shutdown().await;
@@ -183,7 +193,7 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn try_acquire(&mut self) {
         if !self.eligible() {
-            self.next_attempt = Instant::now() + self.cfg.options.retry_interval;
+            self.next_attempt = self.now() + self.cfg.options.retry_interval;
             return;
         }
         let claim = LeaseClaim {
@@ -193,22 +203,26 @@ impl<S: LeaseStore> Engine<S> {
             grace_period: self.cfg.options.grace_period,
             holder_metadata: self.cfg.options.candidate_metadata.clone(),
         };
-        let started = Instant::now();
-        let outcome = timeout(self.call_timeout(), self.cfg.store.try_acquire(&claim)).await;
+        let started = self.now();
+        let outcome = self
+            .cfg
+            .clock
+            .limit(self.call_timeout(), self.cfg.store.try_acquire(&claim))
+            .await;
         match outcome {
-            Ok(Ok(Acquisition::Acquired {
+            Some(Ok(Acquisition::Acquired {
                 grant,
                 fencing_token,
             })) => {
                 self.failures = 0;
                 self.become_leader(grant, fencing_token, started).await;
             }
-            Ok(Ok(Acquisition::Held(view))) => {
+            Some(Ok(Acquisition::Held(view))) => {
                 self.failures = 0;
                 self.follow(view);
             }
-            Ok(Err(error)) => self.follower_failed(&error),
-            Err(_) => self.follower_failed(&Error::unavailable("acquire timed out")),
+            Some(Err(error)) => self.follower_failed(&error),
+            None => self.follower_failed(&Error::unavailable("acquire timed out")),
         }
     }
 
@@ -220,12 +234,22 @@ impl<S: LeaseStore> Engine<S> {
             self.cfg.options.lease_duration,
         );
         tracing::warn!(error = %error, retry_in = ?delay, "acquire attempt failed");
-        self.next_attempt = Instant::now() + delay;
+        self.next_attempt = self.now() + delay;
+    }
+
+    /// The local deadline of a term begun or extended by a request that
+    /// started at `started`.
+    fn term_end(&self, started: Instant) -> Instant {
+        let end = started + self.cfg.term_limit;
+        if mutants::is_active(Mutant::DeadlinePastLease) {
+            return end + self.cfg.options.lease_duration;
+        }
+        end
     }
 
     async fn become_leader(&mut self, grant: S::Grant, token: FencingToken, started: Instant) {
-        let deadline = started + self.cfg.term_limit;
-        let refusal = if Instant::now() >= deadline {
+        let deadline = self.term_end(started);
+        let refusal = if self.now() >= deadline {
             // The grant arrived after it could already have expired: leading
             // now could overlap a successor.
             Some("lease granted too late to lead safely")
@@ -241,8 +265,12 @@ impl<S: LeaseStore> Engine<S> {
         };
         if let Some(why) = refusal {
             tracing::info!(fencing_token = token.0, "{why}; releasing the lease");
-            let _ = timeout(self.call_timeout(), self.cfg.store.release(&grant)).await;
-            self.next_attempt = Instant::now() + jitter(self.cfg.options.retry_interval, 0.2);
+            let _ = self
+                .cfg
+                .clock
+                .limit(self.call_timeout(), self.cfg.store.release(&grant))
+                .await;
+            self.next_attempt = self.now() + jitter(self.cfg.options.retry_interval, 0.2);
             return;
         }
         let ended = CancellationToken::new();
@@ -273,22 +301,27 @@ impl<S: LeaseStore> Engine<S> {
             return;
         };
         let deadline = term.deadline;
-        let started = Instant::now();
+        let started = self.now();
         // Bounded by the renew interval too, so that a stop or resign waits
         // at most that long behind a hung call (its effect on readers is
         // immediate: the handle ends the term itself).
         let limit = deadline.min(started + self.call_timeout());
-        let outcome = timeout_at(limit, self.cfg.store.renew(&term.grant)).await;
+        let outcome = self
+            .cfg
+            .clock
+            .within(limit, self.cfg.store.renew(&term.grant))
+            .await;
         match outcome {
-            Err(_) if Instant::now() >= deadline => {
+            None if self.now() >= deadline => {
                 self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None)
                     .await
             }
-            Err(_) => self.renew_failed(deadline, &Error::unavailable("renew timed out")),
-            Ok(Ok(Renewal::Renewed(grant))) => {
+            None => self.renew_failed(deadline, &Error::unavailable("renew timed out")),
+            Some(Ok(Renewal::Renewed(grant))) => {
                 self.failures = 0;
-                let new_deadline = (started + self.cfg.term_limit).max(deadline);
+                let new_deadline = self.term_end(started).max(deadline);
                 let incarnation = self.cfg.store.grant_incarnation(&grant);
+                let now = self.now();
                 let Some(term) = self.term.as_mut() else {
                     return;
                 };
@@ -297,7 +330,7 @@ impl<S: LeaseStore> Engine<S> {
                 if incarnation.is_some() {
                     term.incarnation = incarnation;
                 }
-                if Instant::now() >= deadline {
+                if now >= deadline {
                     // The answer came after the term had ended; it stays ended.
                     self.step_down(LossReason::DeadlineExpired, Handback::Release, None)
                         .await;
@@ -311,7 +344,7 @@ impl<S: LeaseStore> Engine<S> {
                     term.next_renew = started + self.cfg.options.renew_interval;
                 }
             }
-            Ok(Ok(Renewal::Lost(view))) => {
+            Some(Ok(Renewal::Lost(view))) => {
                 let reason = match view.as_ref().and_then(|v| v.holder.as_deref()) {
                     Some(holder) if holder != self.me() => LossReason::LostToOtherHolder,
                     _ => LossReason::RenewRejected,
@@ -322,7 +355,7 @@ impl<S: LeaseStore> Engine<S> {
                     self.follow(view);
                 }
             }
-            Ok(Err(error)) => self.renew_failed(deadline, &error),
+            Some(Err(error)) => self.renew_failed(deadline, &error),
         }
     }
 
@@ -330,13 +363,14 @@ impl<S: LeaseStore> Engine<S> {
     /// the deadline: keep leading while we may.
     fn renew_failed(&mut self, deadline: Instant, error: &Error) {
         self.failures = self.failures.saturating_add(1);
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.saturating_duration_since(self.now());
         let delay = jitter(self.cfg.options.retry_interval, 0.2)
             .min(remaining / 3)
             .max(Duration::from_millis(1));
         tracing::warn!(error = %error, retry_in = ?delay, remaining = ?remaining, "renewal failed");
+        let now = self.now();
         if let Some(term) = self.term.as_mut() {
-            term.next_renew = Instant::now() + delay;
+            term.next_renew = now + delay;
         }
     }
 
@@ -356,12 +390,17 @@ impl<S: LeaseStore> Engine<S> {
         self.cfg.shared.record_loss(term.token, reason);
         term.ended.cancel();
         if lease == Handback::Release {
-            match timeout(self.call_timeout(), self.cfg.store.release(&term.grant)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
+            match self
+                .cfg
+                .clock
+                .limit(self.call_timeout(), self.cfg.store.release(&term.grant))
+                .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
                     tracing::warn!(error = %error, "release failed; the lease will expire")
                 }
-                Err(_) => tracing::warn!("release timed out; the lease will expire"),
+                None => tracing::warn!("release timed out; the lease will expire"),
             }
         }
         self.cfg
@@ -381,7 +420,7 @@ impl<S: LeaseStore> Engine<S> {
         if let Some(old) = changed {
             self.emit_leader_changed(old);
         }
-        let now = Instant::now();
+        let now = self.now();
         if reason == LossReason::Resigned {
             // Give the others a whole lease to take over before competing again.
             self.hold_off_until = now + self.cfg.options.lease_duration;
@@ -396,11 +435,11 @@ impl<S: LeaseStore> Engine<S> {
                 let delay = jitter(self.cfg.options.retry_interval, 0.2);
                 tracing::warn!(error = %error, retry_in = ?delay, "lease watch failed");
                 self.watch = None;
-                self.watch_retry_at = Instant::now() + delay;
+                self.watch_retry_at = self.now() + delay;
             }
             None => {
                 self.watch = None;
-                self.watch_retry_at = Instant::now() + jitter(self.cfg.options.retry_interval, 0.2);
+                self.watch_retry_at = self.now() + jitter(self.cfg.options.retry_interval, 0.2);
             }
         }
     }
@@ -439,11 +478,16 @@ impl<S: LeaseStore> Engine<S> {
     /// the moment the lease becomes acquirable.
     fn follow(&mut self, view: LeaseView) {
         self.observe(view.holder.clone());
-        let now = Instant::now();
+        let now = self.now();
         let small = jitter(self.cfg.options.retry_interval / 100, 1.0);
         // A hint beyond one lease plus grace is not trusted: look again then.
         let cap = self.cfg.options.lease_duration + self.cfg.options.grace_period;
         let wait = match (view.holder.as_deref(), view.acquirable_in) {
+            (Some(holder), _)
+                if holder == self.me() && mutants::is_active(Mutant::SameIdTakeBack) =>
+            {
+                small
+            }
             // Free, or free but still blocked for a while (Consul's lock-delay).
             (None, None) => small,
             (None, Some(blocked_for)) => (blocked_for + small).min(cap),
@@ -501,9 +545,9 @@ impl<S: LeaseStore> Engine<S> {
                 .await;
         }
         if eligible && self.term.is_none() {
-            self.schedule_attempt(self.next_attempt.min(Instant::now()));
+            self.schedule_attempt(self.next_attempt.min(self.now()));
         }
-        self.next_publish = Some(Instant::now());
+        self.next_publish = Some(self.now());
     }
 
     async fn publish(&mut self) {
@@ -522,18 +566,18 @@ impl<S: LeaseStore> Engine<S> {
         };
         let ttl = self.cfg.options.lease_duration + self.cfg.options.grace_period;
         let call = self.cfg.store.publish_candidate(&record, ttl);
-        let next = match timeout(self.call_timeout(), call).await {
-            Ok(Ok(())) => {
+        let next = match self.cfg.clock.limit(self.call_timeout(), call).await {
+            Some(Ok(())) => {
                 self.published = true;
                 self.cfg.options.renew_interval
             }
-            Ok(Err(error)) => {
+            Some(Err(error)) => {
                 tracing::warn!(error = %error, "publishing candidate health failed");
                 jitter(self.cfg.options.retry_interval, 0.2)
             }
-            Err(_) => jitter(self.cfg.options.retry_interval, 0.2),
+            None => jitter(self.cfg.options.retry_interval, 0.2),
         };
-        self.next_publish = Some(Instant::now() + next);
+        self.next_publish = Some(self.now() + next);
     }
 
     async fn shutdown(&mut self) {
@@ -542,11 +586,14 @@ impl<S: LeaseStore> Engine<S> {
         let limit = self.call_timeout();
         if self.published {
             let call = self.cfg.store.withdraw_candidate();
-            if !matches!(timeout(limit, call).await, Ok(Ok(()))) {
+            if !matches!(self.cfg.clock.limit(limit, call).await, Some(Ok(()))) {
                 tracing::warn!("withdrawing the candidate record failed; it will expire");
             }
         }
-        if !matches!(timeout(limit, self.cfg.store.close()).await, Ok(Ok(()))) {
+        if !matches!(
+            self.cfg.clock.limit(limit, self.cfg.store.close()).await,
+            Some(Ok(()))
+        ) {
             tracing::warn!("closing the store failed");
         }
         self.cfg.shared.finish();

@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::ElectionClock;
 use crate::events::{EventStream, EVENT_BUFFER};
 use crate::types::{FencingToken, LeaderElectionEvent, LossReason};
 
@@ -40,9 +41,9 @@ pub(crate) struct Status {
 pub(crate) struct Shared {
     pub(crate) resource: String,
     pub(crate) candidate_id: String,
-    /// The clock origin of `deadline_nanos`, fixed when the election starts
-    /// (inside the runtime whose clock it then uses).
-    epoch: OnceLock<Instant>,
+    /// The election's clock and the origin of `deadline_nanos` on it, fixed
+    /// when the election starts (inside the runtime whose clock it then uses).
+    epoch: OnceLock<(ElectionClock, Instant)>,
     /// Nanoseconds after `epoch` plus one at which the current term ends;
     /// zero when not leading.
     deadline_nanos: AtomicU64,
@@ -93,15 +94,26 @@ impl Shared {
         }
     }
 
-    /// Fixes the clock origin; called from inside the runtime at start.
-    pub(crate) fn init_clock(&self) {
-        self.epoch.get_or_init(Instant::now);
+    /// Fixes the clock and its origin; called from inside the runtime at
+    /// start. Returns the clock the election runs on (the first one given
+    /// wins).
+    pub(crate) fn init_clock(&self, clock: ElectionClock) -> ElectionClock {
+        let (clock, _) = self.epoch.get_or_init(|| {
+            let origin = clock.now();
+            (clock, origin)
+        });
+        clock.clone()
     }
 
     /// The current term's token while its deadline has not passed.
     pub(crate) fn leading_term(&self) -> Option<FencingToken> {
-        let deadline = self.deadline()?;
-        if Instant::now() < deadline {
+        let nanos = self.deadline_nanos.load(Ordering::SeqCst);
+        if nanos == 0 {
+            return None;
+        }
+        let (clock, origin) = self.epoch.get()?;
+        let deadline = *origin + std::time::Duration::from_nanos(nanos - 1);
+        if clock.now() < deadline {
             Some(FencingToken(self.term_token.load(Ordering::SeqCst)))
         } else {
             None
@@ -114,12 +126,20 @@ impl Shared {
         if nanos == 0 {
             return None;
         }
-        let epoch = self.epoch.get()?;
-        Some(*epoch + std::time::Duration::from_nanos(nanos - 1))
+        let (_, origin) = self.epoch.get()?;
+        Some(*origin + std::time::Duration::from_nanos(nanos - 1))
+    }
+
+    /// Completes when the election's clock reaches `deadline` (at once
+    /// before the election started: there is no term to wait for then).
+    pub(crate) async fn sleep_until(&self, deadline: Instant) {
+        if let Some((clock, _)) = self.epoch.get() {
+            clock.sleep_until(deadline).await;
+        }
     }
 
     fn encode(&self, deadline: Instant) -> Option<u64> {
-        let epoch = self.epoch.get()?;
+        let (_, epoch) = self.epoch.get()?;
         let nanos = deadline.saturating_duration_since(*epoch).as_nanos();
         Some(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1)
     }

@@ -1,0 +1,91 @@
+//! Deliberately broken behaviours ("mutants") for the deterministic
+//! simulation's self-check: each one re-creates a bug the simulation must
+//! catch, in the engine or in a provider's store.
+//!
+//! Without the `sim-mutants` feature (enabled only by the simulation crate's
+//! `mutants` feature, never by a normal build) [`is_active`] is a constant
+//! `false`, nothing can switch a mutant on, and the checks compile away.
+
+/// One deliberately broken behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mutant {
+    /// Engine: a term's local deadline reaches a whole lease past the term
+    /// limit.
+    DeadlinePastLease,
+    /// Store: `release` frees the lease whoever holds it now.
+    ReleaseWithoutCas,
+    /// Store: a new acquisition reuses the previous acquisition's token.
+    TokensNotIncremented,
+    /// Store: an expired lease may be taken without waiting the grace period.
+    GraceIgnored,
+    /// Engine and store as before the twins fix: a lease held under my id
+    /// is mine (the follower retries at once, the store takes it back).
+    SameIdTakeBack,
+    /// Kubernetes store: the term limit is the whole lease, not lease − 1 s
+    /// (as before the client-go second-granularity fix).
+    KubernetesFullLeaseTerm,
+}
+
+impl Mutant {
+    /// Every mutant, in a fixed order.
+    pub const ALL: [Mutant; 6] = [
+        Mutant::DeadlinePastLease,
+        Mutant::ReleaseWithoutCas,
+        Mutant::TokensNotIncremented,
+        Mutant::GraceIgnored,
+        Mutant::SameIdTakeBack,
+        Mutant::KubernetesFullLeaseTerm,
+    ];
+
+    /// The mutant's command-line name (`--mutant NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::DeadlinePastLease => "deadline-past-lease",
+            Mutant::ReleaseWithoutCas => "release-without-cas",
+            Mutant::TokensNotIncremented => "tokens-not-incremented",
+            Mutant::GraceIgnored => "grace-ignored",
+            Mutant::SameIdTakeBack => "same-id-take-back",
+            Mutant::KubernetesFullLeaseTerm => "kubernetes-full-lease-term",
+        }
+    }
+
+    /// The mutant called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+#[cfg(feature = "sim-mutants")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+#[cfg(feature = "sim-mutants")]
+fn code(mutant: Option<Mutant>) -> u8 {
+    mutant.map_or(0, |m| {
+        Mutant::ALL
+            .iter()
+            .position(|&x| x == m)
+            .map_or(0, |i| i as u8 + 1)
+    })
+}
+
+/// Whether `mutant` is switched on (always `false` without `sim-mutants`).
+#[inline(always)]
+pub fn is_active(mutant: Mutant) -> bool {
+    #[cfg(feature = "sim-mutants")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::Relaxed) == code(Some(mutant))
+    }
+    #[cfg(not(feature = "sim-mutants"))]
+    {
+        let _ = mutant;
+        false
+    }
+}
+
+/// Switches `mutant` on for the whole process (`None`: all off). Feature
+/// `sim-mutants`.
+#[cfg(feature = "sim-mutants")]
+pub fn set_active(mutant: Option<Mutant>) {
+    ACTIVE.store(code(mutant), std::sync::atomic::Ordering::Relaxed);
+}
