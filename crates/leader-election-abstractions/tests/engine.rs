@@ -640,3 +640,65 @@ async fn ending_within_keeps_waiting_while_renewals_move_the_deadline_on() {
     .expect("fires at once when the term ends");
     election.stop().await.expect("stop");
 }
+
+/// Found by the deterministic simulation (Kubernetes seed 543): a leader
+/// whose score dips below the minimum and recovers before its engine runs
+/// has ended its term for readers, so the engine must still step down and
+/// release the lease, not go on renewing a term nobody can see until its
+/// deadline (which kept every candidate out for a whole term).
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_blip_while_leading_still_hands_over_at_once() {
+    use leader_election_abstractions::{HealthBasedLeaderElection, StoreFactory};
+    use leader_election_inmemory::{InMemoryLeaderElectionFactory, InMemoryStore};
+
+    let options = LeaderElectionOptions {
+        lease_duration: Duration::from_secs(10),
+        renew_interval: Duration::from_secs(3),
+        retry_interval: Duration::from_secs(1),
+        grace_period: Duration::from_secs(2),
+        ..LeaderElectionOptions::default()
+    };
+    let factory =
+        InMemoryLeaderElectionFactory::new(InMemoryStore::new(), options).expect("factory");
+    let a = factory
+        .election("blip")
+        .candidate_id("a")
+        .health_based()
+        .build()
+        .expect("blip");
+    let b = factory
+        .election("blip")
+        .candidate_id("b")
+        .health_based()
+        .build()
+        .expect("blip");
+    a.start().await.expect("blip");
+    a.wait_for_leadership().await.expect("blip");
+    b.start().await.expect("blip");
+    let mut events = a.subscribe();
+    // Down and up again with no await in between: the engine sees only the
+    // recovered score.
+    a.update_health(false, None).await.expect("blip");
+    a.update_health(true, None).await.expect("blip");
+    assert!(!a.is_leader(), "the dip ends the term for readers at once");
+    let started = Instant::now();
+    let lost = drain(&mut events).await;
+    assert_eq!(
+        loss_reasons(&lost),
+        vec![LossReason::Unhealthy],
+        "LostLeadership comes with the dip, not at the deadline"
+    );
+    // The lease was released: a candidate (b, or a again, healthy now)
+    // leads within a round trip, not after a's deadline.
+    while !(a.is_leader() || b.is_leader()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "nobody leads {:?} after the dip: the lease was not released",
+            started.elapsed()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    println!("leading again after the dip: {:?}", started.elapsed());
+    a.stop().await.expect("blip");
+    b.stop().await.expect("blip");
+}

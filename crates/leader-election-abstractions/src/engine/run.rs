@@ -146,6 +146,24 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn run(&mut self) {
         loop {
+            if self.ended_by_handle() {
+                // The handle ended the term (an unhealthy score) and no stop
+                // or resign will carry it out: the score may have recovered
+                // before this task ran, but the term is over for readers,
+                // so release the lease now instead of renewing a term nobody
+                // sees until its deadline.
+                let reason = self
+                    .term
+                    .as_ref()
+                    .and_then(|t| self.cfg.shared.loss_reason(t.token));
+                self.step_down(
+                    reason.unwrap_or(LossReason::Unhealthy),
+                    Handback::Release,
+                    None,
+                )
+                .await;
+                continue;
+            }
             let action_at = match &self.term {
                 Some(term) => term.next_renew,
                 None => self.next_attempt,
@@ -184,6 +202,14 @@ impl<S: LeaseStore> Engine<S> {
             }
         }
         self.shutdown().await;
+    }
+
+    /// Whether the handle ended the current term (`end_term_now`) with no
+    /// stop or resign pending that will step down for it.
+    fn ended_by_handle(&self) -> bool {
+        self.term
+            .as_ref()
+            .is_some_and(|t| t.ended.is_cancelled() && !self.cfg.shared.ending_pending())
     }
 
     fn eligible(&self) -> bool {

@@ -212,6 +212,11 @@ impl Shared {
         loss.and_then(|(seen, reason)| (seen == token).then_some(reason))
     }
 
+    /// Whether a stop or resign is pending (see `ending`).
+    pub(crate) fn ending_pending(&self) -> bool {
+        self.ending.load(Ordering::SeqCst) > 0
+    }
+
     /// The engine carried out (or dropped) a pending resign.
     pub(crate) fn finish_ending(&self) {
         // Never below zero, even if called once too often.
