@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             .and_then(|runtime| integration::run(suite(flags.suite.as_deref())?, runtime)),
         flags::XtaskCmd::Chaos(flags) => chaos::command(flags),
         flags::XtaskCmd::Bench(flags) => bench::run(flags.local),
+        flags::XtaskCmd::Sim(flags) => sim(&sim_args(&flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +102,10 @@ fn ci(integration: bool) -> Result<(), String> {
     )?;
     package()?;
     if integration {
+        // The simulation needs no servers, only a release build: 10 000
+        // seeds per backend, then every mutant must be caught.
+        sim(&["--seeds".into(), "10000".into()])?;
+        sim(&["--mutants".into(), "--seeds".into(), "2000".into()])?;
         println!("xtask: $ cargo xtask integration all");
         let started = Instant::now();
         let result = integration::run("all", servers::Runtime::Process);
@@ -119,6 +124,50 @@ fn ci(integration: bool) -> Result<(), String> {
         result?;
     }
     Ok(())
+}
+
+/// The simulator's arguments for `cargo xtask sim` flags.
+fn sim_args(flags: &flags::Sim) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut pair = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            args.push(name.to_owned());
+            args.push(value);
+        }
+    };
+    pair("--seeds", flags.seeds.map(|v| v.to_string()));
+    pair("--first", flags.first.map(|v| v.to_string()));
+    pair("--seed", flags.seed.map(|v| v.to_string()));
+    pair("--backend", flags.backend.clone());
+    pair("--drift", flags.drift.clone());
+    pair("--mutant", flags.mutant.clone());
+    for (on, name) in [
+        (flags.mutants, "--mutants"),
+        (flags.trace, "--trace"),
+        (flags.repeat, "--repeat"),
+    ] {
+        if on {
+            args.push(name.to_owned());
+        }
+    }
+    args
+}
+
+/// Runs the deterministic simulation in release mode, mutants compiled in
+/// (they stay off unless asked for).
+fn sim(args: &[String]) -> Result<(), String> {
+    let mut command = vec![
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "leader-election-sim",
+        "--features",
+        "mutants",
+        "--",
+    ];
+    command.extend(args.iter().map(String::as_str));
+    run("cargo", &command, &[])
 }
 
 /// The crates published to crates.io, in dependency order.
