@@ -92,12 +92,13 @@ impl LeadershipGuard {
             let Some(begin_at) = deadline.checked_sub(margin) else {
                 return; // less than `margin` is left of any deadline this clock can have
             };
-            if tokio::time::Instant::now() >= begin_at {
+            if self.shared.now() >= begin_at {
                 return;
             }
             tokio::select! {
+                biased;
                 () = self.ended.cancelled() => return,
-                () = tokio::time::sleep_until(begin_at) => {}
+                () = self.shared.sleep_until(begin_at) => {}
             }
         }
     }

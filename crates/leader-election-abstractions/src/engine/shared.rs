@@ -130,6 +130,14 @@ impl Shared {
         Some(*origin + std::time::Duration::from_nanos(nanos - 1))
     }
 
+    /// The election's clock now (Tokio's before the election started).
+    pub(crate) fn now(&self) -> Instant {
+        match self.epoch.get() {
+            Some((clock, _)) => clock.now(),
+            None => Instant::now(),
+        }
+    }
+
     /// Completes when the election's clock reaches `deadline` (at once
     /// before the election started: there is no term to wait for then).
     pub(crate) async fn sleep_until(&self, deadline: Instant) {
