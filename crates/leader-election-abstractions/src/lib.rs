@@ -28,7 +28,7 @@
 //! ## Features
 //!
 //! `test-util`: hooks for tests and demos (`Election::abort_without_release`,
-//! a simulated crash, `Election::store`, and [`seed_thread_jitter`] for
+//! a simulated crash, `Election::store`, and `seed_thread_jitter` for
 //! deterministic simulations). Not for production code.
 //!
 //! `sim-mutants`: lets the simulation switch on deliberately broken

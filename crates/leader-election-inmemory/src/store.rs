@@ -42,7 +42,7 @@ struct State {
     resources: HashMap<String, Resource>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Resource {
     lease: Option<Lease>,
     /// The token of the last acquisition; never decreases, even across releases.
@@ -51,17 +51,6 @@ struct Resource {
     /// Bumped on every change of this resource's lease, so its watches (and
     /// only its watches: a store holds thousands of resources) wake up.
     changes: Arc<Changes>,
-}
-
-impl Default for Resource {
-    fn default() -> Self {
-        Self {
-            lease: None,
-            last_token: 0,
-            candidates: BTreeMap::new(),
-            changes: Arc::default(),
-        }
-    }
 }
 
 impl Resource {
