@@ -19,6 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::bench_transitions::{self, quantile, Elector};
 use crate::chaos::target_dir;
 use crate::provision::workspace_root;
 use crate::servers::{self, Runtime, Target};
@@ -31,7 +32,7 @@ struct Row {
 }
 
 /// Entry point of `cargo xtask bench`.
-pub(crate) fn run(local: bool) -> Result<(), String> {
+pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
     let header = machine_and_load("at start");
     crate::run(
         "cargo",
@@ -65,6 +66,12 @@ pub(crate) fn run(local: bool) -> Result<(), String> {
                     for n in sizes {
                         measure(&[backend, n], &env, &mut rows, &mut failures);
                     }
+                    if backend == "kubernetes" {
+                        match kubernetes_transitions(&bin, transitions, env) {
+                            Ok(found) => rows.extend(found),
+                            Err(e) => failures.push(format!("kubernetes transitions: {e}")),
+                        }
+                    }
                 }
                 Err(e) => failures.push(format!("{backend}: servers did not start: {e}")),
             }
@@ -89,6 +96,52 @@ pub(crate) fn run(local: bool) -> Result<(), String> {
             failures.join("\n  ")
         ))
     }
+}
+
+/// Handover and crash failover between separate processes on Kubernetes,
+/// ours next to client-go's (see [`bench_transitions`](crate::bench_transitions)).
+fn kubernetes_transitions(
+    bin: &Path,
+    n: usize,
+    mut env: Vec<(String, String)>,
+) -> Result<Vec<Row>, String> {
+    let var = "LE_CLIENT_GO_PEER_BIN";
+    if !env.iter().any(|(k, _)| k == var) {
+        env.extend(servers::optional_program("client-go-peer", var)?);
+    }
+    let client_go = env
+        .iter()
+        .find(|(k, _)| k == var)
+        .map(|(_, v)| std::path::PathBuf::from(v))
+        .ok_or("the client-go peer could not be built")?;
+    let mut rows = Vec::new();
+    for (crash, what) in [
+        (false, "graceful handover (leader stops after 1 s)"),
+        (true, "crash failover (leader SIGKILLed)"),
+    ] {
+        let mut figures = Vec::new();
+        for (elector, label) in [
+            (Elector::Ours(bin), "ours"),
+            (Elector::ClientGo(&client_go), "client-go"),
+        ] {
+            println!("xtask: bench: kubernetes {what}, {label}, {n} transitions");
+            let samples = bench_transitions::measure(elector, label, n, crash, &env)?;
+            figures.push((label, quantile(&samples, 0.5), quantile(&samples, 0.99)));
+        }
+        let ratio = figures[0].1 / figures[1].1;
+        rows.push(Row {
+            measurement: format!(
+                "{what} between separate processes, {n} transitions, lease 2 s, renew/retry 500 ms"
+            ),
+            backend: "kubernetes".into(),
+            result: format!(
+                "ours p50 {:.0} ms, p99 {:.0} ms; client-go p50 {:.0} ms, p99 {:.0} ms; \
+                 ours / client-go (p50) {ratio:.2}",
+                figures[0].1, figures[0].2, figures[1].1, figures[1].2
+            ),
+        });
+    }
+    Ok(rows)
 }
 
 /// Runs the bench binary with `args`, streaming its output, and turns its

@@ -90,12 +90,15 @@ xflags::xflags! {
         /// Timing and scale figures in one table, printed not asserted: the
         /// cost of the leadership reads (release, without tokio test-util),
         /// elections per process (in-memory 100/1 000/10 000, Kubernetes
-        /// 100/1 000, Consul 10/100) and, against the real servers, the
-        /// conformance suite's C2 deadline, C3 crash failover and C4 handover
-        /// times. Not part of CI.
+        /// 100/1 000, Consul 10/100), handover and crash failover between
+        /// processes on Kubernetes next to client-go's, and the conformance
+        /// suite's C2 deadline, C3 crash failover and C4 handover times.
+        /// Not part of CI.
         cmd bench {
             /// Only the in-process figures (no servers).
             optional --local
+            /// Handovers and crash failovers measured per elector (default 50).
+            optional --transitions transitions: usize
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
 //! leader-election-bench hot-path
+//! leader-election-bench kubernetes-peer <lease> <id> <hold-ms>
 //! ```
 //!
 //! Each command prints what it measures in words, then one line per figure
@@ -17,6 +18,7 @@ mod elections;
 mod hot_path;
 mod inmemory;
 mod kubernetes;
+mod peer;
 mod process;
 
 fn main() -> ExitCode {
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         Some("inmemory") => inmemory::command(&args[1..]),
         Some("kubernetes") => kubernetes::command(&args[1..]),
         Some("consul") => consul::command(&args[1..]),
+        Some("kubernetes-peer") => peer::command(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
             "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path".into(),

@@ -1,0 +1,57 @@
+//! `kubernetes-peer <lease> <id> <hold-ms>`: one candidate process for the
+//! handover and failover measurements of `cargo xtask bench`, with the same
+//! line protocol as the client-go peer it is compared with (`LEADING <ns>`,
+//! `STOPPED <ns>`, Unix nanoseconds): it leads for `hold-ms`, then stops
+//! (releasing the Lease) and exits. Lease 2 s, renewals and retries every
+//! 500 ms, grace 1 s, as the client-go peer is run.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use leader_election_abstractions::{
+    LeaderElection, LeaderElectionEvent, LeaderElectionOptions, StoreFactory,
+};
+use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let [lease, id, hold] = args else {
+        return Err("kubernetes-peer needs <lease> <id> <hold-ms>".into());
+    };
+    let hold = Duration::from_millis(hold.parse().map_err(|_| "<hold-ms> is a number")?);
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("kube client from KUBECONFIG: {e}"))?;
+        let options = LeaderElectionOptions::builder()
+            .lease_duration(Duration::from_secs(2))
+            .renew_interval(Duration::from_millis(500))
+            .retry_interval(Duration::from_millis(500))
+            .grace_period(Duration::from_secs(1))
+            .instance_id(id.as_str())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let factory =
+            KubernetesLeaderElectionFactory::new(client, KubernetesConfig::default(), options)
+                .map_err(|e| e.to_string())?;
+        let election = factory.election(lease).build().map_err(|e| e.to_string())?;
+        let mut events = election.subscribe();
+        election.start().await.map_err(|e| e.to_string())?;
+        while let Some(event) = events.next().await {
+            if let LeaderElectionEvent::BecameLeader { .. } = event {
+                println!("LEADING {}", unix_nanos());
+                break;
+            }
+        }
+        tokio::time::sleep(hold).await;
+        // The last leading instant: `stop()` ends the term for readers at once.
+        println!("STOPPED {}", unix_nanos());
+        election.stop().await.map_err(|e| e.to_string())
+    })
+}
