@@ -160,13 +160,9 @@ impl EtcdClient {
                 )))
             }
         };
-        if answer.token.is_empty() {
-            return Err(Error::backend(
-                "etcd answered the authentication without a token (is auth enabled?)",
-            ));
-        }
-        self.set_token(Some(answer.token.clone()));
-        Ok(answer.token)
+        let token = auth_token(answer)?;
+        self.set_token(Some(token.clone()));
+        Ok(token)
     }
 
     /// Sends a request; a transport failure is retryable (and moves on to
@@ -191,17 +187,7 @@ impl EtcdClient {
         if status.is_success() {
             return decode(what, &bytes).map(Ok);
         }
-        let error = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| Status {
-            code: if status.is_server_error() { 14 } else { 2 },
-            message: format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ),
-        });
-        Ok(Err(error))
+        Ok(Err(error_status(status, &bytes)))
     }
 
     /// One unary call of the gateway; gRPC errors are returned for the
@@ -248,20 +234,7 @@ impl EtcdClient {
 
     /// What a gRPC error from etcd means for us.
     pub(crate) fn classify(&self, what: &str, status: &Status) -> Error {
-        let message = &status.message;
-        match status.code {
-            UNAUTHENTICATED => Error::unauthorized(format!(
-                "etcd refused {what}: not authenticated ({message}); check EtcdConfig::user"
-            )),
-            PERMISSION_DENIED => Error::unauthorized(format!(
-                "etcd refused {what} ({message}); the user needs a role with readwrite permission on the key prefix `{}/` (etcdctl role grant-permission <role> --prefix=true readwrite {}/)",
-                self.config.key_prefix, self.config.key_prefix
-            )),
-            code if RETRYABLE.contains(&code) => {
-                Error::unavailable(format!("etcd {what}: {message} (code {code})"))
-            }
-            code => Error::backend(format!("etcd {what}: {message} (code {code})")),
-        }
+        classify(&self.config.key_prefix, what, status)
     }
 
     /// Opens a server stream (the watch): the response whose body streams.
@@ -292,14 +265,7 @@ impl EtcdClient {
             }
             let code = response.status();
             let bytes = response.bytes().await.unwrap_or_default();
-            let status = serde_json::from_slice::<Status>(&bytes).unwrap_or(Status {
-                code: if code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS {
-                    14
-                } else {
-                    2
-                },
-                message: code.to_string(),
-            });
+            let status = error_status(code, &bytes);
             if status.code == UNAUTHENTICATED && self.config.user.is_some() && attempt == 0 {
                 self.set_token(None);
                 continue;
@@ -368,13 +334,7 @@ impl EtcdClient {
                 timeout,
             )
             .await?;
-        if !answer.error.is_empty() || answer.id <= 0 {
-            return Err(Error::backend(format!(
-                "etcd refused a lease of {ttl} s: id {} ({})",
-                answer.id, answer.error
-            )));
-        }
-        Ok(answer)
+        granted(ttl, answer)
     }
 
     /// One keep-alive of lease `id`: its TTL in seconds from now, 0 when the
@@ -388,17 +348,7 @@ impl EtcdClient {
                 timeout,
             )
             .await?;
-        match (message.result, message.error) {
-            (_, Some(status)) => Err(self.classify("lease keep-alive", &status)),
-            (Some(answer), None) if answer.id == id => Ok(answer.ttl.max(0)),
-            (Some(answer), None) => Err(Error::backend(format!(
-                "etcd answered a keep-alive of lease {id:x} for lease {:x}",
-                answer.id
-            ))),
-            (None, None) => Err(Error::backend(
-                "etcd answered a keep-alive with neither result nor error",
-            )),
-        }
+        kept_alive(&self.config.key_prefix, id, message)
     }
 
     /// Revokes lease `id` (deleting its keys); a lease already gone is fine.
@@ -501,6 +451,85 @@ impl EtcdClient {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// What a gRPC error from etcd means for us (`key_prefix` names the grant a
+/// refused permission needs).
+pub(crate) fn classify(key_prefix: &str, what: &str, status: &Status) -> Error {
+    let message = &status.message;
+    match status.code {
+        UNAUTHENTICATED => Error::unauthorized(format!(
+            "etcd refused {what}: not authenticated ({message}); check EtcdConfig::user"
+        )),
+        PERMISSION_DENIED => Error::unauthorized(format!(
+            "etcd refused {what} ({message}); the user needs a role with readwrite permission on the key prefix `{key_prefix}/` (etcdctl role grant-permission <role> --prefix=true readwrite {key_prefix}/)"
+        )),
+        code if RETRYABLE.contains(&code) => {
+            Error::unavailable(format!("etcd {what}: {message} (code {code})"))
+        }
+        code => Error::backend(format!("etcd {what}: {message} (code {code})")),
+    }
+}
+
+/// The gRPC status of an HTTP error answer: the gateway's JSON body, or
+/// else one made from the HTTP status (retryable for 5xx and 429) and the
+/// start of the body.
+pub(crate) fn error_status(http: StatusCode, bytes: &[u8]) -> Status {
+    serde_json::from_slice::<Status>(bytes).unwrap_or_else(|_| Status {
+        code: if http.is_server_error() || http == StatusCode::TOO_MANY_REQUESTS {
+            14
+        } else {
+            2
+        },
+        message: format!(
+            "{http}: {}",
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ),
+    })
+}
+
+/// The token of an authentication answer.
+pub(crate) fn auth_token(answer: AuthAnswer) -> Result<String> {
+    if answer.token.is_empty() {
+        return Err(Error::backend(
+            "etcd answered the authentication without a token (is auth enabled?)",
+        ));
+    }
+    Ok(answer.token)
+}
+
+/// A grant's answer, checked: a lease was granted.
+pub(crate) fn granted(ttl: i64, answer: LeaseAnswer) -> Result<LeaseAnswer> {
+    if !answer.error.is_empty() || answer.id <= 0 {
+        return Err(Error::backend(format!(
+            "etcd refused a lease of {ttl} s: id {} ({})",
+            answer.id, answer.error
+        )));
+    }
+    Ok(answer)
+}
+
+/// A keep-alive's answer for lease `id`: the lease's TTL in seconds from
+/// now, 0 when it does not exist any more.
+pub(crate) fn kept_alive(
+    key_prefix: &str,
+    id: i64,
+    message: crate::wire::Streamed<LeaseAnswer>,
+) -> Result<i64> {
+    match (message.result, message.error) {
+        (_, Some(status)) => Err(classify(key_prefix, "lease keep-alive", &status)),
+        (Some(answer), None) if answer.id == id => Ok(answer.ttl.max(0)),
+        (Some(answer), None) => Err(Error::backend(format!(
+            "etcd answered a keep-alive of lease {id:x} for lease {:x}",
+            answer.id
+        ))),
+        (None, None) => Err(Error::backend(
+            "etcd answered a keep-alive with neither result nor error",
+        )),
     }
 }
 

@@ -67,6 +67,8 @@
 mod client;
 mod config;
 mod factory;
+#[cfg(test)]
+mod fuzz;
 mod store;
 mod timing;
 mod wire;

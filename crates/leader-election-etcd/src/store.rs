@@ -25,10 +25,10 @@ use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, R
 
 use crate::client::EtcdClient;
 use crate::timing;
-use crate::wire::KeyValue;
+use crate::wire::{KeyValue, TxnResponse};
 
-mod candidates;
-mod watch;
+pub(crate) mod candidates;
+pub(crate) mod watch;
 
 /// What renewing and releasing a term needs: its etcd lease and key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +127,56 @@ fn holder_of(kv: &KeyValue) -> String {
     }
 }
 
+/// What the oldest key (or its absence) at revision `at` means: one
+/// snapshot, so every view a follower sees is consistent. `hint_cap` is
+/// when to look again.
+pub(crate) fn view_of(first: Option<KeyValue>, at: i64, hint_cap: Duration) -> LeaseView {
+    let Some(kv) = first else {
+        // No holder: the token of the view is the revision it is of,
+        // below every later acquisition's, so the engine can tell a late
+        // "free" view from the loss of its own key.
+        return LeaseView {
+            fencing_token: u64::try_from(at).ok().map(FencingToken),
+            ..LeaseView::default()
+        };
+    };
+    LeaseView {
+        holder: Some(holder_of(&kv)),
+        fencing_token: u64::try_from(kv.create_revision).ok().map(FencingToken),
+        // etcd deletes the key when its lease expires, which our lease
+        // TTL bounds by lease + grace; the watch reports the deletion the
+        // moment it happens, so this is only when to look again if it
+        // did not.
+        acquirable_in: Some(hint_cap),
+        incarnation: None,
+    }
+}
+
+/// What the acquiring transaction's answer says.
+#[derive(Debug)]
+pub(crate) enum Created {
+    /// Our key was put, at this revision (its create revision, our token).
+    Ours(i64, FencingToken),
+    /// The prefix was not empty: its oldest key (if the answer carries it),
+    /// and the revision the answer is of.
+    Held(Option<KeyValue>, i64),
+}
+
+/// Reads the acquiring transaction's answer.
+pub(crate) fn created(answer: TxnResponse) -> Result<Created> {
+    if answer.succeeded {
+        let create_revision = answer.header.revision;
+        return Ok(Created::Ours(create_revision, token(create_revision)?));
+    }
+    let first = answer
+        .responses
+        .into_iter()
+        .next()
+        .and_then(|op| op.response_range)
+        .and_then(|range| range.kvs.into_iter().next());
+    Ok(Created::Held(first, answer.header.revision))
+}
+
 fn token(revision: i64) -> Result<FencingToken> {
     u64::try_from(revision)
         .ok()
@@ -164,28 +214,9 @@ impl Inner {
                 .contains(&kv.lease)
     }
 
-    /// What the oldest key (or its absence) at revision `at` means: one
-    /// snapshot, so every view a follower sees is consistent.
+    /// What the oldest key (or its absence) at revision `at` means.
     fn view_of(&self, first: Option<KeyValue>, at: i64) -> LeaseView {
-        let Some(kv) = first else {
-            // No holder: the token of the view is the revision it is of,
-            // below every later acquisition's, so the engine can tell a late
-            // "free" view from the loss of its own key.
-            return LeaseView {
-                fencing_token: u64::try_from(at).ok().map(FencingToken),
-                ..LeaseView::default()
-            };
-        };
-        LeaseView {
-            holder: Some(holder_of(&kv)),
-            fencing_token: u64::try_from(kv.create_revision).ok().map(FencingToken),
-            // etcd deletes the key when its lease expires, which our lease
-            // TTL bounds by lease + grace; the watch reports the deletion the
-            // moment it happens, so this is only when to look again if it
-            // did not.
-            acquirable_in: Some(self.hint_cap),
-            incarnation: None,
-        }
+        view_of(first, at, self.hint_cap)
     }
 
     /// The election now (or at `revision`), and the revision it is of.
@@ -268,32 +299,25 @@ impl LeaseStore for EtcdLeaseStore {
                 return Err(error);
             }
         };
-        if answer.succeeded {
-            let create_revision = answer.header.revision;
-            let fencing_token = token(create_revision)?;
-            return Ok(Acquisition::Acquired {
+        match created(answer) {
+            Ok(Created::Ours(create_revision, fencing_token)) => Ok(Acquisition::Acquired {
                 grant: EtcdGrant {
                     lease_id: lease.id,
                     key,
                     create_revision,
                 },
                 fencing_token,
-            });
+            }),
+            Ok(Created::Held(first, revision)) => {
+                tracing::debug!(revision, "another candidate created its key first");
+                inner.revoke_quietly(lease.id).await;
+                Ok(Acquisition::Held(inner.view_of(first, revision)))
+            }
+            Err(error) => {
+                inner.revoke_quietly(lease.id).await;
+                Err(error)
+            }
         }
-        tracing::debug!(
-            revision = answer.header.revision,
-            "another candidate created its key first"
-        );
-        inner.revoke_quietly(lease.id).await;
-        let first = answer
-            .responses
-            .into_iter()
-            .next()
-            .and_then(|op| op.response_range)
-            .and_then(|range| range.kvs.into_iter().next());
-        Ok(Acquisition::Held(
-            inner.view_of(first, answer.header.revision),
-        ))
     }
 
     async fn renew(&self, grant: &EtcdGrant) -> Result<Renewal<EtcdGrant>> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use crate::timing::whole_seconds;
+use crate::wire::KeyValue;
 
 /// What a candidate key holds.
 #[derive(Serialize, Deserialize)]
@@ -85,14 +86,8 @@ pub(super) async fn list(inner: &Inner) -> Result<Vec<CandidateRecord>> {
         .await?;
     let mut records = Vec::with_capacity(kvs.len());
     for kv in kvs {
-        match serde_json::from_slice::<Record>(&kv.value) {
-            Ok(record) => records.push(CandidateRecord {
-                candidate_id: record.candidate_id,
-                is_healthy: record.is_healthy,
-                health_score: record.health_score,
-                metadata: record.metadata,
-                updated_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.updated_at_ms),
-            }),
+        match record_of(&kv) {
+            Ok(record) => records.push(record),
             Err(error) => tracing::warn!(
                 key = %String::from_utf8_lossy(&kv.key),
                 error = %error,
@@ -101,6 +96,18 @@ pub(super) async fn list(inner: &Inner) -> Result<Vec<CandidateRecord>> {
         }
     }
     Ok(records)
+}
+
+/// The candidate record in a registry key's value.
+pub(crate) fn record_of(kv: &KeyValue) -> serde_json::Result<CandidateRecord> {
+    let record = serde_json::from_slice::<Record>(&kv.value)?;
+    Ok(CandidateRecord {
+        candidate_id: record.candidate_id,
+        is_healthy: record.is_healthy,
+        health_score: record.health_score,
+        metadata: record.metadata,
+        updated_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.updated_at_ms),
+    })
 }
 
 pub(super) async fn withdraw(inner: &Inner) -> Result<()> {

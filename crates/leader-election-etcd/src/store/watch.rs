@@ -12,7 +12,7 @@ use reqwest::Response;
 use serde_json::json;
 
 use super::Inner;
-use crate::client::decode;
+use crate::client::{classify, decode};
 use crate::wire::{b64, prefix_end, Streamed, WatchResponse};
 
 /// A watch message larger than this is refused rather than buffered.
@@ -133,9 +133,21 @@ async fn next_message(
 
 /// What one watch message means: a new view when events came.
 async fn on_message(inner: &Inner, line: &[u8]) -> Result<Option<LeaseView>> {
+    let Some(revision) = changed_at(inner.client.config().key_prefix.as_str(), line)? else {
+        return Ok(None);
+    };
+    let (view, _) = inner.view_at(Some(revision)).await?;
+    tracing::debug!(revision, holder = ?view.holder, "election changed");
+    Ok(Some(view))
+}
+
+/// Reads one watch message (`key_prefix` names a refused permission's
+/// grant): the revision to read the election at when events came, none for
+/// a message without events.
+pub(crate) fn changed_at(key_prefix: &str, line: &[u8]) -> Result<Option<i64>> {
     let message: Streamed<WatchResponse> = decode("watch", line)?;
     if let Some(status) = message.error {
-        return Err(inner.client.classify("watch", &status));
+        return Err(classify(key_prefix, "watch", &status));
     }
     let Some(answer) = message.result else {
         return Err(Error::backend(
@@ -152,7 +164,5 @@ async fn on_message(inner: &Inner, line: &[u8]) -> Result<Option<LeaseView>> {
     if answer.created || answer.events.is_empty() {
         return Ok(None);
     }
-    let (view, _) = inner.view_at(Some(answer.header.revision)).await?;
-    tracing::debug!(revision = answer.header.revision, holder = ?view.holder, "election changed");
-    Ok(Some(view))
+    Ok(Some(answer.header.revision))
 }
