@@ -99,7 +99,7 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
 }
 
 /// Handover and crash failover between separate processes on Kubernetes,
-/// ours next to client-go's (see [`bench_transitions`](crate::bench_transitions)).
+/// ours next to client-go's (see [`bench_transitions`]).
 fn kubernetes_transitions(
     bin: &Path,
     n: usize,
