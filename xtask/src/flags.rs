@@ -8,7 +8,8 @@ xflags::xflags! {
         /// fmt check, clippy -D warnings, cargo deny (licences, bans,
         /// sources), workspace tests (unit, doc, conformance, the README's
         /// Rust blocks), docs without warnings, and each published crate
-        /// packaged (`cargo package`, `cargo publish --dry-run`).
+        /// packaged (`cargo package`, `cargo publish --dry-run`), and every
+        /// TLS feature of the providers built alone.
         cmd ci {
             /// Then `integration all` and `chaos all --duration 2m` against
             /// real servers (what `.ci/run` does).

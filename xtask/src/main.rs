@@ -102,6 +102,7 @@ fn ci(integration: bool) -> Result<(), String> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     package()?;
+    tls_features()?;
     if integration {
         // The simulation needs no servers, only a release build: 10 000
         // seeds per backend, then every mutant must be caught.
@@ -204,6 +205,81 @@ fn package() -> Result<(), String> {
         args.extend(["-p", name]);
     }
     run("cargo", &args, &[])
+}
+
+/// Each TLS feature of the provider crates, built alone (the default,
+/// `rustls-ring`, is what every other step builds): `rustls-aws-lc` and
+/// `native-tls` must not pull in `ring`, and a build without any TLS feature
+/// (plain `http://` only) must compile. The etcd crate has no
+/// `rustls-aws-lc` (see its Cargo.toml).
+fn tls_features() -> Result<(), String> {
+    let builds: [(&str, &[&str]); 3] = [
+        (
+            "rustls-aws-lc",
+            &["leader-election-consul", "leader-election-kubernetes"],
+        ),
+        (
+            "native-tls",
+            &[
+                "leader-election-consul",
+                "leader-election-kubernetes",
+                "leader-election-etcd",
+            ],
+        ),
+        ("", &["leader-election-consul", "leader-election-etcd"]),
+    ];
+    for (feature, crates) in builds {
+        let mut features: Vec<String> = crates
+            .iter()
+            .filter(|_| !feature.is_empty())
+            .map(|name| format!("{name}/{feature}"))
+            .collect();
+        if crates.contains(&"leader-election-kubernetes") {
+            // Libraries on kube leave the Kubernetes version to the binary.
+            features.push("k8s-openapi/v1_36".to_owned());
+        }
+        let features = features.join(",");
+        let mut args = vec!["--no-default-features"];
+        for name in crates {
+            args.extend(["-p", name]);
+        }
+        if !features.is_empty() {
+            args.extend(["--features", &features]);
+        }
+        run("cargo", &[&["check"][..], &args].concat(), &[])?;
+        let tree = Command::new("cargo")
+            .args(["tree", "-e", "normal", "-i", "ring"])
+            .args(&args)
+            .output()
+            .map_err(|e| format!("could not run `cargo tree`: {e}"))?;
+        let shown = String::from_utf8_lossy(&tree.stdout);
+        if shown.contains("ring v") {
+            return Err(format!(
+                "the TLS feature `{feature}` of {crates:?} pulls in ring:\n{shown}"
+            ));
+        }
+        let built = if feature.is_empty() {
+            "without a TLS feature".to_owned()
+        } else {
+            format!("with TLS feature `{feature}`")
+        };
+        println!("xtask: {crates:?} {built}: built, no ring");
+    }
+    // An application that installs aws-lc-rs while the providers keep their
+    // default ring: its own build, so aws-lc-rs stays out of the others.
+    run(
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "examples",
+            "--features",
+            "aws-lc",
+            "--test",
+            "aws_lc_process_default",
+        ],
+        &[],
+    )
 }
 
 /// Runs one command, echoing it first, and fails with its exit status.

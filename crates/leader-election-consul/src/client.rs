@@ -138,13 +138,13 @@ impl ConsulClient {
                 ));
             }
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             // A redirect would carry X-Consul-Token to wherever it points
             // (reqwest strips only standard credential headers): never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .use_preconfigured_tls(crate::tls::client_config(&config.tls)?)
+            .redirect(reqwest::redirect::Policy::none());
+        let http = crate::tls::configure(builder, &config)?
             .build()
             .map_err(|e| {
                 Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))

@@ -221,7 +221,7 @@ impl ConsulConfig {
             ));
         }
         if let Some(name) = &self.tls.server_name {
-            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
                 return Err(Error::invalid_option(
                     "tls.server_name",
                     format!("must be a DNS name or IP address, got {name:?}"),

@@ -1,27 +1,32 @@
-//! The TLS configuration of the agent connection, built with rustls so that
-//! a configured CA *replaces* the built-in roots (as the `consul` CLI does),
-//! the certificate may be checked against a configured server name, and the
-//! client certificate and key are parsed from their own files.
+//! The TLS configuration of the agent connection, on the stack the crate's
+//! features picked: a configured CA *replaces* the built-in roots (as the
+//! `consul` CLI does), and the client certificate and key are read from
+//! their own files. rustls (`rustls-ring`, `rustls-aws-lc`) is preferred
+//! when several are enabled; `native-tls` cannot check the certificate
+//! against a configured server name and refuses that setting.
 
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
 use std::path::Path;
-use std::sync::Arc;
 
 use leader_election_abstractions::{Error, Result};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
+use rustls_pki_types::{pem::PemObject, CertificateDer};
 
+use crate::config::ConsulConfig;
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
 use crate::config::ConsulTls;
 
+#[cfg(feature = "__rustls")]
+mod rustls_config;
+
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
 fn read(field: &'static str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| Error::invalid_option(field, format!("cannot read {}: {e}", path.display())))
 }
 
 /// Every certificate in a PEM file; at least one.
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
 fn certificates(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read(field, path)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
@@ -41,8 +46,14 @@ fn certificates(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'
     Ok(certificates)
 }
 
-/// The trusted roots: the configured CAs only, else the built-in Mozilla roots.
-pub(crate) fn roots(tls: &ConsulTls) -> Result<RootCertStore> {
+/// The configured CAs (`ca_cert`, then every file of `ca_path` in name
+/// order) with the field each came from; `None` when neither is set (the
+/// built-in roots are used).
+#[cfg(any(feature = "__rustls", feature = "native-tls"))]
+fn configured_cas(tls: &ConsulTls) -> Result<Option<Vec<(&'static str, CertificateDer<'static>)>>> {
+    if tls.ca_cert.is_none() && tls.ca_path.is_none() {
+        return Ok(None);
+    }
     let mut configured = Vec::new();
     if let Some(file) = &tls.ca_cert {
         configured.extend(
@@ -74,201 +85,72 @@ pub(crate) fn roots(tls: &ConsulTls) -> Result<RootCertStore> {
             );
         }
     }
-    if tls.ca_cert.is_none() && tls.ca_path.is_none() {
-        return Ok(RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        });
+    Ok(Some(configured))
+}
+
+/// The client for `config`, on the TLS stack of the crate's features.
+pub(crate) fn configure(
+    builder: reqwest::ClientBuilder,
+    config: &ConsulConfig,
+) -> Result<reqwest::ClientBuilder> {
+    #[cfg(feature = "__rustls")]
+    {
+        Ok(builder.use_preconfigured_tls(rustls_config::client_config(&config.tls)?))
     }
-    let mut roots = RootCertStore::empty();
-    for (field, certificate) in configured {
-        roots.add(certificate).map_err(|e| {
-            Error::invalid_option(field, format!("not a usable CA certificate: {e}"))
+    #[cfg(all(feature = "native-tls", not(feature = "__rustls")))]
+    {
+        native(builder, &config.tls)
+    }
+    #[cfg(not(any(feature = "__rustls", feature = "native-tls")))]
+    {
+        let tls = &config.tls;
+        if config.address.starts_with("https://")
+            || tls.ca_cert.is_some()
+            || tls.ca_path.is_some()
+            || tls.client_cert.is_some()
+            || tls.server_name.is_some()
+        {
+            return Err(Error::invalid_option(
+                "tls",
+                "this build has no TLS: enable the feature rustls-ring, rustls-aws-lc or native-tls of leader-election-consul",
+            ));
+        }
+        Ok(builder)
+    }
+}
+
+/// The platform's TLS (`native-tls`): the same settings, except a server
+/// name other than the address's host, which it cannot check.
+#[cfg(all(feature = "native-tls", not(feature = "__rustls")))]
+fn native(mut builder: reqwest::ClientBuilder, tls: &ConsulTls) -> Result<reqwest::ClientBuilder> {
+    if tls.server_name.is_some() {
+        return Err(Error::invalid_option(
+            "tls.server_name",
+            "the native-tls feature cannot check a certificate against another name than the address's host; use the rustls-ring or rustls-aws-lc feature",
+        ));
+    }
+    builder = builder.use_native_tls();
+    if let Some(configured) = configured_cas(tls)? {
+        builder = builder.tls_built_in_root_certs(false);
+        for (field, certificate) in configured {
+            let certificate = reqwest::Certificate::from_der(&certificate).map_err(|e| {
+                Error::invalid_option(field, format!("not a usable CA certificate: {e}"))
+            })?;
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        let identity = reqwest::Identity::from_pkcs8_pem(
+            &read("tls.client_cert", cert)?,
+            &read("tls.client_key", key)?,
+        )
+        .map_err(|e| {
+            Error::invalid_option(
+                "tls.client_key",
+                format!("not a PEM certificate and PKCS#8 key (native-tls reads only PKCS#8): {e}"),
+            )
         })?;
+        builder = builder.identity(identity);
     }
-    Ok(roots)
-}
-
-/// The rustls client configuration for `tls`.
-pub(crate) fn client_config(tls: &ConsulTls) -> Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
-        Arc::new(AcceptAnyCertificate(Arc::clone(&provider)))
-    } else {
-        let webpki = WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots(tls)?),
-            Arc::clone(&provider),
-        )
-        .build()
-        .map_err(|e| Error::invalid_option("tls.ca_cert", format!("{e}")))?;
-        match &tls.server_name {
-            Some(name) => Arc::new(ServerNameOverride {
-                inner: webpki,
-                name: ServerName::try_from(name.clone()).map_err(|e| {
-                    Error::invalid_option("tls.server_name", format!("{name:?}: {e}"))
-                })?,
-            }),
-            None => webpki,
-        }
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::invalid_option("tls", format!("{e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates("tls.client_cert", cert)?;
-            let key =
-                PrivateKeyDer::from_pem_slice(&read("tls.client_key", key)?).map_err(|e| {
-                    Error::invalid_option(
-                        "tls.client_key",
-                        format!("{} is not a PEM private key: {e}", key.display()),
-                    )
-                })?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                Error::invalid_option(
-                    "tls.client_key",
-                    format!("does not match the client certificate: {e}"),
-                )
-            })
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// Checks the agent's certificate against the configured server name
-/// instead of the address's host (`CONSUL_TLS_SERVER_NAME`).
-#[derive(Debug)]
-struct ServerNameOverride {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for ServerNameOverride {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `CONSUL_HTTP_SSL_VERIFY=false`: any certificate is accepted (the
-/// handshake signatures are still checked).
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A self-signed CA certificate (its key was thrown away).
-    const CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBujCCAWGgAwIBAgIUSboY6JjhEQHUpXc3uSVuQccQZrowCgYIKoZIzj0EAwIw
-KjEoMCYGA1UEAwwfbGVhZGVyLWVsZWN0aW9uLXJzLXVuaXQtdGVzdC1jYTAgFw0y
-NjExMjcwMTMwMjhaGA8yMTI2MTEwMzAxMzAyOFowKjEoMCYGA1UEAwwfbGVhZGVy
-LWVsZWN0aW9uLXJzLXVuaXQtdGVzdC1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH
-A0IABJmwBFhZbvEFRxh3LwFwobDfWyQwnsw2YJcQNxxkrK6aOTPPiP/irxqcsKui
-4ekKuycKY/C/7p6Sk2x4xOlK+UWjYzBhMB0GA1UdDgQWBBRkv9IwPU6dUjVRLcMl
-15SteUtyODAfBgNVHSMEGDAWgBRkv9IwPU6dUjVRLcMl15SteUtyODAPBgNVHRMB
-Af8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNHADBEAiB306gF
-yOnEN0KCAM3ULj8AlZjws+9zDjCCBujh04oQ/QIgceHWLVJLosovOqk7VR++6TqF
-NfwgO44zfoWJIsepCHo=
------END CERTIFICATE-----
-";
-
-    #[test]
-    fn a_configured_ca_replaces_the_built_in_roots() {
-        let dir = std::env::temp_dir().join(format!("le-consul-roots-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let file = dir.join("ca.pem");
-        std::fs::write(&file, CA).expect("ca file");
-        let built_in = roots(&ConsulTls::default()).expect("built-in roots");
-        assert!(built_in.len() > 50, "{} built-in roots", built_in.len());
-        let from_file = roots(&ConsulTls {
-            ca_cert: Some(file),
-            ..ConsulTls::default()
-        })
-        .expect("roots from ca_cert");
-        assert_eq!(from_file.len(), 1, "only the configured CA is trusted");
-        let from_dir = roots(&ConsulTls {
-            ca_path: Some(dir.clone()),
-            ..ConsulTls::default()
-        })
-        .expect("roots from ca_path");
-        assert_eq!(from_dir.len(), 1, "only the configured CA is trusted");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
+    Ok(builder.danger_accept_invalid_certs(tls.insecure_skip_verify))
 }

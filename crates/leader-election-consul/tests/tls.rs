@@ -1,7 +1,9 @@
 //! TLS to the agent, against `Responder` over TLS (a fake HTTP responder for
 //! these unit tests only) with certificates `openssl` makes for each run: a
-//! configured CA is the only one trusted, the server name can be set, the
-//! client certificate and key are read from separate files.
+//! configured CA is the only one trusted, the server name can be set (with
+//! rustls), the client certificate and key are read from separate files.
+//! `cargo test -p leader-election-consul --no-default-features --features
+//! native-tls --test tls` runs them on native-tls.
 
 mod support;
 
@@ -233,6 +235,8 @@ async fn a_configured_ca_is_the_only_one_trusted() {
     .expect("verification off");
 }
 
+/// rustls only: native-tls cannot check another name (the next test).
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
 #[tokio::test]
 async fn the_server_name_can_differ_from_the_address() {
     let pki = Pki::new("name");
@@ -256,6 +260,31 @@ async fn the_server_name_can_differ_from_the_address() {
     )
     .await
     .expect("CONSUL_TLS_SERVER_NAME names the certificate");
+}
+
+/// Built with native-tls alone, a server name is refused at once, naming
+/// the field, instead of being silently not checked.
+#[cfg(all(
+    feature = "native-tls",
+    not(any(feature = "rustls-ring", feature = "rustls-aws-lc"))
+))]
+#[test]
+fn native_tls_refuses_a_server_name_naming_the_field() {
+    let config = ConsulConfig {
+        address: "https://127.0.0.1:8501".into(),
+        tls: ConsulTls {
+            server_name: Some("server.dc1.consul".into()),
+            ..ConsulTls::default()
+        },
+        ..ConsulConfig::default()
+    };
+    match ConsulLeaderElectionFactory::new(config, unit_options()) {
+        Err(Error::InvalidOption { field, rule }) => {
+            assert_eq!(field, "tls.server_name");
+            assert!(rule.contains("rustls"), "{rule}");
+        }
+        other => panic!("expected an InvalidOption, got {other:?}"),
+    }
 }
 
 fn strip_trailing_newline(path: &Path) {

@@ -41,9 +41,64 @@ impl std::fmt::Debug for EtcdClient {
     }
 }
 
+#[cfg(any(feature = "rustls-ring", feature = "native-tls"))]
 fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| Error::invalid_option(field, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The TLS stack the crate's features picked, with the configured CA and
+/// client certificate.
+#[cfg(any(feature = "rustls-ring", feature = "native-tls"))]
+fn tls(builder: reqwest::ClientBuilder, config: &EtcdConfig) -> Result<reqwest::ClientBuilder> {
+    // rustls when both are enabled (as with --all-features).
+    #[cfg(feature = "rustls-ring")]
+    let mut builder = builder.use_rustls_tls();
+    #[cfg(not(feature = "rustls-ring"))]
+    let mut builder = builder.use_native_tls();
+    if let Some(ca) = &config.tls.ca_cert {
+        // A configured CA replaces the built-in roots, as with etcdctl's
+        // --cacert: only certificates it signed are trusted.
+        builder = builder.tls_built_in_root_certs(false);
+        let pem = read_pem("tls.ca_cert", ca)?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::invalid_option("tls.ca_cert", format!("not a PEM certificate bundle: {e}"))
+        })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&config.tls.client_cert, &config.tls.client_key) {
+        let cert = read_pem("tls.client_cert", cert)?;
+        let key = read_pem("tls.client_key", key)?;
+        #[cfg(feature = "rustls-ring")]
+        let identity = reqwest::Identity::from_pem(&[cert, key].concat());
+        // native-tls takes the key in PKCS#8 only.
+        #[cfg(not(feature = "rustls-ring"))]
+        let identity = reqwest::Identity::from_pkcs8_pem(&cert, &key);
+        let identity = identity.map_err(|e| {
+            Error::invalid_option(
+                "tls.client_cert",
+                format!("not a PEM certificate and key: {e}"),
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    Ok(builder)
+}
+
+/// Built without TLS: plain `http://` endpoints only, and no TLS settings.
+#[cfg(not(any(feature = "rustls-ring", feature = "native-tls")))]
+fn tls(builder: reqwest::ClientBuilder, config: &EtcdConfig) -> Result<reqwest::ClientBuilder> {
+    let https = config.endpoints.iter().any(|e| e.starts_with("https://"));
+    let tls = &config.tls;
+    if https || tls.ca_cert.is_some() || tls.client_cert.is_some() || tls.client_key.is_some() {
+        return Err(Error::invalid_option(
+            "tls",
+            "this build has no TLS: enable the feature rustls-ring or native-tls of leader-election-etcd",
+        ));
+    }
+    Ok(builder)
 }
 
 fn range_request(prefix: &str, revision: Option<i64>, limit: Option<i64>) -> Value {
@@ -65,30 +120,7 @@ fn range_request(prefix: &str, revision: Option<i64>, limit: Option<i64>) -> Val
 impl EtcdClient {
     pub(crate) fn new(config: EtcdConfig) -> Result<Self> {
         config.validate()?;
-        let mut builder = reqwest::Client::builder().use_rustls_tls();
-        if let Some(ca) = &config.tls.ca_cert {
-            // A configured CA replaces the built-in roots, as with etcdctl's
-            // --cacert: only certificates it signed are trusted.
-            builder = builder.tls_built_in_root_certs(false);
-            let pem = read_pem("tls.ca_cert", ca)?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid_option("tls.ca_cert", format!("not a PEM certificate bundle: {e}"))
-            })?;
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&config.tls.client_cert, &config.tls.client_key) {
-            let mut pem = read_pem("tls.client_cert", cert)?;
-            pem.extend(read_pem("tls.client_key", key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                Error::invalid_option(
-                    "tls.client_cert",
-                    format!("not a PEM certificate and key: {e}"),
-                )
-            })?;
-            builder = builder.identity(identity);
-        }
+        let builder = tls(reqwest::Client::builder(), &config)?;
         let http = builder.build().map_err(|e| {
             Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))
         })?;
