@@ -197,6 +197,7 @@ fn package() -> Result<(), String> {
         args.extend(["-p", name]);
     }
     run("cargo", &args, &[])?;
+    forget_unpacked_overlay()?;
     let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
     for name in PUBLISHED
         .iter()
@@ -205,6 +206,41 @@ fn package() -> Result<(), String> {
         args.extend(["-p", name]);
     }
     run("cargo", &args, &[])
+}
+
+/// cargo unpacks the local overlay of our own packaged crates into
+/// `$CARGO_HOME/registry/src/-<hash>/<name>-<version>` and reuses that copy
+/// while the version stays the same, so a second run would build the first
+/// run's sources. Only those copies (a registry without a name, crates
+/// named `leader-election-*`) are removed.
+fn forget_unpacked_overlay() -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(home.join("registry").join("src")) else {
+        return Ok(()); // nothing unpacked yet
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for krate in std::fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if krate
+                .file_name()
+                .to_string_lossy()
+                .starts_with("leader-election-")
+            {
+                std::fs::remove_dir_all(krate.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", krate.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Each TLS feature of the provider crates, built alone (the default,
