@@ -271,7 +271,12 @@ pub(crate) fn ensure_program(dir: &str, env_var: &str) -> Result<PathBuf, String
 /// `cargo xtask servers build`: provisions every binary (for CI warm-up and
 /// for measuring build times).
 pub(crate) fn ensure_all() -> Result<(), String> {
-    for pin in [versions::ETCD, versions::KUBE_APISERVER, versions::CONSUL] {
+    for pin in [
+        versions::ETCD,
+        versions::ETCDCTL,
+        versions::KUBE_APISERVER,
+        versions::CONSUL,
+    ] {
         let started = Instant::now();
         let path = ensure(&pin)?;
         println!(

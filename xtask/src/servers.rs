@@ -138,7 +138,13 @@ pub(crate) fn up(target: Target, runtime: Runtime, detach: bool) -> Result<State
             (Runtime::Docker, _) => docker::start_consul(&temp_dir(name)?)?,
             (Runtime::Process, "etcd") => {
                 let bin = provision::ensure(&versions::ETCD)?;
-                etcd::start(&bin, &temp_dir(name)?, detach)?
+                // The `leader-election` command's interop test runs `etcdctl lock`.
+                let etcdctl = provision::ensure(&versions::ETCDCTL)?;
+                let mut record = etcd::start(&bin, &temp_dir(name)?, detach)?;
+                record
+                    .env
+                    .insert("LE_ETCDCTL_BIN".into(), etcdctl.display().to_string());
+                record
             }
             (Runtime::Process, "kube-apiserver") => {
                 let bin = provision::ensure(&versions::KUBE_APISERVER)?;

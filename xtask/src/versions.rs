@@ -44,6 +44,21 @@ pub(crate) const ETCD: Pin = Pin {
     cold_build_hint: "about 2 minutes",
 };
 
+/// etcdctl at etcd's version: the `leader-election` command's interop test
+/// runs `etcdctl lock`, whose `concurrency.Mutex` uses the key layout of our
+/// etcd elections. Its own wrapper module (`xtask/go/etcdctl`), whose shared
+/// dependencies resolve to the etcd server's versions. Apache-2.0.
+pub(crate) const ETCDCTL: Pin = Pin {
+    name: "etcdctl",
+    version: "v3.6.16",
+    env_var: "LE_ETCDCTL_BIN",
+    wrapper_dir: "etcdctl",
+    module: "go.etcd.io/etcd/etcdctl/v3",
+    package: "go.etcd.io/etcd/etcdctl/v3",
+    tags: "",
+    cold_build_hint: "about 1 minute",
+};
+
 /// kube-apiserver 1.36: `k8s-openapi` 0.29 supports v1_33..=v1_37, and 1.36.x
 /// is the newest minor already known to build with Go 1.26. Apache-2.0.
 /// `k8s.io/kubernetes` requires its staging modules at `v0.0.0`, so the
@@ -92,7 +107,9 @@ pub(crate) const CONSUL: Pin = Pin {
 /// `-ldflags` for a pinned build: version stamps where the program reads them.
 pub(crate) fn ldflags(pin: &Pin) -> String {
     match pin.name {
-        "etcd" => format!("-X go.etcd.io/etcd/api/v3/version.GitSHA={}", pin.version),
+        "etcd" | "etcdctl" => {
+            format!("-X go.etcd.io/etcd/api/v3/version.GitSHA={}", pin.version)
+        }
         "kube-apiserver" => {
             let minor = pin.version.split('.').nth(1).unwrap_or("0");
             let mut flags = String::from("-s -w");

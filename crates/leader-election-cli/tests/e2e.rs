@@ -4,7 +4,7 @@
 //! checker), the child is dead before the leader's local deadline when the
 //! backend is black-holed, signals reach the child, exit codes, `--once`,
 //! `--restart`, `status` and `watch` on Kubernetes, Consul and etcd, and
-//! `consul lock` on the same lock.
+//! `consul lock` and `etcdctl lock` on the same lock.
 
 mod support;
 
@@ -455,6 +455,75 @@ async fn consul_lock_and_run_never_run_their_children_together() {
     assert!(
         !writes_by(&log, "foreign").is_empty(),
         "consul lock's child never wrote"
+    );
+}
+
+/// `leader-election run --backend etcd` and the real `etcdctl lock` on one
+/// lock: `etcdctl lock leader-election/<resource>` queues a key under the
+/// prefix our etcd elections use, with etcd's `concurrency.Mutex` (the key
+/// layout of `concurrency.Election`), and runs its command while it holds
+/// the lock. Their children (both appending fenced writes; `etcdctl lock`'s
+/// takes `ETCD_LOCK_REV`, the revision it acquired at, which lies between
+/// its key's create revision and any later term's) never run together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers and etcdctl: cargo xtask integration cli"]
+async fn etcdctl_lock_and_run_never_run_their_children_together() {
+    let dir = scratch("etcdctl-lock");
+    let log = dir.join("log");
+    let log_s = log.display().to_string();
+    let resource = resource("etcdctl");
+    let etcdctl = required_env("LE_ETCDCTL_BIN");
+    let endpoints = required_env("LE_ETCD_ENDPOINTS");
+    let writer = dir.join("writer.sh");
+    std::fs::write(&writer, WRITER).expect("write the writer script");
+    let env = [("LOG", log_s.as_str()), ("WRITES", "40")];
+    let mut ours = run_writer(
+        Backend::Etcd,
+        &resource,
+        None,
+        &["--restart", "--id", "ours"],
+        &env,
+        &dir,
+        "ours",
+    );
+    for round in 0..3 {
+        let mut lock = tokio::process::Command::new(&etcdctl);
+        // etcdctl's own variable (a flag beside it in the environment is refused).
+        lock.env("ETCDCTL_ENDPOINTS", &endpoints)
+            .arg("lock")
+            .arg(format!("leader-election/{resource}"))
+            .arg("sh")
+            .arg(&writer)
+            .env_remove("LEADER_ELECTION_FENCING_TOKEN")
+            .env_remove("LEADER_ELECTION_ID")
+            .env("LOG", &log_s)
+            .env("WRITES", "40")
+            .env("KIND", "foreign")
+            .env("TOKEN_CMD", "echo $ETCD_LOCK_REV")
+            .kill_on_drop(true);
+        let mut child = spawn_logged(lock, &dir, &format!("lock-{round}"));
+        let status = exit_of(&mut child, "etcdctl lock").await;
+        assert!(
+            status.success(),
+            "{}",
+            output_of(&dir, &format!("lock-{round}"))
+        );
+    }
+    wait_until("ours led too", || !writes_by(&log, "ours").is_empty()).await;
+    signal(&ours, Signal::TERM);
+    exit_of(&mut ours, "ours").await;
+    let report = check_log(&log);
+    let foreign_stale = report
+        .stale
+        .get(&leader_election_chaos::log::Kind::Foreign)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(foreign_stale, 0, "{}", report.table());
+    assert!(report.takeovers.len() >= 3, "{}", report.table());
+    assert_eq!(
+        writes_by(&log, "foreign").len(),
+        3 * 40,
+        "each etcdctl lock child wrote its 40 writes"
     );
 }
 
