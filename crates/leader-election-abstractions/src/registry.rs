@@ -8,7 +8,9 @@
 //! the default id with `-2`, `-3`, … appended.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::limits::validate_candidate_id;
@@ -79,8 +81,7 @@ impl ElectionRegistry {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
-        // A set of names cannot be left inconsistent by a panicking holder.
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+        self.live.lock()
     }
 }
 

@@ -104,20 +104,20 @@ pub struct ConsulLeaseStore {
 #[derive(Debug, Default)]
 struct SessionSlot {
     serial: Mutex<()>,
-    id: std::sync::Mutex<Option<String>>,
+    id: parking_lot::Mutex<Option<String>>,
 }
 
 impl SessionSlot {
     fn get(&self) -> Option<String> {
-        self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.id.lock().clone()
     }
 
     fn set(&self, id: Option<String>) {
-        *self.id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        *self.id.lock() = id;
     }
 
     fn take(&self) -> Option<String> {
-        self.id.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.id.lock().take()
     }
 }
 

@@ -3,7 +3,9 @@
 //! errors become the abstractions' kinds (retryable, unauthorized, backend).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use leader_election_abstractions::{Error, Result};
@@ -151,11 +153,11 @@ impl EtcdClient {
     }
 
     fn cached_token(&self) -> Option<String> {
-        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.token.lock().clone()
     }
 
     fn set_token(&self, token: Option<String>) {
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        *self.token.lock() = token;
     }
 
     /// A request with the auth token, authenticating first when needed.

@@ -15,7 +15,9 @@
 //! - The fencing token is our key's create revision: the store revision of
 //!   that transaction, which only grows in the cluster.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use leader_election_abstractions::store::{
@@ -191,27 +193,17 @@ impl Inner {
     }
 
     fn remember(&self, lease: i64) {
-        self.own_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(lease);
+        self.own_leases.lock().push(lease);
     }
 
     fn forget(&self, lease: i64) {
-        self.own_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|l| *l != lease);
+        self.own_leases.lock().retain(|l| *l != lease);
     }
 
     fn owns(&self, kv: &KeyValue) -> bool {
         kv.lease != 0
             && kv.key == self.key_for(kv.lease).as_bytes()
-            && self
-                .own_leases
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&kv.lease)
+            && self.own_leases.lock().contains(&kv.lease)
     }
 
     /// What the oldest key (or its absence) at revision `at` means.
@@ -394,11 +386,7 @@ impl LeaseStore for EtcdLeaseStore {
         let inner = &self.inner;
         // Leases of terms that ended without a release (their deadline
         // passed): nobody leads on them, so they can go now.
-        let leftover = inner
-            .own_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let leftover = inner.own_leases.lock().clone();
         for lease in leftover {
             inner.revoke_quietly(lease).await;
         }

@@ -9,7 +9,7 @@
 //! holder makes when it renews, or a re-created Lease (new uid), restarts the
 //! count.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -110,7 +110,7 @@ impl Observer {
     /// it means now.
     pub(crate) fn observe(&self, lease: Option<&Lease>) -> LeaseView {
         let now = Instant::now();
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let mut record = self.record.lock();
         let Some(lease) = lease else {
             *record = None;
             return LeaseView::default();
@@ -127,7 +127,7 @@ impl Observer {
 
     /// What the last record seen means now, without a new read.
     pub(crate) fn current_view(&self) -> LeaseView {
-        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let record = self.record.lock();
         match &*record {
             None => LeaseView::default(),
             Some((key, first_seen)) => key.view(*first_seen, self.grace, Instant::now()),

@@ -2,8 +2,8 @@
 //! candidates each reach the server through a [`FaultProxy`] of their own,
 //! plus scenario helpers the backends' own tests share.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -86,10 +86,7 @@ impl<S: LeaseStore> ProxiedProvider<S> {
             .unwrap_or_else(|e| panic!("{}: starting a fault proxy: {e}", self.name));
         let handle = proxy.handle();
         let address = proxy.local_addr();
-        self.proxies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(proxy);
+        self.proxies.lock().push(proxy);
         let election = (self.build)(
             address,
             resource.to_owned(),

@@ -6,7 +6,9 @@
 //! of overlapping intervals or a fencing token that does not grow from one
 //! interval to the next.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use leader_election_abstractions::{FencingToken, LeaderElection};
@@ -48,10 +50,6 @@ impl std::fmt::Debug for LeadershipRecorder {
     }
 }
 
-fn lock(recording: &Mutex<Recording>) -> std::sync::MutexGuard<'_, Recording> {
-    recording.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl LeadershipRecorder {
     /// Starts sampling every `step`.
     pub fn start(step: Duration) -> Self {
@@ -62,7 +60,7 @@ impl LeadershipRecorder {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tick.tick().await;
-                sample(&mut lock(&sampler), Instant::now());
+                sample(&mut sampler.lock(), Instant::now());
             }
         });
         Self { recording, task }
@@ -72,20 +70,21 @@ impl LeadershipRecorder {
     /// so dropping the candidate's last handle still drops the election.
     pub fn watch(&self, election: &Arc<dyn LeaderElection>) {
         let id = election.candidate_id().to_owned();
-        lock(&self.recording)
+        self.recording
+            .lock()
             .watched
             .push((id, Arc::downgrade(election), None));
     }
 
     /// Takes one sample now, in addition to the periodic ones.
     pub fn sample_now(&self) {
-        sample(&mut lock(&self.recording), Instant::now());
+        sample(&mut self.recording.lock(), Instant::now());
     }
 
     /// Stops sampling and returns what was recorded.
     pub fn finish(self) -> LeadershipReport {
         self.task.abort();
-        let mut recording = lock(&self.recording);
+        let mut recording = self.recording.lock();
         let now = Instant::now();
         sample(&mut recording, now);
         let mut intervals = std::mem::take(&mut recording.intervals);

@@ -6,7 +6,9 @@ mod run;
 mod shared;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -141,7 +143,7 @@ impl<S: LeaseStore> Election<S> {
     /// when the election stops (or is dropped), so the factory can hand out
     /// the same (resource, candidate id) again.
     pub fn registered(self, registration: Registration) -> Self {
-        *lock(&self.inner.registration) = Some(registration);
+        *self.inner.registration.lock() = Some(registration);
         self
     }
 
@@ -192,7 +194,7 @@ impl<S: LeaseStore> Election<S> {
     #[cfg(feature = "test-util")]
     pub fn abort_without_release(&self) {
         let task = {
-            let mut task = lock(&self.inner.task);
+            let mut task = self.inner.task.lock();
             self.inner.shared.set_phase(Phase::Stopped);
             task.take()
         };
@@ -200,7 +202,7 @@ impl<S: LeaseStore> Election<S> {
             task.handle.abort();
         }
         self.inner.shared.finish();
-        lock(&self.inner.registration).take();
+        self.inner.registration.lock().take();
     }
 
     /// Whether this election honours health scores (steps down when unhealthy).
@@ -303,7 +305,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
                 Ok(()) => {}
             }
         }
-        let mut task = lock(&self.inner.task);
+        let mut task = self.inner.task.lock();
         match self.phase() {
             Phase::Running => return Ok(()),
             Phase::Stopping | Phase::Stopped => return Err(Error::Stopped),
@@ -339,7 +341,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
         // Readers see the term end now, even if the engine is in a store call.
         self.inner.shared.begin_ending(LossReason::Stopped);
         let (phase, running) = {
-            let mut task = lock(&self.inner.task);
+            let mut task = self.inner.task.lock();
             let phase = self.phase();
             match phase {
                 Phase::Running => self.inner.shared.set_phase(Phase::Stopping),
@@ -357,7 +359,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
                 self.inner.shared.finish();
                 if let Err(join) = ended {
                     if join.is_panic() {
-                        lock(&self.inner.registration).take();
+                        self.inner.registration.lock().take();
                         return Err(Error::backend(format!(
                             "the election task panicked: {join}"
                         )));
@@ -367,14 +369,14 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             (Phase::Stopping, _) => self.wait_until_stopped().await,
             _ => self.inner.shared.finish(),
         }
-        lock(&self.inner.registration).take();
+        self.inner.registration.lock().take();
         Ok(())
     }
 
     async fn resign(&self) -> Result<()> {
         self.ensure_running()?;
         let (ack, done) = oneshot::channel();
-        let sent = match lock(&self.inner.task).as_ref() {
+        let sent = match self.inner.task.lock().as_ref() {
             Some(task) => {
                 // Readers see the term end now, even if the engine is in a
                 // store call; no term begins until the engine has resigned.
@@ -457,11 +459,4 @@ impl<S: LeaseStore> HealthBasedLeaderElection for Election<S> {
         listed.sort_by(|a, b| a.candidate_id.cmp(&b.candidate_id));
         Ok(listed)
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -4,7 +4,9 @@
 //! lock-free read computed against the clock at call time (contracts C2, C11).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -208,7 +210,7 @@ impl Shared {
     /// Records why the term with `token` ended, unless a cause is recorded
     /// for it already.
     pub(crate) fn record_loss(&self, token: FencingToken, reason: LossReason) {
-        let mut loss = self.loss.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loss = self.loss.lock();
         if loss.map(|(seen, _)| seen) != Some(token) {
             *loss = Some((token, reason));
         }
@@ -216,7 +218,7 @@ impl Shared {
 
     /// Why the term with `token` ended, if it has and the cause is known.
     pub(crate) fn loss_reason(&self, token: FencingToken) -> Option<LossReason> {
-        let loss = self.loss.lock().unwrap_or_else(|p| p.into_inner());
+        let loss = self.loss.lock();
         loss.and_then(|(seen, reason)| (seen == token).then_some(reason))
     }
 
@@ -234,18 +236,14 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: LeaderElectionEvent) {
-        if let Ok(guard) = self.events.lock() {
-            if let Events::Open(sender) = &*guard {
-                // No subscribers is fine: events are best-effort notifications.
-                let _ = sender.send(event);
-            }
+        if let Events::Open(sender) = &*self.events.lock() {
+            // No subscribers is fine: events are best-effort notifications.
+            let _ = sender.send(event);
         }
     }
 
     pub(crate) fn subscribe(&self) -> EventStream {
-        let Ok(mut guard) = self.events.lock() else {
-            return EventStream::new(None);
-        };
+        let mut guard = self.events.lock();
         let receiver = match &*guard {
             Events::Open(sender) => Some(sender.subscribe()),
             Events::Unsubscribed => {
@@ -266,9 +264,7 @@ impl Shared {
     /// Marks the election stopped: no more leadership, no more events.
     pub(crate) fn finish(&self) {
         self.clear_leadership();
-        if let Ok(mut guard) = self.events.lock() {
-            *guard = Events::Closed;
-        }
+        *self.events.lock() = Events::Closed;
         self.status.send_modify(|status| {
             if let Some((_, ended)) = status.term.take() {
                 ended.cancel();
@@ -298,17 +294,11 @@ mod tests {
     async fn the_event_buffer_is_made_by_the_first_subscriber_and_dropped_at_stop() {
         let shared = Shared::new("r".into(), "me".into());
         shared.emit(changed("before"));
-        assert!(matches!(
-            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
-            Events::Unsubscribed
-        ));
+        assert!(matches!(*shared.events.lock(), Events::Unsubscribed));
 
         let mut first = shared.subscribe();
         let mut second = shared.subscribe();
-        assert!(matches!(
-            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
-            Events::Open(_)
-        ));
+        assert!(matches!(*shared.events.lock(), Events::Open(_)));
         shared.emit(changed("after"));
         shared.emit(LeaderElectionEvent::BecameLeader {
             candidate_id: "me".into(),
@@ -326,10 +316,35 @@ mod tests {
             );
             assert!(matches!(got[1], LeaderElectionEvent::BecameLeader { .. }));
         }
-        assert!(matches!(
-            *shared.events.lock().unwrap_or_else(|p| p.into_inner()),
-            Events::Closed
-        ));
+        assert!(matches!(*shared.events.lock(), Events::Closed));
         assert_eq!(shared.subscribe().next().await, None);
+    }
+
+    /// A thread that panicked while holding the events lock leaves no trace:
+    /// later events still reach the stream and stop still ends it (with
+    /// std's poisoning mutex every later event was silently dropped and the
+    /// stream never ended).
+    #[tokio::test]
+    async fn a_panic_while_holding_the_events_lock_silences_nothing() {
+        let shared = std::sync::Arc::new(Shared::new("r".into(), "me".into()));
+        let stream = shared.subscribe();
+        let holder = std::sync::Arc::clone(&shared);
+        let panicked = std::thread::spawn(move || {
+            let _guard = holder.events.lock();
+            panic!("a holder of the events lock panics");
+        })
+        .join();
+        assert!(panicked.is_err(), "the holder panicked");
+        shared.emit(changed("after the panic"));
+        shared.finish();
+        // A guard against a hang only: the stream ends at once after finish().
+        let got: Vec<_> =
+            tokio::time::timeout(std::time::Duration::from_secs(60), stream.collect())
+                .await
+                .expect("the stream ends after finish()");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            matches!(&got[0], LeaderElectionEvent::LeaderChanged { new_leader_id: Some(id), .. } if id == "after the panic")
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! event logs and timing reports.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -49,9 +51,7 @@ impl EventLog {
         let mut stream = election.subscribe();
         tokio::spawn(async move {
             while let Some(event) = stream.next().await {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((Instant::now(), event));
+                sink.lock().push((Instant::now(), event));
             }
         });
         log
@@ -62,10 +62,7 @@ impl EventLog {
     }
 
     pub(crate) fn timed(&self) -> Vec<(Instant, LeaderElectionEvent)> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events.lock().clone()
     }
 }
 
