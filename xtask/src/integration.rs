@@ -6,8 +6,11 @@
 //!
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::provision::workspace_root;
 use crate::servers::{self, Runtime, Target};
@@ -63,11 +66,45 @@ struct Outcome {
     failed: bool,
 }
 
+/// How long one suite (its build and its tests) may run before the watchdog
+/// kills it: a hung test must fail the run, not eat the CI budget.
+/// `LE_INTEGRATION_SUITE_TIMEOUT_SECS` overrides it.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// The suite deadline: [`SUITE_TIMEOUT`] or the environment's override.
+fn suite_timeout() -> Result<Duration, String> {
+    const VAR: &str = "LE_INTEGRATION_SUITE_TIMEOUT_SECS";
+    match std::env::var(VAR) {
+        Err(_) => Ok(SUITE_TIMEOUT),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(format!(
+                "{VAR}={text:?}: must be a whole number of seconds above 0"
+            )),
+        },
+    }
+}
+
+/// Kills process group `group`: the suite's cargo, its test binaries and
+/// every process they started without a group of their own.
+fn kill_group(group: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Runs `cargo test -p <crate> -- --ignored` with `env`, streaming its
-/// output and adding up the `test result:` lines.
+/// output and adding up the `test result:` lines; kills it (and everything
+/// it started) when it outlives the suite deadline.
 fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String> {
     let shown = format!("cargo test --no-fail-fast -p {} -- --ignored", suite.krate);
-    println!("xtask: integration {}: $ {shown}", suite.name);
+    let timeout = suite_timeout()?;
+    println!(
+        "xtask: integration {}: $ {shown} (killed after {} s)",
+        suite.name,
+        timeout.as_secs()
+    );
     let started = Instant::now();
     let mut child = Command::new("cargo")
         .args([
@@ -81,22 +118,58 @@ fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
+        // Its own process group, so that the watchdog can kill the test
+        // binaries and the processes they spawned along with cargo.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
-    let (mut passed, mut failed, mut results) = (0u64, 0u64, 0u32);
+    // Lines come through a thread, so that a hung suite whose output pipe
+    // stays open (a grandchild in a group of its own holds it) cannot block
+    // the deadline.
+    let (lines_tx, lines) = mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
-            if let Some((p, f)) = parse_test_result(&line) {
-                results += 1;
-                passed += p;
-                failed += f;
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
             }
+        });
+    }
+    let deadline = started + timeout;
+    let (mut passed, mut failed, mut results) = (0u64, 0u64, 0u32);
+    let mut killed = false;
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(wait) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                kill_group(child.id());
+                killed = true;
+                break;
+            }
+        };
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            results += 1;
+            passed += p;
+            failed += f;
         }
     }
     let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
     let name = suite.name;
+    if killed {
+        return Ok(Outcome {
+            line: format!(
+                "{name}: timed out - killed after {} s ({passed} passed, {failed} failed \
+                 before that; libtest names a test running for over 60 s above)",
+                timeout.as_secs()
+            ),
+            failed: true,
+        });
+    }
     if !status.success() && failed == 0 {
         return Ok(Outcome {
             line: format!(

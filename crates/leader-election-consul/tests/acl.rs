@@ -68,6 +68,22 @@ async fn token_with(agent: SocketAddr, name: &str, rules: &str) -> String {
     token["SecretID"].as_str().expect("token secret").to_owned()
 }
 
+/// Awaits `leads`, failing the test (instead of hanging the suite) if it
+/// has not led within a minute: the lease here is seconds.
+async fn within<F>(leads: F, what: &str) -> leader_election_abstractions::LeadershipGuard
+where
+    F: std::future::Future<
+        Output = leader_election_abstractions::Result<
+            leader_election_abstractions::LeadershipGuard,
+        >,
+    >,
+{
+    match tokio::time::timeout(Duration::from_secs(60), leads).await {
+        Ok(guard) => guard.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => panic!("{what}: no leadership within 60 s"),
+    }
+}
+
 /// Starts an ACL-enabled agent and makes a token with the README's policy.
 async fn acl_agent() -> (PrivateAgent, String) {
     let agent = PrivateAgent::start_with(
@@ -86,7 +102,8 @@ async fn acl_agent() -> (PrivateAgent, String) {
     let address = agent.address();
     // The agent registers its node with the agent token in the background;
     // sessions need that registration.
-    for _ in 0..200 {
+    let mut registered = false;
+    for _ in 0..400 {
         let (status, text) = call(
             address,
             MANAGEMENT,
@@ -96,10 +113,15 @@ async fn acl_agent() -> (PrivateAgent, String) {
         )
         .await;
         if status.is_success() && text.contains(NODE) {
+            registered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        registered,
+        "the ACL agent did not register its node {NODE} within 20 s"
+    );
     let secret = token_with(address, "leader-election", &least_privilege_rules()).await;
     (agent, secret)
 }
@@ -129,7 +151,7 @@ async fn the_least_privilege_policy_is_enough_to_elect_and_no_more() {
     let (a, b) = (build("a"), build("b"));
     a.start().await.expect("start a");
     b.start().await.expect("start b");
-    let first = a.wait_for_leadership().await.expect("a leads");
+    let first = within(a.wait_for_leadership(), "a leads").await;
     use leader_election_abstractions::HealthBasedLeaderElection as _;
     let mut candidates = Vec::new();
     for _ in 0..100 {
@@ -145,10 +167,7 @@ async fn the_least_privilege_policy_is_enough_to_elect_and_no_more() {
         "both candidates publish: {candidates:?}"
     );
     a.stop().await.expect("stop a");
-    let second = b
-        .wait_for_leadership()
-        .await
-        .expect("b leads after a stops");
+    let second = within(b.wait_for_leadership(), "b leads after a stops").await;
     assert!(second.fencing_token() > first.fencing_token());
     b.stop().await.expect("stop b");
 
