@@ -136,7 +136,8 @@ pub(crate) async fn with_factory<C: OnFactory>(
     }
 }
 
-/// In-cluster configuration or the kubeconfig (`KUBECONFIG`, `~/.kube/config`).
+/// In-cluster configuration or the kubeconfig (`KUBECONFIG`, `~/.kube/config`);
+/// with `--context`, that context of the kubeconfig.
 async fn kubernetes(
     target: &Target,
     options: LeaderElectionOptions,
@@ -147,7 +148,21 @@ async fn kubernetes(
     };
     // Bad flags first: they are the user's to fix, whatever the cluster says.
     config.validate()?;
-    Ok(KubernetesLeaderElectionFactory::infer(config, options).await?)
+    let Some(context) = &target.context else {
+        return Ok(KubernetesLeaderElectionFactory::infer(config, options).await?);
+    };
+    let chosen = kube::config::KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let client_config = kube::Config::from_kubeconfig(&chosen)
+        .await
+        .map_err(|e| CliError::usage(format!("--context {context:?}: {e}")))?;
+    let client = kube::Client::try_from(client_config)
+        .map_err(|e| CliError::failure(format!("--context {context:?}: {e}")))?;
+    Ok(KubernetesLeaderElectionFactory::new(
+        client, config, options,
+    )?)
 }
 
 /// `CONSUL_HTTP_*` and `CONSUL_*` TLS variables, plus the Consul flags.

@@ -111,6 +111,13 @@ pub(crate) struct Target {
     /// Kubernetes: namespace of the Lease [default: the in-cluster or kubeconfig namespace].
     #[arg(long, env = "LEADER_ELECTION_NAMESPACE", help_heading = "Kubernetes")]
     pub(crate) namespace: Option<String>,
+    /// Kubernetes: the kubeconfig context to use [default: its current-context, or in-cluster].
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_KUBE_CONTEXT",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) context: Option<String>,
     /// Consul: KV prefix; the lock key is `<PREFIX>/<RESOURCE>/.lock`, as `consul lock <PREFIX>/<RESOURCE>` uses.
     #[arg(
         long,

@@ -621,3 +621,68 @@ async fn etcd_connection_errors_name_the_etcdctl_variable() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--etcd-prefix"), "{stderr}");
 }
+
+/// A kubeconfig whose current context points at a closed port and whose
+/// `real` context is xtask's cluster: written as JSON, which YAML readers
+/// read too.
+fn kubeconfig_with_a_dead_current_context(dir: &std::path::Path) -> std::path::PathBuf {
+    let real = kube::config::Kubeconfig::read_from(support::required_env("KUBECONFIG"))
+        .expect("xtask's kubeconfig");
+    let mut config = real.clone();
+    let mut dead_cluster = real.clusters[0].clone();
+    dead_cluster.name = "dead".into();
+    if let Some(cluster) = dead_cluster.cluster.as_mut() {
+        cluster.server = Some("https://127.0.0.1:1".into());
+    }
+    config.clusters.push(dead_cluster);
+    let mut real_context = real.contexts[0].clone();
+    real_context.name = "real".into();
+    let mut dead_context = real.contexts[0].clone();
+    dead_context.name = "dead".into();
+    if let Some(context) = dead_context.context.as_mut() {
+        context.cluster = "dead".into();
+    }
+    config.contexts = vec![dead_context, real_context];
+    config.current_context = Some("dead".into());
+    let path = dir.join("kubeconfig.json");
+    std::fs::write(&path, serde_json::to_vec(&config).expect("JSON")).expect("write");
+    path
+}
+
+/// `--context` picks a kubeconfig context other than the current one: with
+/// the current context dead, `status` fails; with `--context real` it
+/// reaches the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers: cargo xtask integration cli"]
+async fn kubernetes_context_flag_picks_the_kubeconfig_context() {
+    let dir = scratch("context");
+    let kubeconfig = kubeconfig_with_a_dead_current_context(&dir);
+    let status = |context: Option<&str>| {
+        let mut command = cli(Backend::Kubernetes, &resource("context"), None);
+        command
+            .env("KUBECONFIG", &kubeconfig)
+            .env("LEADER_ELECTION_LOG", "error")
+            .args(["status", "-o", "json"]);
+        if let Some(context) = context {
+            command.args(["--context", context]);
+        }
+        command.output()
+    };
+    let current = status(None).await.expect("status runs");
+    assert_eq!(
+        current.status.code(),
+        Some(1),
+        "the current context's server is a closed port: {current:?}"
+    );
+    let chosen = status(Some("real")).await.expect("status runs");
+    assert!(chosen.status.success(), "{chosen:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&chosen.stdout).expect("JSON");
+    assert!(
+        shown["holder"].is_null(),
+        "nobody leads a new resource: {shown}"
+    );
+    let missing = status(Some("nope")).await.expect("status runs");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--context \"nope\""), "{stderr}");
+}
