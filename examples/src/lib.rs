@@ -6,6 +6,8 @@
 //! library holds the few helpers they share: the options, a clock relative to
 //! the start of the program, and a one-line description of an event.
 
+pub mod prometheus;
+
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -49,6 +49,7 @@ pub mod mutants;
 mod options;
 mod registry;
 pub mod store;
+pub mod telemetry;
 mod traits;
 mod types;
 

@@ -2,6 +2,7 @@
 //! returns. A provider supplies a [`LeaseStore`]; the engine does the rest.
 
 mod jitter;
+mod metrics;
 mod run;
 mod shared;
 
@@ -443,7 +444,15 @@ impl<S: LeaseStore> HealthBasedLeaderElection for Election<S> {
 
     async fn candidate_health(&self) -> Result<Vec<CandidateHealth>> {
         self.ensure_not_stopped()?;
-        let records = self.inner.store.list_candidates().await?;
+        let shared = &self.inner.shared;
+        let span = metrics::store_span(
+            "list_candidates",
+            &shared.resource,
+            &shared.candidate_id,
+            None,
+        );
+        let records =
+            tracing::Instrument::instrument(self.inner.store.list_candidates(), span).await?;
         let leader = self.current_leader_id();
         let mut listed: Vec<CandidateHealth> = records
             .into_iter()

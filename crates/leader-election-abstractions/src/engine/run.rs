@@ -14,9 +14,11 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::ElectionClock;
 use crate::engine::jitter::{backoff, jitter};
+use crate::engine::metrics::{Outcome, Telemetry};
 use crate::engine::shared::Shared;
 use crate::error::Error;
 use crate::mutants::{self, Mutant};
@@ -91,6 +93,8 @@ struct Engine<S: LeaseStore> {
     watch_retry_at: Instant,
     failures: u32,
     observed: Option<String>,
+    /// Metrics and store-call spans (`metrics.rs`).
+    telemetry: Telemetry,
 }
 
 impl<S: LeaseStore> Setup<S> {
@@ -98,6 +102,7 @@ impl<S: LeaseStore> Setup<S> {
     pub(crate) async fn run(self) {
         let now = self.clock.now();
         let next_publish = self.honour_health.then_some(now);
+        let telemetry = Telemetry::new(&self.shared.resource, &self.shared.candidate_id);
         let mut engine = Engine {
             cfg: self,
             term: None,
@@ -109,6 +114,7 @@ impl<S: LeaseStore> Setup<S> {
             watch_retry_at: now,
             failures: 0,
             observed: None,
+            telemetry,
         };
         engine.run().await;
     }
@@ -189,7 +195,8 @@ impl<S: LeaseStore> Engine<S> {
                 },
                 item = next_view(&mut self.watch), if watching => self.on_watch_item(item).await,
                 () = clock.sleep_until(self.watch_retry_at), if !watching => {
-                    self.watch = Some(self.cfg.store.watch());
+                    let span = self.telemetry.span("watch", None);
+                    self.watch = Some(span.in_scope(|| self.cfg.store.watch()));
                 }
                 () = clock.sleep_until(action_at) => {
                     if self.term.is_some() {
@@ -230,11 +237,20 @@ impl<S: LeaseStore> Engine<S> {
             holder_metadata: self.cfg.options.candidate_metadata.clone(),
         };
         let started = self.now();
-        let outcome = self
-            .cfg
-            .clock
-            .limit(self.call_timeout(), self.cfg.store.try_acquire(&claim))
-            .await;
+        let span = self.telemetry.span("acquire", None);
+        let call = self.cfg.store.try_acquire(&claim).instrument(span.clone());
+        let outcome = self.cfg.clock.limit(self.call_timeout(), call).await;
+        let elapsed = self.now().saturating_duration_since(started);
+        let reported = match &outcome {
+            Some(Ok(Acquisition::Acquired { fencing_token, .. })) => {
+                span.record("fencing_token", fencing_token.0);
+                Outcome::Acquired
+            }
+            Some(Ok(Acquisition::Held(_))) => Outcome::Held,
+            Some(Err(_)) => Outcome::Error,
+            None => Outcome::Timeout,
+        };
+        self.telemetry.acquired(&span, elapsed, reported);
         match outcome {
             Some(Ok(Acquisition::Acquired {
                 grant,
@@ -291,14 +307,16 @@ impl<S: LeaseStore> Engine<S> {
         };
         if let Some(why) = refusal {
             tracing::info!(fencing_token = token.0, "{why}; releasing the lease");
-            let _ = self
-                .cfg
-                .clock
-                .limit(self.call_timeout(), self.cfg.store.release(&grant))
-                .await;
+            let span = self.telemetry.span("release", Some(token));
+            let call = self.cfg.store.release(&grant).instrument(span);
+            if let Some(Ok(())) = self.cfg.clock.limit(self.call_timeout(), call).await {
+                self.telemetry.contact();
+            }
             self.next_attempt = self.now() + jitter(self.cfg.options.retry_interval, 0.2);
             return;
         }
+        // Before readers waiting on the status hear of the term.
+        self.telemetry.began_term();
         let ended = CancellationToken::new();
         self.term = Some(Term {
             incarnation: self.cfg.store.grant_incarnation(&grant),
@@ -332,11 +350,17 @@ impl<S: LeaseStore> Engine<S> {
         // at most that long behind a hung call (its effect on readers is
         // immediate: the handle ends the term itself).
         let limit = deadline.min(started + self.call_timeout());
-        let outcome = self
-            .cfg
-            .clock
-            .within(limit, self.cfg.store.renew(&term.grant))
-            .await;
+        let span = self.telemetry.span("renew", Some(term.token));
+        let call = self.cfg.store.renew(&term.grant).instrument(span.clone());
+        let outcome = self.cfg.clock.within(limit, call).await;
+        let reported = match &outcome {
+            Some(Ok(Renewal::Renewed(_))) => Outcome::Renewed,
+            Some(Ok(Renewal::Lost(_))) => Outcome::Lost,
+            Some(Err(_)) => Outcome::Error,
+            None => Outcome::Timeout,
+        };
+        let elapsed = self.now().saturating_duration_since(started);
+        self.telemetry.renewed(&span, elapsed, reported);
         match outcome {
             None if self.now() >= deadline => {
                 self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None)
@@ -415,14 +439,12 @@ impl<S: LeaseStore> Engine<S> {
         self.cfg.shared.clear_leadership();
         self.cfg.shared.record_loss(term.token, reason);
         term.ended.cancel();
+        self.telemetry.ended_term(reason);
         if lease == Handback::Release {
-            match self
-                .cfg
-                .clock
-                .limit(self.call_timeout(), self.cfg.store.release(&term.grant))
-                .await
-            {
-                Some(Ok(())) => {}
+            let span = self.telemetry.span("release", Some(term.token));
+            let call = self.cfg.store.release(&term.grant).instrument(span);
+            match self.cfg.clock.limit(self.call_timeout(), call).await {
+                Some(Ok(())) => self.telemetry.contact(),
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "release failed; the lease will expire")
                 }
@@ -456,7 +478,10 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn on_watch_item(&mut self, item: Option<crate::Result<LeaseView>>) {
         match item {
-            Some(Ok(view)) => self.on_view(view).await,
+            Some(Ok(view)) => {
+                self.telemetry.contact();
+                self.on_view(view).await
+            }
             Some(Err(error)) => {
                 let delay = jitter(self.cfg.options.retry_interval, 0.2);
                 tracing::warn!(error = %error, retry_in = ?delay, "lease watch failed");
@@ -591,9 +616,15 @@ impl<S: LeaseStore> Engine<S> {
             updated_at: SystemTime::now(),
         };
         let ttl = self.cfg.options.lease_duration + self.cfg.options.grace_period;
-        let call = self.cfg.store.publish_candidate(&record, ttl);
+        let span = self.telemetry.span("publish_candidate", None);
+        let call = self
+            .cfg
+            .store
+            .publish_candidate(&record, ttl)
+            .instrument(span);
         let next = match self.cfg.clock.limit(self.call_timeout(), call).await {
             Some(Ok(())) => {
+                self.telemetry.contact();
                 self.published = true;
                 self.cfg.options.renew_interval
             }
@@ -611,15 +642,17 @@ impl<S: LeaseStore> Engine<S> {
             .await;
         let limit = self.call_timeout();
         if self.published {
-            let call = self.cfg.store.withdraw_candidate();
-            if !matches!(self.cfg.clock.limit(limit, call).await, Some(Ok(()))) {
+            let span = self.telemetry.span("withdraw_candidate", None);
+            let call = self.cfg.store.withdraw_candidate().instrument(span);
+            if matches!(self.cfg.clock.limit(limit, call).await, Some(Ok(()))) {
+                self.telemetry.contact();
+            } else {
                 tracing::warn!("withdrawing the candidate record failed; it will expire");
             }
         }
-        if !matches!(
-            self.cfg.clock.limit(limit, self.cfg.store.close()).await,
-            Some(Ok(()))
-        ) {
+        let span = self.telemetry.span("close", None);
+        let call = self.cfg.store.close().instrument(span);
+        if !matches!(self.cfg.clock.limit(limit, call).await, Some(Ok(()))) {
             tracing::warn!("closing the store failed");
         }
         self.cfg.shared.finish();
