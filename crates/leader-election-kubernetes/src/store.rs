@@ -148,15 +148,30 @@ impl KubernetesLeaseStore {
         &self.instance
     }
 
-    /// Runs one API call within the request timeout.
+    /// Runs one API call within the request timeout, logging the request
+    /// (TRACE) and its answer (TRACE when it succeeded, DEBUG with the
+    /// status otherwise). Requests carry no secrets of ours (the client's
+    /// credentials never reach these logs).
     async fn call<T>(
         &self,
         what: &str,
         call: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<kube::Result<T>> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| timed_out(what, self.timeout))
+        tracing::trace!(request = what, namespace = %self.namespace, resource = %self.name, "Kubernetes request");
+        let answer = tokio::time::timeout(self.timeout, call).await;
+        match &answer {
+            Ok(Ok(_)) => tracing::trace!(request = what, "Kubernetes answered"),
+            Ok(Err(error)) => tracing::debug!(
+                request = what,
+                status = ?status_code(error),
+                error = %error,
+                "Kubernetes answered with an error"
+            ),
+            Err(_) => {
+                tracing::debug!(request = what, timeout = ?self.timeout, "Kubernetes request timed out")
+            }
+        }
+        answer.map_err(|_| timed_out(what, self.timeout))
     }
 
     async fn get(&self) -> Result<Option<Lease>> {
@@ -209,14 +224,23 @@ impl KubernetesLeaseStore {
         match written {
             Ok(lease) => {
                 self.observed.observe(Some(&lease));
+                tracing::debug!(
+                    request = what,
+                    fencing_token = token.0,
+                    resource_version = ?lease.metadata.resource_version,
+                    "Lease acquired"
+                );
                 Ok(Acquisition::Acquired {
                     grant: KubernetesGrant { lease, token },
                     fencing_token: token,
                 })
             }
-            Err(e) if status_code(&e) == Some(409) => Ok(Acquisition::Held(
-                self.observed.observe(self.get().await?.as_ref()),
-            )),
+            Err(e) if status_code(&e) == Some(409) => {
+                tracing::debug!(request = what, "another candidate wrote the Lease first");
+                Ok(Acquisition::Held(
+                    self.observed.observe(self.get().await?.as_ref()),
+                ))
+            }
             Err(e) => Err(classify(what, e)),
         }
     }
@@ -300,6 +324,11 @@ impl LeaseStore for KubernetesLeaseStore {
         let ours = self.is_ours(&lease);
         let free = view.holder.is_none() || ours || view.acquirable_in == Some(Duration::ZERO);
         if !free {
+            tracing::debug!(
+                holder = ?view.holder,
+                acquirable_in = ?view.acquirable_in,
+                "Lease held by another candidate"
+            );
             return Ok(Acquisition::Held(view));
         }
         // A missing counter counts as 0, as in client-go: this is transition 1.
@@ -337,13 +366,31 @@ impl LeaseStore for KubernetesLeaseStore {
                     match current {
                         // Our term is intact (someone touched other fields):
                         // renew on the fresh object.
-                        Some(fresh) if self.holds_term(&fresh, grant) => lease = fresh,
-                        _ => return Ok(Renewal::Lost(Some(view))),
+                        Some(fresh) if self.holds_term(&fresh, grant) => {
+                            tracing::warn!(
+                                fencing_token = grant.token.0,
+                                "another client wrote our Lease without taking it; renewing the fresh object"
+                            );
+                            lease = fresh;
+                        }
+                        _ => {
+                            tracing::debug!(
+                                fencing_token = grant.token.0,
+                                holder = ?view.holder,
+                                "the Lease is no longer ours"
+                            );
+                            return Ok(Renewal::Lost(Some(view)));
+                        }
                     }
                 }
                 Err(e) => return Err(classify("renew lease", e)),
             }
         }
+        tracing::warn!(
+            fencing_token = grant.token.0,
+            retries = CONFLICT_RETRIES,
+            "renew kept conflicting with other writers of an intact term"
+        );
         Err(Error::unavailable(format!(
             "Kubernetes renew conflicted {CONFLICT_RETRIES} times with other writers of an intact term"
         )))
@@ -373,17 +420,26 @@ impl LeaseStore for KubernetesLeaseStore {
                     // A racing renew bumped the resourceVersion: release the fresh
                     // object if it is still our term, else there is nothing to do.
                     let Some(fresh) = self.get().await? else {
+                        tracing::debug!("the Lease was deleted before the release");
                         return Ok(());
                     };
                     if !self.holds_term(&fresh, grant) {
+                        tracing::debug!("the Lease changed hands before the release");
                         return Ok(());
                     }
                     lease = fresh;
                 }
-                Err(e) if status_code(&e) == Some(404) => return Ok(()),
+                Err(e) if status_code(&e) == Some(404) => {
+                    tracing::debug!("the Lease was deleted before the release");
+                    return Ok(());
+                }
                 Err(e) => return Err(classify("release lease", e)),
             }
         }
+        tracing::warn!(
+            fencing_token = grant.token.0,
+            "release kept conflicting; the Lease will expire"
+        );
         Err(Error::unavailable(
             "Kubernetes release kept conflicting; the lease will expire",
         ))

@@ -52,8 +52,15 @@ async fn step(store: &KubernetesLeaseStore, state: State) -> (Result<LeaseView>,
     match state {
         State::List => match store.list_lease().await {
             Ok(listed) => {
+                if listed.items.len() > 1 {
+                    tracing::warn!(
+                        items = listed.items.len(),
+                        "the field selector on the Lease name listed several objects; using the first"
+                    );
+                }
                 let view = store.observed.observe(listed.items.first());
                 let version = listed.metadata.resource_version.unwrap_or_default();
+                tracing::debug!(holder = ?view.holder, %version, "watching the Lease");
                 (Ok(view), State::Open { version })
             }
             Err(e) => (Err(e), State::List),
@@ -110,18 +117,28 @@ async fn read(
         match events.next().await {
             Some(Ok(event)) => match on_event(&store.observed, event) {
                 Seen::Skip => continue,
-                Seen::Ended(error) => return (Err(error), State::List),
+                Seen::Ended(error) => {
+                    tracing::debug!(error = %error, "the Lease watch ended with an error event");
+                    return (Err(error), State::List);
+                }
                 Seen::View {
                     view,
                     version: seen,
                 } => {
+                    if seen.is_none() {
+                        tracing::warn!("a Lease watch event without a resourceVersion");
+                    }
                     let version = seen.unwrap_or(version);
+                    tracing::debug!(holder = ?view.holder, %version, "the Lease changed");
                     return (Ok(view), State::Read { version, events });
                 }
             },
             Some(Err(e)) => return (Err(classify("watch lease", e)), State::List),
             // The server closed the watch (timeout): resume from where we were.
-            None => return (Ok(store.observed.current_view()), State::Open { version }),
+            None => {
+                tracing::trace!(%version, "the apiserver closed the Lease watch; re-opening");
+                return (Ok(store.observed.current_view()), State::Open { version });
+            }
         }
     }
 }
