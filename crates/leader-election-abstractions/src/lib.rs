@@ -20,6 +20,7 @@
 //! ## Modules and files
 //!
 //! [`store`] (the provider interface), [`limits`] (name and metadata rules),
+//! [`telemetry`] (metric names and the store-call span),
 //! `factory.rs` ([`StoreFactory`], [`ElectionBuilder`]), `registry.rs`
 //! ([`ElectionRegistry`]: one live election per resource and id), `traits.rs`
 //! (the seed's interfaces and [`LeaderElectionExt`]), `guard.rs`
@@ -30,6 +31,10 @@
 //! `test-util`: hooks for tests and demos (`Election::abort_without_release`,
 //! a simulated crash, `Election::store`, and `seed_thread_jitter` for
 //! deterministic simulations). Not for production code.
+//!
+//! `metrics`: the engine records its metrics through the `metrics` facade
+//! (names and labels in [`telemetry`]); the application installs the
+//! exporter. Off by default; off, no metric code is compiled.
 //!
 //! `sim-mutants`: lets the simulation switch on deliberately broken
 //! behaviours ([`mutants`]); only the simulation crate enables it.
