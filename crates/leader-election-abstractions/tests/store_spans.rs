@@ -20,11 +20,14 @@ use tracing_subscriber::Layer;
 /// The fields of one span, as text.
 type Fields = BTreeMap<String, String>;
 
+/// One span: its id, name and fields.
+type Span = (Id, &'static str, Fields);
+
 /// Keeps every span's name and fields (those given at creation and those
 /// recorded later), in creation order.
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(Id, &'static str, Fields)>>>,
+    spans: Arc<Mutex<Vec<Span>>>,
 }
 
 struct FieldText<'a>(&'a mut Fields);
