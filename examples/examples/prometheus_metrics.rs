@@ -28,9 +28,14 @@ use leader_election_abstractions::telemetry::MASTER_STATUS;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     init_tracing();
-    let address: SocketAddr = std::env::var("LE_METRICS_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:9464".to_owned())
-        .parse()?;
+    let text = std::env::var("LE_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9464".to_owned());
+    let address: SocketAddr = text
+        .parse()
+        .map_err(|e| format!("LE_METRICS_ADDR={text:?}: not an IP:port ({e})"))?;
+    if address.port() == 0 {
+        // The exporter does not say which port it would pick.
+        return Err(format!("LE_METRICS_ADDR={text:?}: must name a port other than 0").into());
+    }
     install_exporter(address)?;
     println!("{} metrics on http://{address}/metrics", stamp());
     let (before, after) = handover(address).await?;
