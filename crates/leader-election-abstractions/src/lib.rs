@@ -24,7 +24,11 @@
 //! `factory.rs` ([`StoreFactory`], [`ElectionBuilder`]), `registry.rs`
 //! ([`ElectionRegistry`]: one live election per resource and id), `traits.rs`
 //! (the seed's interfaces and [`LeaderElectionExt`]), `guard.rs`
-//! ([`LeadershipGuard`]), `events.rs`, `options.rs`, `error.rs`, `types.rs`.
+//! ([`LeadershipGuard`]), `events.rs`, `options.rs`, `error.rs`, `types.rs`,
+//! `view.rs` ([`LeadershipState`] of
+//! [`watch_leadership`](LeaderElection::watch_leadership) and [`Unhealthy`] of
+//! [`healthz`](LeaderElection::healthz)); `src/engine/view.rs` keeps the view
+//! current and supervises the engine task.
 //!
 //! ## Features
 //!
@@ -57,6 +61,7 @@ pub mod store;
 pub mod telemetry;
 mod traits;
 mod types;
+mod view;
 
 pub use clock::Clock;
 pub use engine::Election;
@@ -71,6 +76,7 @@ pub use traits::{
     HealthBasedLeaderElection, LeaderElection, LeaderElectionExt, LeaderElectionFactory, RunOutcome,
 };
 pub use types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};
+pub use view::{LeadershipState, Unhealthy};
 
 /// Makes the retry jitter of elections whose engines run on the calling
 /// thread a deterministic sequence from `seed` (`None`: random again), so a

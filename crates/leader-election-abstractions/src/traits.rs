@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::events::{EventCallback, EventStream};
 use crate::guard::LeadershipGuard;
 use crate::types::{CandidateHealth, FencingToken, LeaderElectionEvent, LossReason};
+use crate::view::{LeadershipState, Unhealthy};
 
 /// How [`run_while_leader`](LeaderElectionExt::run_while_leader) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub trait LeaderElection: Send + Sync {
     /// `Stopped`. When it returns, no further events are emitted and no
     /// background task runs. Calling it again (or before `start`) does nothing.
     /// Returns `Error::Backend` if the election's task panicked (a bug; the
-    /// election is stopped all the same).
+    /// election is stopped all the same), on this and every later call.
     async fn stop(&self) -> Result<()>;
 
     /// Gives up leadership but stays a candidate: releases the lease (if
@@ -76,6 +77,29 @@ pub trait LeaderElection: Send + Sync {
     /// subscriber never blocks the election; it receives
     /// [`LeaderElectionEvent::Lagged`] instead. The stream ends after `stop`.
     fn subscribe(&self) -> EventStream;
+
+    /// The current state, level-triggered: leading (with the term's fencing
+    /// token), following a known leader, a candidate with no known leader,
+    /// or stopped (with the engine's error if it failed). Borrow the latest
+    /// value, await `changed()` for the next; a reader never lags.
+    ///
+    /// It agrees with [`is_leader`](Self::is_leader): it shows
+    /// [`Leading`](LeadershipState::Leading) only after `is_leader()` turned
+    /// true, and leaves it when a term ends (stop, resign, step-down) before
+    /// those calls return, and at the term's local deadline on a timer of
+    /// its own, not waiting for the engine. A value already borrowed is a
+    /// snapshot: code that acts on leadership still checks `is_leader()` or
+    /// holds a [`LeadershipGuard`].
+    fn watch_leadership(&self) -> tokio::sync::watch::Receiver<LeadershipState>;
+
+    /// A check for a liveness or readiness probe (client-go's
+    /// `HealthzAdaptor`). Unhealthy when the engine task failed (panicked,
+    /// or its runtime shut down: the election is stopped with that error),
+    /// or when the engine still holds a term whose local deadline passed
+    /// more than `tolerance` ago (it neither renewed nor stepped down: its
+    /// task does not run). Healthy otherwise: followers, candidates, an
+    /// election not started yet or stopped by `stop()`.
+    fn healthz(&self, tolerance: std::time::Duration) -> std::result::Result<(), Unhealthy>;
 
     /// Waits until this candidate leads and returns a guard with the term's
     /// fencing token and a signal that fires when the term ends. Returns

@@ -12,7 +12,7 @@ use leader_election_abstractions::store::{
 };
 use leader_election_abstractions::{
     Election, Error, FencingToken, LeaderElection, LeaderElectionEvent, LeaderElectionExt,
-    LeaderElectionOptions, LossReason, Result, RunOutcome,
+    LeaderElectionOptions, LeadershipState, LossReason, Result, RunOutcome, Unhealthy,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
@@ -28,6 +28,8 @@ enum RenewScript {
     /// Renews, but the answer arrives this long after the call (the clock is
     /// moved on inside the call, as if the reply had been delayed).
     Late(Duration),
+    /// Panics inside the call (an engine bug's stand-in).
+    Panic,
 }
 
 struct Script {
@@ -39,6 +41,8 @@ struct Script {
     term_limit: Option<Duration>,
     /// What `grant_incarnation` answers.
     incarnation: Option<String>,
+    /// Whether `publish_candidate` never answers.
+    publish_hangs: bool,
 }
 
 /// A fake store for engine unit tests: scripted answers, a test-fed watch.
@@ -58,6 +62,7 @@ impl FakeStore {
                 watch: Some(watch),
                 term_limit: None,
                 incarnation: None,
+                publish_hangs: false,
             })),
         };
         (store, feed)
@@ -103,6 +108,7 @@ impl LeaseStore for FakeStore {
             RenewScript::Reject => Ok(Renewal::Lost(None)),
             RenewScript::Unauthorized => Err(Error::unauthorized("no update on leases")),
             RenewScript::Hang => std::future::pending().await,
+            RenewScript::Panic => panic!("the fake store panics in renew"),
             RenewScript::Late(delay) => {
                 tokio::time::advance(delay).await;
                 Ok(Renewal::Renewed(*grant))
@@ -122,6 +128,9 @@ impl LeaseStore for FakeStore {
     }
 
     async fn publish_candidate(&self, _: &CandidateRecord, _: Duration) -> Result<()> {
+        if self.script().publish_hangs {
+            std::future::pending::<()>().await;
+        }
         Ok(())
     }
 
@@ -701,4 +710,316 @@ async fn an_unhealthy_blip_while_leading_still_hands_over_at_once() {
     println!("leading again after the dip: {:?}", started.elapsed());
     a.stop().await.expect("blip");
     b.stop().await.expect("blip");
+}
+
+// --- The level-triggered view (`watch_leadership`) and the probe check (`healthz`).
+
+/// Waits (bounded, in virtual time: a guard against a hang only) until the
+/// view satisfies `pred`, returning it.
+async fn view_until(
+    view: &mut tokio::sync::watch::Receiver<LeadershipState>,
+    pred: impl FnMut(&LeadershipState) -> bool,
+) -> LeadershipState {
+    tokio::time::timeout(Duration::from_secs(600), view.wait_for(pred))
+        .await
+        .expect("the view reaches the state")
+        .expect("the view's sender lives")
+        .clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_view_leaves_leading_exactly_at_the_deadline_when_renewals_hang() {
+    let (store, _feed) = FakeStore::new(RenewScript::Hang);
+    store.then_acquire(acquired(7));
+    let election = election(store);
+    let mut view = election.watch_leadership();
+    assert_eq!(*view.borrow(), LeadershipState::NotStarted);
+    let started = Instant::now();
+    election.start().await.expect("start");
+    // Every value the view shows while leading is one is_leader() agrees with.
+    let checker = {
+        let election = election.clone();
+        let mut view = election.watch_leadership();
+        tokio::spawn(async move {
+            let (mut led, mut left) = (false, false);
+            loop {
+                let state = view.borrow_and_update().clone();
+                match state {
+                    LeadershipState::Leading { fencing_token } => {
+                        assert_eq!(election.fencing_token(), Some(fencing_token));
+                        led = true;
+                    }
+                    LeadershipState::Stopped { .. } => return left,
+                    _ if led => {
+                        assert!(!election.is_leader(), "the view left leading first");
+                        left = true;
+                    }
+                    _ => {}
+                }
+                if view.changed().await.is_err() {
+                    return left;
+                }
+            }
+        })
+    };
+    let leading = view_until(&mut view, LeadershipState::is_leading).await;
+    assert_eq!(leading.fencing_token(), Some(FencingToken(7)));
+    assert!(election.is_leader());
+    // One millisecond before the deadline (acquired at `started`, 15 s lease):
+    // both still say leading.
+    tokio::time::sleep_until(started + Duration::from_millis(14_999)).await;
+    assert!(election.is_leader());
+    assert!(view.borrow().is_leading(), "the view left leading early");
+    let ended = view_until(&mut view, |s| !s.is_leading()).await;
+    assert_eq!(
+        Instant::now(),
+        started + Duration::from_secs(15),
+        "the view left leading at the deadline, not later: {ended:?}"
+    );
+    assert!(!election.is_leader());
+    // The fake's next answer names another holder: following it.
+    let following = view_until(&mut view, |s| {
+        matches!(s, LeadershipState::Following { .. })
+    })
+    .await;
+    assert_eq!(
+        following,
+        LeadershipState::Following {
+            leader_id: "someone-else".into()
+        }
+    );
+    election.stop().await.expect("stop");
+    assert_eq!(
+        *view.borrow(),
+        LeadershipState::Stopped { error: None },
+        "stopped when stop() returns"
+    );
+    let left = checker.await.expect("the checker's assertions held");
+    assert!(left, "the checker saw the term end");
+}
+
+/// The engine of a health-based election spends most of its time in
+/// publishing calls that hang (each cut off after one renew interval) while
+/// its renewals fail: at the deadline it is inside one of them. The view
+/// leaves `Leading` at the deadline all the same, on its own timer (it left
+/// only when that call was cut off, seconds later, before that timer).
+#[tokio::test(start_paused = true)]
+async fn the_view_leaves_leading_at_the_deadline_while_the_engine_waits_on_another_call() {
+    let (store, _feed) = FakeStore::new(RenewScript::Unauthorized);
+    store.script().publish_hangs = true;
+    store.then_acquire(acquired(5));
+    let election = Election::new(
+        store,
+        "engine",
+        Some("me"),
+        LeaderElectionOptions::default(),
+        true,
+    )
+    .expect("valid election");
+    let mut view = election.watch_leadership();
+    let started = Instant::now();
+    election.start().await.expect("start");
+    view_until(&mut view, LeadershipState::is_leading).await;
+    view_until(&mut view, |s| !s.is_leading()).await;
+    assert_eq!(Instant::now(), started + Duration::from_secs(15));
+    assert!(!election.is_leader());
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_view_stays_leading_through_renewals_and_leaves_it_when_resign_returns() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(3));
+    let election = election(store);
+    let mut view = election.watch_leadership();
+    election.start().await.expect("start");
+    view_until(&mut view, LeadershipState::is_leading).await;
+    view.borrow_and_update();
+    // Four lease durations of renewals: the view never changes.
+    sleep(Duration::from_secs(60)).await;
+    assert!(!view.has_changed().expect("open"), "{:?}", *view.borrow());
+    assert_eq!(view.borrow().fencing_token(), Some(FencingToken(3)));
+    election.resign().await.expect("resign");
+    assert!(!view.borrow().is_leading(), "still leading after resign()");
+    assert!(!election.is_leader());
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_view_follows_the_holder_the_watch_reports() {
+    let (store, feed) = FakeStore::new(RenewScript::Renew);
+    let election = election(store);
+    let mut view = election.watch_leadership();
+    election.start().await.expect("start");
+    view_until(&mut view, |s| {
+        matches!(s, LeadershipState::Following { .. })
+    })
+    .await;
+    feed.send(Ok(LeaseView {
+        holder: Some("other".to_owned()),
+        fencing_token: Some(FencingToken(9)),
+        acquirable_in: Some(Duration::from_secs(10)),
+        ..Default::default()
+    }))
+    .expect("feed");
+    let state = view_until(
+        &mut view,
+        |s| matches!(s, LeadershipState::Following { leader_id } if leader_id == "other"),
+    )
+    .await;
+    assert_eq!(state.fencing_token(), None);
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_engine_ends_the_election_with_an_error_and_wakes_every_waiter() {
+    let (store, _feed) = FakeStore::new(RenewScript::Panic);
+    store.then_acquire(acquired(1));
+    let election = election(store);
+    let events = election.subscribe();
+    let mut view = election.watch_leadership();
+    election.start().await.expect("start");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    assert_eq!(election.healthz(Duration::ZERO), Ok(()));
+    // The first renewal (at 5 s) panics. Every wait below is bounded only
+    // to turn a hang into a failure; none waits for the 15 s deadline.
+    let bound = Duration::from_secs(6);
+    let stopped = tokio::time::timeout(
+        bound,
+        view.wait_for(|s| matches!(s, LeadershipState::Stopped { .. })),
+    )
+    .await
+    .expect("the view shows the failure")
+    .expect("open")
+    .clone();
+    match stopped {
+        LeadershipState::Stopped { error: Some(error) } => {
+            assert!(error.contains("panicked"), "{error}")
+        }
+        other => panic!("expected stopped with an error, got {other:?}"),
+    }
+    tokio::time::timeout(bound, guard.lost())
+        .await
+        .expect("the guard's term ends");
+    let seen: Vec<_> = tokio::time::timeout(bound, events.collect())
+        .await
+        .expect("the event stream ends");
+    assert!(
+        matches!(seen.first(), Some(LeaderElectionEvent::BecameLeader { .. })),
+        "{seen:?}"
+    );
+    let waited = tokio::time::timeout(bound, election.wait_for_leadership())
+        .await
+        .expect("wait_for_leadership returns");
+    assert!(
+        matches!(&waited, Err(Error::Backend { message, .. }) if message.contains("panicked")),
+        "{waited:?}"
+    );
+    match election.healthz(Duration::from_secs(3600)) {
+        Err(Unhealthy::EngineFailed { error }) => assert!(error.contains("panicked"), "{error}"),
+        other => panic!("expected unhealthy, got {other:?}"),
+    }
+    assert!(!election.is_leader());
+    let error = election.stop().await.expect_err("stop reports the panic");
+    assert!(error.to_string().contains("panicked"), "{error}");
+}
+
+#[test]
+fn an_engine_whose_runtime_shuts_down_ends_the_election_with_an_error() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    let election = election(store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    runtime.block_on(election.start()).expect("start");
+    assert_eq!(election.healthz(Duration::ZERO), Ok(()));
+    drop(runtime);
+    match election.healthz(Duration::ZERO) {
+        Err(Unhealthy::EngineFailed { error }) => assert!(error.contains("dropped"), "{error}"),
+        other => panic!("expected unhealthy, got {other:?}"),
+    }
+    assert!(matches!(
+        *election.watch_leadership().borrow(),
+        LeadershipState::Stopped { error: Some(_) }
+    ));
+}
+
+/// A fake clock (allowed only here) whose readings follow Tokio's paused
+/// clock but whose timers never fire for a later instant: the engine task of
+/// an election on it is starved, as on a runtime whose threads are blocked.
+/// It acquires (due at once, and the store answers at once) and then never
+/// renews nor steps down.
+#[derive(Debug)]
+struct FakeClockWithoutTimers;
+
+impl leader_election_abstractions::Clock for FakeClockWithoutTimers {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep_until(
+        &self,
+        deadline: Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        if deadline <= Instant::now() {
+            // Due already: the engine's first attempt runs, nothing later.
+            Box::pin(std::future::ready(()))
+        } else {
+            Box::pin(std::future::pending())
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_overdue_on_renewal_beyond_the_tolerance_is_unhealthy() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(4));
+    let election = election(store)
+        .with_clock(Arc::new(FakeClockWithoutTimers))
+        .expect("clock");
+    let started = Instant::now();
+    election.start().await.expect("start");
+    election.wait_for_leadership().await.expect("leads");
+    let tolerance = Duration::from_secs(5);
+    let deadline = started + Duration::from_secs(15);
+    // Leading, then past the deadline within the tolerance: healthy.
+    assert_eq!(election.healthz(tolerance), Ok(()));
+    tokio::time::sleep_until(deadline + tolerance).await;
+    assert!(
+        !election.is_leader(),
+        "is_leader() ends at the deadline anyway"
+    );
+    assert_eq!(election.healthz(tolerance), Ok(()));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        election.healthz(tolerance),
+        Err(Unhealthy::RenewalOverdue {
+            fencing_token: FencingToken(4),
+            overdue_by: tolerance + Duration::from_millis(1),
+        })
+    );
+    election.stop().await.expect("stop");
+    assert_eq!(election.healthz(tolerance), Ok(()), "stopped cleanly");
+}
+
+#[tokio::test(start_paused = true)]
+async fn followers_and_renewing_leaders_are_healthy() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.then_acquire(acquired(2));
+    let leader = election(store);
+    let (other, _other_feed) = FakeStore::new(RenewScript::Renew);
+    let follower = election(other);
+    assert_eq!(leader.healthz(Duration::ZERO), Ok(()), "not started");
+    leader.start().await.expect("start");
+    follower.start().await.expect("start");
+    leader.wait_for_leadership().await.expect("leads");
+    for _ in 0..12 {
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(leader.healthz(Duration::ZERO), Ok(()));
+        assert_eq!(follower.healthz(Duration::ZERO), Ok(()));
+    }
+    assert!(leader.is_leader());
+    leader.stop().await.expect("stop");
+    follower.stop().await.expect("stop");
 }

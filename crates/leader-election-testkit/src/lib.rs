@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             c1_twins_with_one_id_never_both_lead,
             c2_leader_steps_down_at_local_deadline_when_cut_off,
             c2_is_leader_false_at_deadline_even_if_runtime_starved,
+            c2_leadership_view_agrees_with_is_leader,
             c3_crash_failover_within_lease_and_grace,
             c4_handover_on_stop,
             c4_handover_on_drop,

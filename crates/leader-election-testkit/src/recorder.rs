@@ -317,6 +317,17 @@ mod tests {
         fn subscribe(&self) -> leader_election_abstractions::EventStream {
             unimplemented!("not used by the recorder")
         }
+        fn watch_leadership(
+            &self,
+        ) -> tokio::sync::watch::Receiver<leader_election_abstractions::LeadershipState> {
+            unimplemented!("not used by the recorder")
+        }
+        fn healthz(
+            &self,
+            _: Duration,
+        ) -> std::result::Result<(), leader_election_abstractions::Unhealthy> {
+            Ok(())
+        }
         async fn wait_for_leadership(
             &self,
         ) -> leader_election_abstractions::Result<leader_election_abstractions::LeadershipGuard>

@@ -5,6 +5,7 @@ mod jitter;
 mod metrics;
 mod run;
 mod shared;
+mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::registry::Registration;
 use crate::store::LeaseStore;
 use crate::traits::{HealthBasedLeaderElection, LeaderElection};
 use crate::types::{CandidateHealth, FencingToken, LossReason};
+use crate::view::{LeadershipState, Unhealthy};
 
 use run::{Command, Health, Setup};
 use shared::Phase;
@@ -217,9 +219,18 @@ impl<S: LeaseStore> Election<S> {
 
     fn ensure_not_stopped(&self) -> Result<()> {
         if self.phase() == Phase::Stopped {
-            return Err(Error::Stopped);
+            return Err(self.stopped());
         }
         Ok(())
+    }
+
+    /// The error for a call on a stopped election: why the engine failed,
+    /// if it did, or `Stopped`.
+    fn stopped(&self) -> Error {
+        match self.inner.shared.failure() {
+            Some(failure) => Error::backend(failure),
+            None => Error::Stopped,
+        }
     }
 
     /// For calls that need the engine: `NotStarted` before `start()`,
@@ -228,7 +239,7 @@ impl<S: LeaseStore> Election<S> {
         match self.phase() {
             Phase::Idle => Err(Error::NotStarted),
             Phase::Running | Phase::Stopping => Ok(()),
-            Phase::Stopped => Err(Error::Stopped),
+            Phase::Stopped => Err(self.stopped()),
         }
     }
 
@@ -333,7 +344,9 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             resource = %inner.shared.resource,
             candidate = %inner.shared.candidate_id
         );
-        let handle = runtime.spawn(tracing::Instrument::instrument(setup.run(), span));
+        let engine = view::supervised(Arc::clone(&inner.shared), setup.run());
+        let handle = runtime.spawn(tracing::Instrument::instrument(engine, span));
+        runtime.spawn(Arc::clone(&inner.shared).end_view_at_deadlines());
         *task = Some(Task { commands, handle });
         Ok(())
     }
@@ -371,7 +384,11 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             _ => self.inner.shared.finish(),
         }
         self.inner.registration.lock().take();
-        Ok(())
+        // An engine that failed (panicked) is reported on every stop.
+        match self.inner.shared.failure() {
+            Some(_) => Err(self.stopped()),
+            None => Ok(()),
+        }
     }
 
     async fn resign(&self) -> Result<()> {
@@ -400,6 +417,14 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
         self.inner.shared.subscribe()
     }
 
+    fn watch_leadership(&self) -> watch::Receiver<LeadershipState> {
+        self.inner.shared.watch_view()
+    }
+
+    fn healthz(&self, tolerance: Duration) -> std::result::Result<(), Unhealthy> {
+        self.inner.shared.healthz(tolerance)
+    }
+
     async fn wait_for_leadership(&self) -> Result<LeadershipGuard> {
         self.ensure_running()?;
         let mut status = self.inner.shared.status.subscribe();
@@ -407,7 +432,7 @@ impl<S: LeaseStore> LeaderElection for Election<S> {
             {
                 let current = status.borrow_and_update();
                 if current.phase == Phase::Stopped {
-                    return Err(Error::Stopped);
+                    return Err(self.stopped());
                 }
                 if let Some((token, ended)) = &current.term {
                     if self.inner.shared.leading_term() == Some(*token) {

@@ -574,6 +574,7 @@ impl<S: LeaseStore> Engine<S> {
             .shared
             .status
             .send_modify(|status| status.observed_leader = leader);
+        self.cfg.shared.publish_view();
         Some(old)
     }
 

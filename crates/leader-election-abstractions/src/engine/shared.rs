@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::ElectionClock;
 use crate::events::{EventStream, EVENT_BUFFER};
 use crate::types::{FencingToken, LeaderElectionEvent, LossReason};
+use crate::view::LeadershipState;
 
 /// Where an election is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,11 @@ pub(crate) struct Shared {
     pub(crate) status: watch::Sender<Status>,
     /// The event channel, made on the first subscription.
     events: Mutex<Events>,
+    /// The level-triggered view (`engine/view.rs`), republished wherever
+    /// the state it is computed from changes.
+    pub(super) view: watch::Sender<LeadershipState>,
+    /// Why the engine task ended without `stop()`, if it did.
+    pub(super) failure: Mutex<Option<String>>,
 }
 
 /// The event channel's life. A broadcast channel allocates its whole buffer
@@ -93,6 +99,8 @@ impl Shared {
             loss: Mutex::new(None),
             status,
             events: Mutex::new(Events::Unsubscribed),
+            view: watch::channel(LeadershipState::NotStarted).0,
+            failure: Mutex::new(None),
         }
     }
 
@@ -169,6 +177,7 @@ impl Shared {
             self.clear_leadership();
             return false;
         }
+        self.publish_view();
         true
     }
 
@@ -187,6 +196,7 @@ impl Shared {
     /// Ends the term for readers at once.
     pub(crate) fn clear_leadership(&self) {
         self.deadline_nanos.store(0, Ordering::SeqCst);
+        self.publish_view();
     }
 
     /// Ends the current term now, from the handle, before the engine task
@@ -259,6 +269,7 @@ impl Shared {
     /// Publishes a new phase of the election's life.
     pub(crate) fn set_phase(&self, phase: Phase) {
         self.status.send_modify(|status| status.phase = phase);
+        self.publish_view();
     }
 
     /// Marks the election stopped: no more leadership, no more events.
@@ -271,6 +282,7 @@ impl Shared {
             }
             status.phase = Phase::Stopped;
         });
+        self.publish_view();
     }
 }
 

@@ -9,6 +9,7 @@ mod health;
 mod lifecycle;
 mod safety;
 pub(crate) mod support;
+mod view;
 
 pub use support::unique_resource;
 
@@ -34,3 +35,4 @@ pub use safety::{
     c9_follower_retries_until_backend_returns,
     c9_leader_steps_down_during_long_outage_and_recovers, c9_leader_survives_short_outage,
 };
+pub use view::c2_leadership_view_agrees_with_is_leader;
