@@ -6,6 +6,8 @@
 //! library holds the few helpers they share: the options, a clock relative to
 //! the start of the program, and a one-line description of an event.
 
+pub mod gated_controller;
+pub mod healthz;
 pub mod prometheus;
 
 use std::io::IsTerminal;
@@ -13,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use leader_election_abstractions::{LeaderElectionEvent, LeaderElectionOptions, Result};
+
 
 /// Lease 2 s, renew every 500 ms, retry every 300 ms, grace 500 ms: production
 /// defaults are 15 s / 5 s / 2 s / 5 s, far too slow for a demo.

@@ -1,8 +1,10 @@
 //! `cargo xtask integration [consul|kubernetes|etcd|cli|all] [--runtime process|docker]`:
 //! brings the needed servers up, runs each suite crate's (a provider's, the
-//! `leader-election` command's) `#[ignore]`d tests with `--ignored` and the connection environment, tears down what it
+//! `leader-election` command's) `#[ignore]`d tests with `--ignored` and the connection environment, then
+//! the suite's further targets (the Kubernetes suite runs the gated-controller
+//! example's test), tears down what it
 //! started (also on failure), and prints one `<suite>: N passed, M failed`
-//! line per suite.
+//! line per suite and further target.
 //!
 
 use std::io::{BufRead, BufReader};
@@ -25,6 +27,9 @@ struct Suite {
     /// Whether it is a provider's, with the conformance suite's timing
     /// cases that `cargo xtask bench` runs.
     conformance: bool,
+    /// Further `#[ignore]`d test targets (package, test) that need the same
+    /// servers, run after the crate's own.
+    also: &'static [(&'static str, &'static str)],
 }
 
 const SUITES: [Suite; 4] = [
@@ -34,6 +39,8 @@ const SUITES: [Suite; 4] = [
         target: Target::Kubernetes,
         peers: &[("client-go-peer", "LE_CLIENT_GO_PEER_BIN")],
         conformance: true,
+        // The kube-runtime controller gated on leadership, against the apiserver.
+        also: &[("examples", "gated_controller")],
     },
     Suite {
         name: "consul",
@@ -41,6 +48,7 @@ const SUITES: [Suite; 4] = [
         target: Target::Consul,
         peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
         conformance: true,
+        also: &[],
     },
     Suite {
         name: "etcd",
@@ -48,6 +56,7 @@ const SUITES: [Suite; 4] = [
         target: Target::Etcd,
         peers: &[("etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN")],
         conformance: true,
+        also: &[],
     },
     // The `leader-election` command end to end, on every backend it offers
     // (its interop test runs the real `consul lock`).
@@ -57,6 +66,7 @@ const SUITES: [Suite; 4] = [
         target: Target::All,
         peers: &[],
         conformance: false,
+        also: &[],
     },
 ];
 
@@ -94,27 +104,25 @@ fn kill_group(group: u32) {
         .status();
 }
 
-/// Runs `cargo test -p <crate> -- --ignored` with `env`, streaming its
-/// output and adding up the `test result:` lines; kills it (and everything
-/// it started) when it outlives the suite deadline.
-fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String> {
-    let shown = format!("cargo test --no-fail-fast -p {} -- --ignored", suite.krate);
+/// Runs `cargo test <target> -- --ignored` (`target`: `-p <crate>`, maybe
+/// with `--test <name>`) with `env`, streaming its output and adding up the
+/// `test result:` lines; kills it (and everything it started) when it
+/// outlives the suite deadline. `name` labels its summary line.
+fn cargo_test(name: &str, target: &[&str], env: &[(String, String)]) -> Result<Outcome, String> {
+    let shown = format!(
+        "cargo test --no-fail-fast {} -- --ignored",
+        target.join(" ")
+    );
     let timeout = suite_timeout()?;
     println!(
-        "xtask: integration {}: $ {shown} (killed after {} s)",
-        suite.name,
+        "xtask: integration {name}: $ {shown} (killed after {} s)",
         timeout.as_secs()
     );
     let started = Instant::now();
     let mut child = Command::new("cargo")
-        .args([
-            "test",
-            "--no-fail-fast",
-            "-p",
-            suite.krate,
-            "--",
-            "--ignored",
-        ])
+        .args(["test", "--no-fail-fast"])
+        .args(target)
+        .args(["--", "--ignored"])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
@@ -159,7 +167,6 @@ fn cargo_test(suite: &Suite, env: &[(String, String)]) -> Result<Outcome, String
     }
     let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
-    let name = suite.name;
     if killed {
         return Ok(Outcome {
             line: format!(
@@ -220,10 +227,20 @@ pub(crate) fn run(which: &str, runtime: Runtime) -> Result<(), String> {
     let started = Instant::now();
     let chosen = |suite: &Suite| which == "all" || suite.name == which;
     let outcomes = with_servers(chosen, runtime, |suite, env| {
-        cargo_test(suite, env).unwrap_or_else(|e| Outcome {
-            line: format!("{}: {e}", suite.name),
+        let failed_to_run = |name: &str, e: String| Outcome {
+            line: format!("{name}: {e}"),
             failed: true,
-        })
+        };
+        let mut outcome = cargo_test(suite.name, &["-p", suite.krate], env)
+            .unwrap_or_else(|e| failed_to_run(suite.name, e));
+        for &(package, test) in suite.also {
+            let name = format!("{} ({package} --test {test})", suite.name);
+            let more = cargo_test(&name, &["-p", package, "--test", test], env)
+                .unwrap_or_else(|e| failed_to_run(&name, e));
+            outcome.line = format!("{}\n{}", outcome.line, more.line);
+            outcome.failed |= more.failed;
+        }
+        outcome
     })?;
     println!(
         "\nxtask: integration summary ({:.0}s):",
