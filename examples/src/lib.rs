@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use leader_election_abstractions::{LeaderElectionEvent, LeaderElectionOptions, Result};
 
-
 /// Lease 2 s, renew every 500 ms, retry every 300 ms, grace 500 ms: production
 /// defaults are 15 s / 5 s / 2 s / 5 s, far too slow for a demo.
 pub fn demo_options() -> Result<LeaderElectionOptions> {
