@@ -1,15 +1,25 @@
 //! [`KubernetesLeaderElectionFactory`]: elections over Lease objects.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 
 use leader_election_abstractions::{
     ElectionRegistry, Error, LeaderElectionOptions, Result, StoreFactory,
 };
 
 use crate::config::KubernetesConfig;
+use crate::store::watch::WatchHub;
 use crate::store::KubernetesLeaseStore;
 
 /// Creates elections whose leases are `coordination.k8s.io/v1` Leases.
+///
+/// The elections of one factory (and of its clones) share one list + watch
+/// of the namespace's Leases, dispatched by Lease name; each keeps its own
+/// requests for acquire, renew and release. Elections that should not share
+/// a watch need factories of their own.
 ///
 /// Concrete elections come from [`StoreFactory::election`] (a builder: id,
 /// options, health-based), `Arc<dyn ...>` ones from
@@ -21,6 +31,9 @@ pub struct KubernetesLeaderElectionFactory {
     config: KubernetesConfig,
     options: LeaderElectionOptions,
     live: ElectionRegistry,
+    /// The one Lease watch of this factory's namespace, shared by its
+    /// elections (and by its clones').
+    watch: Arc<WatchHub>,
 }
 
 impl std::fmt::Debug for KubernetesLeaderElectionFactory {
@@ -46,12 +59,20 @@ impl KubernetesLeaderElectionFactory {
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
+        let hub_timeout = config
+            .request_timeout
+            .unwrap_or_else(|| (options.renew_interval / 2).max(Duration::from_secs(1)));
+        let watch = Arc::new(WatchHub::new(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            hub_timeout,
+        ));
         Ok(Self {
             client,
             namespace,
             config,
             options,
             live: ElectionRegistry::new(),
+            watch,
         })
     }
 
@@ -108,6 +129,7 @@ impl StoreFactory for KubernetesLeaderElectionFactory {
             candidate_id,
             options,
             timeout,
+            self.watch.clone(),
         ))
     }
 }

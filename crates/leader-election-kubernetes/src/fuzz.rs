@@ -177,7 +177,6 @@ fn lease_object(body: Vec<u8>, now: i64) -> Result<(), TestCaseError> {
     if let Ok(lease) = decoded {
         let observer = Observer::new(Duration::from_secs(1));
         let view = observer.observe(Some(&lease));
-        let _ = observer.current_view();
         prop_assert_eq!(view.fencing_token, lease_token(&lease));
         let now = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
         let _ = record_of(&lease, "jobs", now);
@@ -195,8 +194,11 @@ fn watch_event_answer(body: Vec<u8>) -> Result<(), TestCaseError> {
     typed(&decoded)?;
     if let Ok(event) = decoded {
         let observer = Observer::new(Duration::from_secs(1));
-        match on_event(&observer, event) {
-            Seen::View { .. } | Seen::Skip => {}
+        match on_event(event) {
+            Seen::Changed(lease) | Seen::Deleted(lease) => {
+                let _ = observer.observe(Some(&lease));
+            }
+            Seen::Bookmark(_) | Seen::Gone => {}
             Seen::Ended(error) => typed::<()>(&Err(error))?,
         }
     }

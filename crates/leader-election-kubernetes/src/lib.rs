@@ -31,8 +31,10 @@
 //!   refuses to lead, with an error and an error log, rather than reuse a token.
 //!   A foreign client's term on a Lease it re-created has its bare
 //!   `leaseTransitions` as token: lower than ours.
-//! - **Watch**: the one Lease (field selector on its name), resumed by
-//!   resourceVersion and re-listed after errors.
+//! - **Watch**: one list + watch of the namespace's Leases per factory,
+//!   shared by its elections and dispatched by Lease name; resumed by
+//!   resourceVersion, re-listed after a 410 Gone. Each election reads the
+//!   records into its own observed-time view.
 //! - **Lease duration** is written in whole seconds, rounded up; our own
 //!   leader still steps down at its exact local deadline.
 //! - **Candidate registry**: one small Lease per candidate,
@@ -40,7 +42,7 @@
 //!
 //! Where things are: `store.rs` writes the Lease (acquire, renew, release);
 //! `observe.rs` is the observed-time rule (what a read of the Lease means);
-//! `store/watch.rs` the list-then-watch state machine; `store/candidates.rs`
+//! `store/watch.rs` the factory's shared list-then-watch; `store/candidates.rs`
 //! the candidate registry; `tokens.rs` the fencing tokens; `timing.rs` whole
 //! seconds and the term limit; `errors.rs` how apiserver errors map to
 //! [`Error`](leader_election_abstractions::Error) kinds; `config.rs` and

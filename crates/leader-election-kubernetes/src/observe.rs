@@ -10,6 +10,7 @@
 //! count.
 
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -95,6 +96,14 @@ impl RecordKey {
 pub(crate) struct Observer {
     grace: Duration,
     record: Mutex<Option<(RecordKey, Instant)>>,
+    /// The highest `resourceVersion` this election has seen of the Lease
+    /// (0: none yet), through its requests or its watch.
+    newest: AtomicU64,
+}
+
+/// A `resourceVersion` as a number, if it is one.
+pub(crate) fn version_number(version: Option<&str>) -> Option<u64> {
+    version.and_then(|v| v.parse().ok())
 }
 
 impl Observer {
@@ -103,12 +112,18 @@ impl Observer {
         Self {
             grace,
             record: Mutex::new(None),
+            newest: AtomicU64::new(0),
         }
     }
 
     /// Records a read of the Lease (`None`: it does not exist) and says what
     /// it means now.
     pub(crate) fn observe(&self, lease: Option<&Lease>) -> LeaseView {
+        if let Some(version) =
+            lease.and_then(|l| version_number(l.metadata.resource_version.as_deref()))
+        {
+            self.saw_version(version);
+        }
         let now = Instant::now();
         let mut record = self.record.lock();
         let Some(lease) = lease else {
@@ -125,13 +140,15 @@ impl Observer {
         view
     }
 
-    /// What the last record seen means now, without a new read.
-    pub(crate) fn current_view(&self) -> LeaseView {
-        let record = self.record.lock();
-        match &*record {
-            None => LeaseView::default(),
-            Some((key, first_seen)) => key.view(*first_seen, self.grace, Instant::now()),
-        }
+    /// Notes that the Lease's state as of `version` has been seen.
+    pub(crate) fn saw_version(&self, version: u64) {
+        self.newest.fetch_max(version, Ordering::Relaxed);
+    }
+
+    /// Whether the Lease's state as of `version` is older than something
+    /// this election has already seen (then it must not be shown again).
+    pub(crate) fn is_older(&self, version: Option<u64>) -> bool {
+        version.is_some_and(|v| v < self.newest.load(Ordering::Relaxed))
     }
 }
 
@@ -255,21 +272,8 @@ mod tests {
         observer.observe(Some(&held));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(observer.observe(None), LeaseView::default());
-        assert_eq!(observer.current_view(), LeaseView::default());
         // Seen again after the gap: counted from now, not from before.
         assert_eq!(observer.observe(Some(&held)).acquirable_in, secs(3));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_current_view_ages_the_last_record_without_a_read() {
-        let observer = Observer::new(GRACE);
-        assert_eq!(observer.current_view(), LeaseView::default());
-        observer.observe(Some(&lease("u1", "a", Some(2), 1_000)));
-        tokio::time::advance(Duration::from_millis(2_500)).await;
-        assert_eq!(
-            observer.current_view().acquirable_in,
-            Some(Duration::from_millis(500))
-        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `coordination.k8s.io/v1` Lease, wire-compatible with client-go's `LeaseLock`.
 //!
 //! This file holds the compare-and-swap writes (acquire, renew, release);
-//! what a read of the Lease means is [`crate::observe`], the watch is
-//! [`watch`], the candidate registry [`candidates`], and the mapping of
+//! what a read of the Lease means is [`crate::observe`], the watch (one per
+//! factory, shared by its elections) is [`watch`], the candidate registry [`candidates`], and the mapping of
 //! apiserver errors [`crate::errors`].
 //!
 //! Every write is a PUT carrying `metadata.resourceVersion`; a 409 Conflict
@@ -38,6 +38,7 @@ use crate::errors::{classify, status_code, timed_out};
 use crate::observe::{annotation, lease_token, Observer};
 use crate::timing::{term_limit, validate_timing, whole_seconds};
 use crate::tokens::{next_term, EPOCH_ANNOTATION};
+use watch::WatchHub;
 
 /// Annotation on the Lease: the store value (election instance) whose
 /// acquisition the current holder's term is. Random per store value.
@@ -71,6 +72,8 @@ pub struct KubernetesLeaseStore {
     /// What the reads so far mean (client-go's observed-time rule); clones
     /// (the watch) share it.
     observed: Arc<Observer>,
+    /// The factory's shared Lease watch.
+    hub: Arc<WatchHub>,
 }
 
 impl std::fmt::Debug for KubernetesLeaseStore {
@@ -119,6 +122,7 @@ impl KubernetesLeaseStore {
         candidate_id: &str,
         options: &LeaderElectionOptions,
         timeout: Duration,
+        hub: Arc<WatchHub>,
     ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
@@ -129,6 +133,7 @@ impl KubernetesLeaseStore {
             lease_seconds: whole_seconds(options.lease_duration),
             timeout,
             observed: Arc::new(Observer::new(options.grace_period)),
+            hub,
         }
     }
 
@@ -180,15 +185,10 @@ impl KubernetesLeaseStore {
             .map_err(|e| classify("get lease", e))
     }
 
-    /// The field selector for the one Lease.
-    fn name_selector(&self) -> String {
-        format!("metadata.name={}", self.name)
-    }
-
     /// A consistent list of the one Lease (none or one item), with the
     /// storage revision of the list.
     async fn list_lease(&self) -> Result<ObjectList<Lease>> {
-        let params = ListParams::default().fields(&self.name_selector());
+        let params = ListParams::default().fields(&format!("metadata.name={}", self.name));
         self.call("list lease", self.api.list(&params))
             .await?
             .map_err(|e| classify("list lease", e))
@@ -446,7 +446,7 @@ impl LeaseStore for KubernetesLeaseStore {
     }
 
     fn watch(&self) -> LeaseWatch {
-        watch::watch(self.clone())
+        watch::watch(self.hub.clone(), self.name.clone(), self.observed.clone())
     }
 
     async fn publish_candidate(&self, record: &CandidateRecord, ttl: Duration) -> Result<()> {

@@ -67,6 +67,10 @@ struct State {
     /// Every event, for watches resumed from a revision.
     history: Vec<(u64, &'static str, Lease)>,
     watchers: Vec<Watcher>,
+    /// How many watches were opened so far.
+    watches_opened: u64,
+    /// How many lists were served so far.
+    lists: u64,
 }
 
 /// The simulated apiserver; clones share it.
@@ -225,6 +229,8 @@ impl ApiServer {
             objects: BTreeMap::new(),
             history: Vec::new(),
             watchers: Vec::new(),
+            watches_opened: 0,
+            lists: 0,
         })))
     }
 
@@ -260,6 +266,23 @@ impl ApiServer {
         state.compacted = state.revision;
         state.history.clear();
         state.watchers.clear();
+    }
+
+    /// How many watches were opened so far, and how many lists served.
+    pub fn requests_served(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.watches_opened, state.lists)
+    }
+
+    /// The watches open now (one whose client went away counts until the
+    /// next event would be sent to it).
+    pub fn open_watches(&self) -> usize {
+        let state = self.lock();
+        state
+            .watchers
+            .iter()
+            .filter(|w| !w.sender.is_closed())
+            .count()
     }
 
     /// Ends every open watch (as the apiserver does at its watch timeout).
@@ -375,7 +398,8 @@ impl ApiServer {
                 None => status(StatusCode::NOT_FOUND, "NotFound", "leases not found"),
             },
             (&Method::GET, None) => {
-                let state = self.lock();
+                let mut state = self.lock();
+                state.lists += 1;
                 let field = call.field_name();
                 let labels = call.labels();
                 let items: Vec<&Lease> = state
@@ -435,6 +459,7 @@ impl ApiServer {
     /// Opens a watch: the events after `resourceVersion`, then live ones.
     fn open_watch(&self, call: &Call) -> Result<mpsc::UnboundedReceiver<WatchItem>, Answer> {
         let mut state = self.lock();
+        state.watches_opened += 1;
         let field = call.field_name();
         let from: u64 = call
             .query
