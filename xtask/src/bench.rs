@@ -67,6 +67,12 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
                         measure(&[backend, n], &env, &mut rows, &mut failures);
                     }
                     if backend == "kubernetes" {
+                        let mut env = env.clone();
+                        env.extend(servers::optional_program(
+                            "client-go-peer",
+                            "LE_CLIENT_GO_PEER_BIN",
+                        )?);
+                        measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
                         match kubernetes_transitions(&bin, transitions, env) {
                             Ok(found) => rows.extend(found),
                             Err(e) => failures.push(format!("kubernetes transitions: {e}")),
@@ -227,6 +233,21 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
                 result,
             })
         }
+        "requests" => Some(Row {
+            measurement: format!(
+                "apiserver requests per minute of one leader and one idle follower, {}, {}",
+                get("elector"),
+                get("timing").replace('_', " ")
+            ),
+            backend: get("backend").into(),
+            result: format!(
+                "leader {} ({}); idle follower {} ({})",
+                get("leader_per_min"),
+                get("leader_verbs").replace('_', " "),
+                get("follower_per_min"),
+                get("follower_verbs").replace('_', " ")
+            ),
+        }),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@
 //! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
 //! leader-election-bench hot-path
 //! leader-election-bench kubernetes-peer <lease> <id> <hold-ms>
+//! leader-election-bench kubernetes-requests [--followers N] [--window <secs>]
 //! ```
 //!
 //! Each command prints what it measures in words, then one line per figure
@@ -20,6 +21,7 @@ mod inmemory;
 mod kubernetes;
 mod peer;
 mod process;
+mod requests;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,9 +30,10 @@ fn main() -> ExitCode {
         Some("kubernetes") => kubernetes::command(&args[1..]),
         Some("consul") => consul::command(&args[1..]),
         Some("kubernetes-peer") => peer::command(&args[1..]),
+        Some("kubernetes-requests") => requests::command(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
-            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path".into(),
+            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-requests [--followers N] [--window <secs>]".into(),
         ),
     };
     match result {
