@@ -175,6 +175,10 @@ pub async fn c6_events_alternate_and_every_candidate_sees_changes(p: &dyn Provid
             .expect("resign");
         // Wait for someone else before the next round.
         group.wait_for_leader(&[leader]).await;
+        // Resigns one round trip apart, as they would be in real time: in
+        // virtual time they could all fall on one instant, and candidates
+        // whose hold-offs end on the same instant tie for the next term.
+        tokio::time::sleep(p.round_trip()).await;
     }
     let (last, _) = group.wait_for_leader(&[]).await;
     let last_id = group.members[last].id().to_owned();

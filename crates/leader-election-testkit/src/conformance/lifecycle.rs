@@ -266,6 +266,9 @@ pub async fn c11_handles_are_safe_to_share_across_threads(p: &dyn Provider) {
         resigned.expect("resign");
         health.expect("update_health");
         group.wait_for_leader(&[leader]).await;
+        // Resigns one round trip apart (see c6_events_alternate...): hold-offs
+        // ending on one virtual instant would tie.
+        tokio::time::sleep(p.round_trip()).await;
         // Each reader reads again after this handover before the next one.
         for (counter, seen) in counters.iter().zip(before) {
             wait_for_reads(p, std::slice::from_ref(counter), seen + 1);
