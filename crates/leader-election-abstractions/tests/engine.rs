@@ -1023,3 +1023,37 @@ async fn followers_and_renewing_leaders_are_healthy() {
     leader.stop().await.expect("stop");
     follower.stop().await.expect("stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_that_sees_a_release_acquires_at_once() {
+    let (store, feed) = FakeStore::new(RenewScript::Renew);
+    let election = election(store.clone());
+    election.start().await.expect("start");
+    // The first attempt finds the lease held with no hint of when it frees:
+    // the next attempt of its own would be a retry interval (2 s) away.
+    settle().await;
+    assert_eq!(store.script().acquire_calls, 1);
+    assert!(!election.is_leader());
+
+    // The holder releases; the watch says so.
+    store.then_acquire(acquired(2));
+    let released_at = Instant::now();
+    feed.send(Ok(LeaseView {
+        holder: None,
+        fencing_token: Some(FencingToken(1)),
+        acquirable_in: None,
+        ..Default::default()
+    }))
+    .expect("feed");
+    let guard = election.wait_for_leadership().await.expect("leads");
+    assert_eq!(guard.fencing_token(), FencingToken(2));
+    assert_eq!(store.script().acquire_calls, 2);
+    // In virtual time: no retry tick, backoff or jitter between the watch
+    // event and the acquiring call.
+    assert_eq!(
+        released_at.elapsed(),
+        Duration::ZERO,
+        "the follower waited before acquiring a released lease"
+    );
+    election.stop().await.expect("stop");
+}

@@ -496,6 +496,7 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     async fn on_view(&mut self, view: LeaseView) {
+        tracing::debug!(holder = ?view.holder, acquirable_in = ?view.acquirable_in, "watch view");
         if let Some(term) = &self.term {
             let ours = view.holder.as_deref() == Some(self.me());
             // A view of another incarnation of the lease (ours was deleted,
@@ -539,8 +540,11 @@ impl<S: LeaseStore> Engine<S> {
             {
                 small
             }
-            // Free, or free but still blocked for a while (Consul's lock-delay).
-            (None, None) => small,
+            // Free: try now. A release is the one moment a waiting candidate
+            // is sure to find the lease free, and the store's compare-and-swap
+            // settles a race between followers, so no delay is added here.
+            (None, None) => Duration::ZERO,
+            // Free but still blocked for a while (Consul's lock-delay).
             (None, Some(blocked_for)) => (blocked_for + small).min(cap),
             // A lease held under our own id is treated like anyone else's:
             // it may be another process's (a twin with our id), and only the
@@ -548,6 +552,7 @@ impl<S: LeaseStore> Engine<S> {
             (Some(_), Some(acquirable_in)) => (acquirable_in + small).min(cap),
             (Some(_), None) => jitter(self.cfg.options.retry_interval, 0.2),
         };
+        tracing::debug!(attempt_in = ?wait, "next acquire attempt scheduled");
         self.schedule_attempt(now + wait);
     }
 
