@@ -31,8 +31,14 @@ struct Row {
     result: String,
 }
 
-/// Entry point of `cargo xtask bench`.
-pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
+/// Entry point of `cargo xtask bench`; `handover_only`: only the graceful
+/// handovers between processes on Kubernetes.
+pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Result<(), String> {
+    if local && handover_only {
+        return Err(
+            "--local and --handover exclude each other: the handover needs the apiserver".into(),
+        );
+    }
     let header = machine_and_load("at start");
     crate::run(
         "cargo",
@@ -49,22 +55,32 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
         Ok(found) => rows.extend(found),
         Err(e) => failures.push(e),
     };
-    measure(&["hot-path"], &[], &mut rows, &mut failures);
-    for n in ["100", "1000", "10000"] {
-        measure(&["inmemory", n], &[], &mut rows, &mut failures);
+    if !handover_only {
+        measure(&["hot-path"], &[], &mut rows, &mut failures);
+        for n in ["100", "1000", "10000"] {
+            measure(&["inmemory", n], &[], &mut rows, &mut failures);
+        }
     }
     if !local {
-        for (target, backend, sizes) in [
+        let backends = [
             (Target::Kubernetes, "kubernetes", ["100", "1000"]),
             (Target::Consul, "consul", ["10", "100"]),
-        ] {
+        ];
+        let backends = if handover_only {
+            &backends[..1]
+        } else {
+            &backends[..]
+        };
+        for &(target, backend, sizes) in backends {
             // Stops what it started when it goes out of scope.
             let (up, _teardown) = servers::up_for_run(target, Runtime::Process, "bench")?;
             match up {
                 Ok(state) => {
                     let env: Vec<(String, String)> = state.env().into_iter().collect();
-                    for n in sizes {
-                        measure(&[backend, n], &env, &mut rows, &mut failures);
+                    if !handover_only {
+                        for n in sizes {
+                            measure(&[backend, n], &env, &mut rows, &mut failures);
+                        }
                     }
                     if backend == "kubernetes" {
                         let mut env = env.clone();
@@ -72,8 +88,10 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
                             "client-go-peer",
                             "LE_CLIENT_GO_PEER_BIN",
                         )?);
-                        measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
-                        match kubernetes_transitions(&bin, transitions, env) {
+                        if !handover_only {
+                            measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
+                        }
+                        match kubernetes_transitions(&bin, transitions, handover_only, env) {
                             Ok(found) => rows.extend(found),
                             Err(e) => failures.push(format!("kubernetes transitions: {e}")),
                         }
@@ -82,9 +100,11 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
                 Err(e) => failures.push(format!("{backend}: servers did not start: {e}")),
             }
         }
-        match crate::integration::timings(Runtime::Process) {
-            Ok(lines) => rows.extend(lines.iter().filter_map(|l| timing_row(l))),
-            Err(e) => failures.push(e),
+        if !handover_only {
+            match crate::integration::timings(Runtime::Process) {
+                Ok(lines) => rows.extend(lines.iter().filter_map(|l| timing_row(l))),
+                Err(e) => failures.push(e),
+            }
         }
     }
     let footer = machine_and_load("at end");
@@ -105,10 +125,12 @@ pub(crate) fn run(local: bool, transitions: usize) -> Result<(), String> {
 }
 
 /// Handover and crash failover between separate processes on Kubernetes,
-/// ours next to client-go's (see [`bench_transitions`]).
+/// ours next to client-go's (see [`bench_transitions`]); without the
+/// crash failovers when `handover_only`.
 fn kubernetes_transitions(
     bin: &Path,
     n: usize,
+    handover_only: bool,
     mut env: Vec<(String, String)>,
 ) -> Result<Vec<Row>, String> {
     let var = "LE_CLIENT_GO_PEER_BIN";
@@ -121,10 +143,16 @@ fn kubernetes_transitions(
         .map(|(_, v)| std::path::PathBuf::from(v))
         .ok_or("the client-go peer could not be built")?;
     let mut rows = Vec::new();
-    for (crash, what) in [
+    let kinds = [
         (false, "graceful handover (leader stops after 1 s)"),
         (true, "crash failover (leader SIGKILLed)"),
-    ] {
+    ];
+    let kinds = if handover_only {
+        &kinds[..1]
+    } else {
+        &kinds[..]
+    };
+    for &(crash, what) in kinds {
         let mut figures = Vec::new();
         for (elector, label) in [
             (Elector::Ours(bin), "ours"),

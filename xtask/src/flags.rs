@@ -100,6 +100,9 @@ xflags::xflags! {
             optional --local
             /// Handovers and crash failovers measured per elector (default 50).
             optional --transitions transitions: usize
+            /// Only the graceful handovers between processes on Kubernetes
+            /// (ours and client-go's), nothing else.
+            optional --handover
         }
     }
 }

@@ -57,6 +57,10 @@ impl ElectionClock {
 
     pub(crate) async fn sleep_until(&self, deadline: Instant) {
         match self {
+            // A deadline already reached completes at once: Tokio's timer
+            // would fire it at its next millisecond tick (up to 1 ms later),
+            // which a follower acquiring a just-released lease would wait.
+            Self::Tokio if deadline <= Instant::now() => {}
             Self::Tokio => tokio::time::sleep_until(deadline).await,
             Self::Given(clock) => clock.sleep_until(deadline).await,
         }

@@ -3,7 +3,10 @@
 //! line protocol as the client-go peer it is compared with (`LEADING <ns>`,
 //! `STOPPED <ns>`, Unix nanoseconds): it leads for `hold-ms`, then stops
 //! (releasing the Lease) and exits. Lease 2 s, renewals and retries every
-//! 500 ms, grace 1 s, as the client-go peer is run.
+//! 500 ms, grace 1 s, as the client-go peer is run. The kube client is
+//! `client_with_nodelay`'s (`LE_BENCH_KUBE_CLIENT=kube`: kube's default,
+//! with Nagle's algorithm on); `LE_BENCH_TRACE=<filter>` traces each step
+//! of a handover on stderr.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +14,9 @@ use futures_util::StreamExt;
 use leader_election_abstractions::{
     LeaderElection, LeaderElectionEvent, LeaderElectionOptions, StoreFactory,
 };
-use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
+use leader_election_kubernetes::{
+    client_with_nodelay, KubernetesConfig, KubernetesLeaderElectionFactory,
+};
 
 fn unix_nanos() -> u128 {
     SystemTime::now()
@@ -24,11 +29,26 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         return Err("kubernetes-peer needs <lease> <id> <hold-ms>".into());
     };
     let hold = Duration::from_millis(hold.parse().map_err(|_| "<hold-ms> is a number")?);
+    if let Ok(filter) = std::env::var("LE_BENCH_TRACE") {
+        // Each step of a handover, timestamped to the microsecond, on stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("kube client from KUBECONFIG: {e}"))?;
+        let client = if std::env::var("LE_BENCH_KUBE_CLIENT").as_deref() == Ok("kube") {
+            // kube's default client, Nagle's algorithm on: for comparison.
+            kube::Client::try_default()
+                .await
+                .map_err(|e| format!("kube client from KUBECONFIG: {e}"))?
+        } else {
+            let config = kube::Config::infer()
+                .await
+                .map_err(|e| format!("kube config from KUBECONFIG: {e}"))?;
+            client_with_nodelay(config).map_err(|e| e.to_string())?
+        };
         let options = LeaderElectionOptions::builder()
             .lease_duration(Duration::from_secs(2))
             .renew_interval(Duration::from_millis(500))

@@ -10,6 +10,7 @@ use leader_election_abstractions::{
     ElectionRegistry, Error, LeaderElectionOptions, Result, StoreFactory,
 };
 
+use crate::client::client_with_nodelay;
 use crate::config::KubernetesConfig;
 use crate::store::watch::WatchHub;
 use crate::store::KubernetesLeaseStore;
@@ -77,7 +78,9 @@ impl KubernetesLeaderElectionFactory {
     }
 
     /// A factory from the environment: in-cluster configuration when running
-    /// in a Pod, else the kubeconfig (`KUBECONFIG` or `~/.kube/config`).
+    /// in a Pod, else the kubeconfig (`KUBECONFIG` or `~/.kube/config`). The
+    /// client is [`client_with_nodelay`]'s (kube's own when the configuration
+    /// names a proxy).
     ///
     /// When neither gives a usable client configuration, the error is an
     /// [`Error::Backend`] (with kube's error as its `source()`): there is no
@@ -86,12 +89,21 @@ impl KubernetesLeaderElectionFactory {
     /// with a service account, set `KUBECONFIG`, or build the client yourself
     /// and use [`new`](Self::new).
     pub async fn infer(config: KubernetesConfig, options: LeaderElectionOptions) -> Result<Self> {
-        let client = kube::Client::try_default().await.map_err(|e| {
+        let client_config = kube::Config::infer().await.map_err(|e| {
+            // As kube's `Client::try_default` reports it.
+            let e = kube::Error::InferConfig(e);
             Error::backend(format!(
                 "no usable Kubernetes client configuration (neither the in-cluster configuration of a Pod's service account nor a kubeconfig from KUBECONFIG or ~/.kube/config): {e}"
             ))
             .with_source(e)
         })?;
+        let client = if client_config.proxy_url.is_some() {
+            kube::Client::try_from(client_config).map_err(|e| {
+                Error::backend(format!("Kubernetes client through a proxy: {e}")).with_source(e)
+            })?
+        } else {
+            client_with_nodelay(client_config)?
+        };
         Self::new(client, config, options)
     }
 

@@ -48,6 +48,7 @@
 //! [`Error`](leader_election_abstractions::Error) kinds; `config.rs` and
 //! `factory.rs` the configuration and the factory.
 
+mod client;
 mod config;
 mod errors;
 mod factory;
@@ -58,6 +59,7 @@ mod store;
 mod timing;
 mod tokens;
 
+pub use client::client_with_nodelay;
 pub use config::{KubernetesConfig, MAX_RESOURCE_NAME};
 pub use factory::KubernetesLeaderElectionFactory;
 pub use store::{KubernetesGrant, KubernetesLeaseStore, INSTANCE_ANNOTATION};
