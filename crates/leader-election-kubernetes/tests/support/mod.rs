@@ -48,12 +48,13 @@ pub async fn apiserver_address() -> SocketAddr {
 pub async fn client_via(address: SocketAddr) -> kube::Client {
     let mut config = kube_config().await;
     config.cluster_url = format!("https://{address}").parse().expect("proxy URL");
-    kube::Client::try_from(config).expect("kube client")
+    leader_election_kubernetes::client_with_nodelay(config).expect("kube client")
 }
 
-/// A client straight to the apiserver, as an operator's `kubectl` would be.
+/// A client straight to the apiserver, as an operator's `kubectl` would be;
+/// built as the factory's `infer` builds it (TCP_NODELAY).
 pub async fn admin_client() -> kube::Client {
-    kube::Client::try_from(kube_config().await).expect("kube client")
+    leader_election_kubernetes::client_with_nodelay(kube_config().await).expect("kube client")
 }
 
 /// Test options with whole-second leases as Kubernetes needs, a 1 s grace
