@@ -160,6 +160,13 @@ fn kubernetes_transitions(
         ] {
             println!("xtask: bench: kubernetes {what}, {label}, {n} transitions");
             let samples = bench_transitions::measure(elector, label, n, crash, &env)?;
+            let mut sorted = samples.clone();
+            sorted.sort_by(f64::total_cmp);
+            let shown: Vec<String> = sorted.iter().map(|ms| format!("{ms:.1}")).collect();
+            println!(
+                "xtask: bench: {label}: samples, ms, sorted: {}",
+                shown.join(" ")
+            );
             figures.push((label, quantile(&samples, 0.5), quantile(&samples, 0.99)));
         }
         let ratio = figures[0].1 / figures[1].1;

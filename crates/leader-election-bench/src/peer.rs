@@ -34,6 +34,10 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
+            .with_span_events(
+                tracing_subscriber::fmt::format::FmtSpan::NEW
+                    | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+            )
             .init();
     }
     let runtime = crate::runtime()?;
