@@ -2,12 +2,15 @@
 //! makes, with status codes mapped to the crate's error kinds and every
 //! answer parsed defensively (no panics on malformed replies).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use leader_election_abstractions::{Error, Result};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{AclToken, Consistency, ConsulConfig};
 
@@ -94,6 +97,54 @@ impl SessionSpec {
 pub(crate) struct ConsulClient {
     http: reqwest::Client,
     config: ConsulConfig,
+    gate: Arc<Gate>,
+}
+
+/// Bounds the requests in flight, and so the connections open, to
+/// `max_connections`; says so (at most every [`WARN_EVERY`]) when requests
+/// queue or the agent refuses connections.
+#[derive(Debug)]
+struct Gate {
+    permits: Arc<Semaphore>,
+    created: Instant,
+    /// Milliseconds after `created` of the last warning of each kind,
+    /// `u64::MAX` for never.
+    last_busy_warning: AtomicU64,
+    last_refusal_warning: AtomicU64,
+}
+
+/// The shortest time between two warnings of one kind from one factory.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+impl Gate {
+    /// Whether a warning whose last one is `last` is due now (and, if so,
+    /// records it as given).
+    fn due(&self, last: &AtomicU64) -> bool {
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
+        let previous = last.load(Ordering::Relaxed);
+        let due = previous == u64::MAX || now.saturating_sub(previous) >= every;
+        due && last
+            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// An answer with the connection slot it occupies: the slot is free again
+/// when the answer (and so its body) is dropped.
+pub(crate) struct Answer {
+    response: Response,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+
+    fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.response.headers()
+    }
 }
 
 impl std::fmt::Debug for ConsulClient {
@@ -139,6 +190,9 @@ impl ConsulClient {
             }
         }
         let builder = reqwest::Client::builder()
+            // Requests in flight never exceed max_connections (the gate),
+            // so neither do the connections kept for reuse.
+            .pool_max_idle_per_host(config.max_connections)
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             // A redirect would carry X-Consul-Token to wherever it points
@@ -149,7 +203,35 @@ impl ConsulClient {
             .map_err(|e| {
                 Error::invalid_option("tls", format!("cannot build the HTTP client: {e}"))
             })?;
-        Ok(Self { http, config })
+        let gate = Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            created: Instant::now(),
+            last_busy_warning: AtomicU64::new(u64::MAX),
+            last_refusal_warning: AtomicU64::new(u64::MAX),
+        });
+        Ok(Self { http, config, gate })
+    }
+
+    /// A connection slot: at once if one is free, else after a warning
+    /// (at most every 30 s) once the queue forms.
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        let permits = &self.gate.permits;
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+            return permit;
+        }
+        if self.gate.due(&self.gate.last_busy_warning) {
+            tracing::warn!(
+                max_connections = self.config.max_connections,
+                "all max_connections connections to the Consul agent are busy; requests queue \
+                 (renewals may come late: raise ConsulConfig::max_connections if the agent's \
+                 http_max_conns_per_client allows it, or use fewer elections per factory)"
+            );
+        }
+        // The semaphore is never closed.
+        Arc::clone(permits)
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the gate's semaphore is never closed"))
     }
 
     pub(crate) fn config(&self) -> &ConsulConfig {
@@ -170,7 +252,8 @@ impl ConsulClient {
 
     /// Sends a request and turns transport failures and error statuses into
     /// the crate's error kinds. 404 is returned to the caller as a response.
-    async fn send(&self, what: &str, request: RequestBuilder) -> Result<Response> {
+    async fn send(&self, what: &str, request: RequestBuilder) -> Result<Answer> {
+        let permit = self.slot().await;
         let response = request
             .send()
             .await
@@ -180,10 +263,26 @@ impl ConsulClient {
             })?;
         let status = response.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(response);
+            return Ok(Answer {
+                response,
+                _permit: permit,
+            });
         }
         let body = quote(&read_prefix(response, ERROR_BODY_READ).await);
+        drop(permit);
         let body = body.as_str();
+        if status == StatusCode::TOO_MANY_REQUESTS && self.gate.due(&self.gate.last_refusal_warning)
+        {
+            tracing::warn!(
+                max_connections = self.config.max_connections,
+                answer = body,
+                "the Consul agent refuses requests from this address (429): its per-client \
+                 connection limit (limits.http_max_conns_per_client, 200 by default) is shared \
+                 by every process on this host; leaders whose renewals keep failing step down. \
+                 Lower ConsulConfig::max_connections or the number of processes, or raise the \
+                 agent's limit"
+            );
+        }
         Err(match status {
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Error::unauthorized(format!(
                 "Consul refused {what} ({status}: {body}); the ACL token needs `key_prefix \"{}/\" {{ policy = \"write\" }}` and `session \"<the agent's node name>\" {{ policy = \"write\" }}`",
@@ -205,7 +304,11 @@ impl ConsulClient {
     }
 
     /// The whole body, or an error once it passes `max_response_bytes`.
-    async fn body(&self, what: &str, mut response: Response) -> Result<Vec<u8>> {
+    async fn body(&self, what: &str, answer: Answer) -> Result<Vec<u8>> {
+        let Answer {
+            mut response,
+            _permit,
+        } = answer;
         let limit = self.config.max_response_bytes;
         let too_large = || {
             Error::backend(format!(
@@ -238,11 +341,7 @@ impl ConsulClient {
         Ok(body)
     }
 
-    async fn json<T: for<'de> Deserialize<'de>>(
-        &self,
-        what: &str,
-        response: Response,
-    ) -> Result<T> {
+    async fn json<T: for<'de> Deserialize<'de>>(&self, what: &str, response: Answer) -> Result<T> {
         let bytes = self.body(what, response).await?;
         parse_json(what, &bytes)
     }
@@ -291,7 +390,39 @@ impl ConsulClient {
         consistency: Consistency,
         block: Option<(u64, Duration)>,
     ) -> Result<KvRead> {
+        match self.read_body(key, false, consistency, block).await? {
+            (Some(body), index) => decode_kv_read(key, &body, index),
+            (None, index) => Ok(KvRead { entry: None, index }),
+        }
+    }
+
+    /// `GET /v1/kv/<prefix>?recurse`, optionally blocking until the index
+    /// moves past `index`: every entry under `prefix` and the
+    /// `X-Consul-Index` (the prefix's latest change).
+    pub(crate) async fn read_prefix(
+        &self,
+        prefix: &str,
+        consistency: Consistency,
+        block: Option<(u64, Duration)>,
+    ) -> Result<(Vec<KvEntry>, u64)> {
+        match self.read_body(prefix, true, consistency, block).await? {
+            (Some(body), index) => Ok((parse_json("kv read", &body)?, index)),
+            (None, index) => Ok((Vec::new(), index)),
+        }
+    }
+
+    /// The body of a KV read (`None` for a 404) and its `X-Consul-Index`.
+    async fn read_body(
+        &self,
+        key: &str,
+        recurse: bool,
+        consistency: Consistency,
+        block: Option<(u64, Duration)>,
+    ) -> Result<(Option<Vec<u8>>, u64)> {
         let mut request = self.request(Method::GET, &format!("kv/{key}"));
+        if recurse {
+            request = request.query(&[("recurse", "")]);
+        }
         match consistency {
             Consistency::Consistent => request = request.query(&[("consistent", "")]),
             Consistency::Stale => request = request.query(&[("stale", "")]),
@@ -310,9 +441,9 @@ impl ConsulClient {
         let response = self.send("kv read", request).await?;
         let index = consul_index(response.headers());
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(KvRead { entry: None, index });
+            return Ok((None, index));
         }
-        decode_kv_read(key, &self.body("kv read", response).await?, index)
+        Ok((Some(self.body("kv read", response).await?), index))
     }
 
     /// `GET /v1/kv/<prefix>?recurse`.

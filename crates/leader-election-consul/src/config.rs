@@ -18,6 +18,12 @@ pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Consul's default `session_ttl_min`.
 pub const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);
+/// Default of [`ConsulConfig::max_connections`]: well under the agent's
+/// default `http_max_conns_per_client` (200), which every process on the
+/// host shares.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
+/// Largest accepted [`ConsulConfig::max_connections`].
+pub const MAX_CONNECTIONS_LIMIT: usize = 10_000;
 
 /// An ACL token. Never shown by `Debug` or `Display`, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,8 +114,18 @@ pub struct ConsulConfig {
     pub node_checks: Vec<String>,
     /// The largest answer body read from the agent; a longer one is an
     /// error, never read into memory whole. Between 1 MiB and 1 GiB,
-    /// default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    /// default [`DEFAULT_MAX_RESPONSE_BYTES`]. The factory's shared watch
+    /// reads the whole `key_prefix` in one answer, so this also bounds how
+    /// much a prefix may hold.
     pub max_response_bytes: usize,
+    /// The most HTTP connections (and so concurrent requests) one factory
+    /// opens to the agent, its shared watch included; further requests
+    /// wait for a free one (and a warning is logged). The agent refuses
+    /// more than `limits.http_max_conns_per_client` (200 by default)
+    /// connections from one IP address, shared by every process on the
+    /// host, so keep the sum over a host's factories below it. Between 2
+    /// and 10 000, default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
 }
 
 impl Default for ConsulConfig {
@@ -127,6 +143,7 @@ impl Default for ConsulConfig {
             session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             node_checks: Vec::new(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -217,6 +234,15 @@ impl ConsulConfig {
                 format!(
                     "must be between 1 MiB and 1 GiB, got {}",
                     self.max_response_bytes
+                ),
+            ));
+        }
+        if !(2..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return Err(Error::invalid_option(
+                "max_connections",
+                format!(
+                    "must be between 2 (the shared watch holds one) and {MAX_CONNECTIONS_LIMIT}, got {}",
+                    self.max_connections
                 ),
             ));
         }

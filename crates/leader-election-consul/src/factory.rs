@@ -4,10 +4,13 @@ use leader_election_abstractions::{ElectionRegistry, LeaderElectionOptions, Resu
 
 use crate::client::ConsulClient;
 use crate::config::ConsulConfig;
+use crate::shared_watch::SharedWatch;
 use crate::store::ConsulLeaseStore;
 
 /// Creates elections whose leases are Consul KV locks. Cheap to clone; all
-/// elections share one HTTP connection pool.
+/// elections of a factory (and its clones) share one HTTP connection pool
+/// of at most [`ConsulConfig::max_connections`] connections and one
+/// blocking query on the key prefix.
 ///
 /// Concrete elections come from [`StoreFactory::election`] (a builder: id,
 /// options, health-based), `Arc<dyn ...>` ones from
@@ -15,6 +18,7 @@ use crate::store::ConsulLeaseStore;
 #[derive(Clone, Debug)]
 pub struct ConsulLeaderElectionFactory {
     client: ConsulClient,
+    watches: SharedWatch,
     options: LeaderElectionOptions,
     live: ElectionRegistry,
 }
@@ -24,8 +28,10 @@ impl ConsulLeaderElectionFactory {
     /// (TLS files are read here too).
     pub fn new(config: ConsulConfig, options: LeaderElectionOptions) -> Result<Self> {
         options.validate()?;
+        let client = ConsulClient::new(config)?;
         Ok(Self {
-            client: ConsulClient::new(config)?,
+            watches: SharedWatch::new(client.clone()),
+            client,
             options,
             live: ElectionRegistry::new(),
         })
@@ -61,6 +67,7 @@ impl StoreFactory for ConsulLeaderElectionFactory {
     ) -> Result<ConsulLeaseStore> {
         Ok(ConsulLeaseStore::new(
             self.client.clone(),
+            self.watches.clone(),
             resource,
             candidate_id,
             options,

@@ -15,8 +15,10 @@
 //!   session on the key, does not, as in `api.Lock`). The leader steps down at its local deadline
 //!   whatever Consul answers, unlike Go's lock, which can notice a lost lock
 //!   minutes late.
-//! - **Watch**: blocking queries on the key; followers react to a release or
-//!   an invalidated session at once.
+//! - **Watch**: one blocking query per factory on the whole key prefix,
+//!   shared by its elections; followers react to a release or an
+//!   invalidated session at once. At most
+//!   [`ConsulConfig::max_connections`] requests per factory are in flight.
 //! - **Candidate registry**: `<prefix>/<resource>/candidates/<id>`, bound to a
 //!   second session of the candidate's (`Behavior = delete`), so Consul
 //!   deletes the record when the candidate dies.
@@ -24,12 +26,14 @@
 mod client;
 mod config;
 mod factory;
+mod shared_watch;
 mod store;
 mod tls;
 
 pub use config::{
-    AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_SESSION_TTL_MIN, MAX_LOCK_DELAY, MAX_SESSION_TTL,
+    AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SESSION_TTL_MIN, MAX_CONNECTIONS_LIMIT, MAX_LOCK_DELAY,
+    MAX_SESSION_TTL,
 };
 pub use factory::ConsulLeaderElectionFactory;
 pub use store::{ConsulGrant, ConsulLeaseStore};

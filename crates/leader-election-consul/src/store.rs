@@ -38,6 +38,7 @@ use tokio::sync::Mutex;
 
 use crate::client::{ConsulClient, KvEntry, KvRead, SessionSpec, LOCK_FLAG};
 use crate::config::{encode_segment, Consistency, MAX_LOCK_DELAY, MAX_SESSION_TTL};
+use crate::shared_watch::{copy_error, KeyState, SharedWatch};
 
 /// Consul's default `kv_max_value_size`.
 const MAX_VALUE_BYTES: usize = 512 * 1024;
@@ -89,6 +90,7 @@ pub struct ConsulGrant {
 #[derive(Debug)]
 pub struct ConsulLeaseStore {
     client: ConsulClient,
+    watches: SharedWatch,
     candidate_id: String,
     resource: String,
     lease_duration: Duration,
@@ -124,12 +126,14 @@ impl SessionSlot {
 impl ConsulLeaseStore {
     pub(crate) fn new(
         client: ConsulClient,
+        watches: SharedWatch,
         resource: &str,
         candidate_id: &str,
         options: &LeaderElectionOptions,
     ) -> Self {
         Self {
             client,
+            watches,
             candidate_id: candidate_id.to_owned(),
             resource: resource.to_owned(),
             lease_duration: options.lease_duration,
@@ -251,11 +255,6 @@ async fn live(client: &ConsulClient, slot: &SessionSlot, spec: &SessionSpec) -> 
     slot.set(Some(id.clone()));
     Ok(id)
 }
-
-/// The shortest time between two reads of the watch: a blocking query that
-/// returns at once (no `X-Consul-Index` behind a proxy, an index that
-/// never moves) must not become a busy loop.
-const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The sessions' lock-delay for `options`: a lease plus the grace period,
 /// capped at Consul's maximum.
@@ -434,51 +433,39 @@ impl LeaseStore for ConsulLeaseStore {
             .map(drop)
     }
 
+    /// The lock key's part of the factory's shared watch (one blocking
+    /// query on the whole prefix, see the crate's README): a view each time
+    /// the key changes, an error each time the shared query fails.
     fn watch(&self) -> LeaseWatch {
-        let client = self.client.clone();
-        let key = self.lock_key();
-        let wait = client.config().watch_wait;
-        let consistency = client.config().consistency;
+        let receiver = match self.watches.subscribe(&self.lock_key()) {
+            Ok(receiver) => receiver,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
         let viewer = self.viewer();
         let session = Arc::clone(&self.session);
-        let state = WatchState {
-            index: 0,
-            last_read: None,
-        };
-        stream::unfold(state, move |state| {
-            let (client, key, viewer, session) = (
-                client.clone(),
-                key.clone(),
-                viewer.clone(),
-                Arc::clone(&session),
-            );
+        // `fresh`: the channel's current state has not been looked at. A
+        // failure found there is an old one, which the election has seen
+        // already (it is why the election watches again): wait for news.
+        stream::unfold((receiver, true), move |(mut receiver, fresh)| {
+            let (viewer, session) = (viewer.clone(), Arc::clone(&session));
             async move {
-                if let Some(last) = state.last_read {
-                    tokio::time::sleep_until(last + MIN_WATCH_INTERVAL).await;
-                }
-                let index = state.index;
-                let block = (index > 0).then_some((index, wait));
-                let started = tokio::time::Instant::now();
-                let read = client.read(&key, consistency, block).await;
-                let own = session.get();
-                let (item, next) = match read {
-                    // Reset when the index goes backwards (a restored
-                    // snapshot, a new leader); never block on 0.
-                    Ok(read) => {
-                        let next = if read.index < index {
-                            0
-                        } else {
-                            read.index.max(1)
-                        };
-                        (Ok(viewer.view(&read, own.as_deref())), next)
+                let mut look_now = fresh;
+                loop {
+                    if !look_now && receiver.changed().await.is_err() {
+                        return None;
                     }
-                    Err(error) => (Err(error), 0),
-                };
-                let state = WatchState {
-                    index: next,
-                    last_read: Some(started),
-                };
-                Some((item, state))
+                    let state = receiver.borrow_and_update().clone();
+                    match state {
+                        KeyState::Read(read) => {
+                            let view = viewer.view(&read, session.get().as_deref());
+                            return Some((Ok(view), (receiver, false)));
+                        }
+                        KeyState::Failed(error) if !look_now => {
+                            return Some((Err(copy_error(&error)), (receiver, false)));
+                        }
+                        KeyState::Failed(_) | KeyState::Pending => look_now = false,
+                    }
+                }
             }
         })
         .boxed()
@@ -561,12 +548,6 @@ pub(crate) fn live_records(entries: &[KvEntry], now_ms: u64) -> Vec<CandidateRec
             updated_at: UNIX_EPOCH + Duration::from_millis(value.updated_unix_ms),
         })
         .collect()
-}
-
-/// Where a watch stream is: the index to block on and when the last read began.
-struct WatchState {
-    index: u64,
-    last_read: Option<tokio::time::Instant>,
 }
 
 /// The part of the store a watch stream needs to turn reads into views.

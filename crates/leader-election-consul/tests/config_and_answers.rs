@@ -75,6 +75,20 @@ fn bad_configuration_is_rejected_naming_the_field() {
             },
             "datacenter",
         ),
+        (
+            ConsulConfig {
+                max_connections: 1,
+                ..Default::default()
+            },
+            "max_connections",
+        ),
+        (
+            ConsulConfig {
+                max_connections: 1_000_000,
+                ..Default::default()
+            },
+            "max_connections",
+        ),
     ];
     for (config, expected) in cases {
         let error = ConsulLeaderElectionFactory::new(config, options()).expect_err(expected);
