@@ -18,6 +18,15 @@
 //! is passed on to every watching election as an error (each retries as
 //! it always did); the task itself reads again after a growing pause. The
 //! task ends when no election watches any more.
+//!
+//! Pacing: an answer that brings nothing new (the index did not move: no
+//! `X-Consul-Index` behind a proxy, or the wait ran out) is followed by
+//! the next read no sooner than 100 ms after it started, as before. An
+//! answer with news is followed at once while the prefix is quiet, so a
+//! release or a deleted key reaches the elections within a round trip
+//! even if another key changed just before; a busy prefix (many elections
+//! electing, health-based elections publishing) is read at most 10 times a
+//! second on average (bursts of 5), since each answer is the whole prefix.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +42,11 @@ use crate::client::{ConsulClient, KvEntry, KvRead};
 /// once (no `X-Consul-Index` behind a proxy, an index that never moves, a
 /// busy prefix) must not become a busy loop.
 pub(crate) const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Reads with news that may follow each other at once, and how many such
+/// reads a second are allowed on average.
+const BURST: f64 = 5.0;
+const NEWS_READS_PER_SECOND: f64 = 10.0;
 
 /// The longest pause between reads after failures.
 const MAX_FAILURE_PAUSE: Duration = Duration::from_secs(5);
@@ -136,10 +150,11 @@ async fn run(inner: Arc<Inner>) {
     let (wait, consistency) = (config.watch_wait, config.consistency);
     let mut index = 0u64;
     let mut failures = 0u32;
-    let mut last_start: Option<tokio::time::Instant> = None;
+    let mut next_start: Option<tokio::time::Instant> = None;
+    let mut pacer = Pacer::new(tokio::time::Instant::now());
     loop {
-        if let Some(last) = last_start {
-            tokio::time::sleep_until(last + pause(failures)).await;
+        if let Some(at) = next_start {
+            tokio::time::sleep_until(at).await;
         }
         {
             let mut state = inner.state.lock();
@@ -151,7 +166,7 @@ async fn run(inner: Arc<Inner>) {
             }
         }
         let block = (index > 0).then_some((index, wait));
-        last_start = Some(tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
         let read = inner
             .client
             .read_prefix(&inner.prefix, consistency, block)
@@ -160,6 +175,8 @@ async fn run(inner: Arc<Inner>) {
         match read {
             Ok((entries, read_index)) => {
                 failures = 0;
+                let news = read_index > index;
+                next_start = Some(pacer.next(tokio::time::Instant::now(), started, news));
                 // Reset when the index goes backwards (a restored snapshot,
                 // a new leader); never block on 0.
                 index = if read_index < index {
@@ -184,6 +201,7 @@ async fn run(inner: Arc<Inner>) {
             Err(error) => {
                 failures = failures.saturating_add(1);
                 index = 0;
+                next_start = Some(started + pause(failures));
                 if failures == 1 {
                     tracing::warn!(
                         prefix = %inner.prefix,
@@ -199,6 +217,46 @@ async fn run(inner: Arc<Inner>) {
                 }
             }
         }
+    }
+}
+
+/// When the next read may start after a successful one.
+struct Pacer {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            tokens: BURST,
+            refilled: now,
+        }
+    }
+
+    /// The start of the next read, now that the read started at `started`
+    /// has returned, with `news` (its index moved) or without.
+    fn next(
+        &mut self,
+        now: tokio::time::Instant,
+        started: tokio::time::Instant,
+        news: bool,
+    ) -> tokio::time::Instant {
+        if !news {
+            return started + MIN_WATCH_INTERVAL;
+        }
+        let earned =
+            now.saturating_duration_since(self.refilled).as_secs_f64() * NEWS_READS_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return now;
+        }
+        let wait = Duration::from_secs_f64((1.0 - self.tokens) / NEWS_READS_PER_SECOND);
+        self.tokens = 0.0;
+        self.refilled = now + wait;
+        now + wait
     }
 }
 
@@ -295,6 +353,30 @@ mod tests {
         // After a failure anything is news.
         let mut failed = KeyState::Failed(Arc::new(Error::unavailable("down")));
         assert!(advance(&mut failed, read(None, 1)));
+    }
+
+    #[test]
+    fn news_is_read_again_at_once_while_the_prefix_is_quiet_and_at_most_ten_a_second_when_busy() {
+        let start = tokio::time::Instant::now();
+        let mut pacer = Pacer::new(start);
+        // Nothing new: 100 ms after the last read started.
+        let later = start + Duration::from_millis(30);
+        assert_eq!(pacer.next(later, start, false), start + MIN_WATCH_INTERVAL);
+        // News on a quiet prefix: at once, five times in a row.
+        for _ in 0..5 {
+            assert_eq!(pacer.next(later, later, true), later);
+        }
+        // Then paced at ten a second.
+        let mut now = later;
+        let mut reads = 0;
+        while now < later + Duration::from_secs(10) {
+            now = pacer.next(now, now, true);
+            reads += 1;
+        }
+        assert!((99..=101).contains(&reads), "{reads} reads in 10 s");
+        // A quiet second later, at once again.
+        let quiet = now + Duration::from_secs(1);
+        assert_eq!(pacer.next(quiet, quiet, true), quiet);
     }
 
     #[test]
