@@ -9,7 +9,7 @@
 //!   linked in, as it would be through dev-dependencies.
 //! - Elections per process run against the real servers (brought up here
 //!   and stopped again unless they were up already) at 100 and 1 000
-//!   resources on Kubernetes, 10 and 100 on Consul.
+//!   resources on Kubernetes and on Consul.
 //! - The conformance suite's C2 (local deadline), C3 (crash failover) and
 //!   C4 (handover) cases against the real servers give the in-process
 //!   timings.
@@ -64,7 +64,7 @@ pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Resul
     if !local {
         let backends = [
             (Target::Kubernetes, "kubernetes", ["100", "1000"]),
-            (Target::Consul, "consul", ["10", "100"]),
+            (Target::Consul, "consul", ["100", "1000"]),
         ];
         let backends = if handover_only {
             &backends[..1]
@@ -281,6 +281,18 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
                 get("leader_verbs").replace('_', " "),
                 get("follower_per_min"),
                 get("follower_verbs").replace('_', " ")
+            ),
+        }),
+        "connections" => Some(Row {
+            measurement: format!(
+                "{} resources × 2 candidates in one process: most sockets open at once (all to the server)",
+                group(get("resources"))
+            ),
+            backend: get("backend").into(),
+            result: format!(
+                "{} (cap: the two factories' `max_connections`, {}; the agent accepts 200 per client address)",
+                get("most"),
+                get("cap")
             ),
         }),
         _ => None,

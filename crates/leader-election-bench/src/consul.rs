@@ -2,6 +2,8 @@
 //! `CONSUL_HTTP_ADDR` (`cargo xtask servers up consul`), default options
 //! and the agent's default limits.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::LeaderElectionOptions;
@@ -28,7 +30,39 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let prefix = format!("bench-{run}-");
-    crate::elections::measure(
+    // The process's open sockets (all of them to the agent: it talks to
+    // nothing else), counted throughout, every 20 ms, on a thread of its own.
+    let most = Arc::new(AtomicUsize::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (most, sampling) = (Arc::clone(&most), Arc::clone(&sampling));
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                most.fetch_max(crate::process::open_sockets(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let cap = replicas
+        .iter()
+        .map(|f| f.config().max_connections)
+        .sum::<usize>();
+    let measured = crate::elections::measure(
         "consul", &runtime, replicas, &prefix, resources, window, None,
-    )
+    );
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    let most = most.load(Ordering::Relaxed);
+    println!(
+        "consul, {resources} resources x 2 candidates: at most {most} sockets open at once \
+         (all to the agent) (the two factories' max_connections: {cap})"
+    );
+    crate::result(&[
+        ("section", "connections".to_owned()),
+        ("backend", "consul".to_owned()),
+        ("resources", resources.to_string()),
+        ("most", most.to_string()),
+        ("cap", cap.to_string()),
+    ]);
+    measured
 }

@@ -190,8 +190,8 @@ impl ConsulClient {
             }
         }
         let builder = reqwest::Client::builder()
-            // Requests in flight never exceed max_connections (the gate),
-            // so neither do the connections kept for reuse.
+            // Requests in flight never exceed max_connections (the gate);
+            // neither do the connections kept for reuse.
             .pool_max_idle_per_host(config.max_connections)
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)

@@ -118,9 +118,11 @@ pub struct ConsulConfig {
     /// reads the whole `key_prefix` in one answer, so this also bounds how
     /// much a prefix may hold.
     pub max_response_bytes: usize,
-    /// The most HTTP connections (and so concurrent requests) one factory
-    /// opens to the agent, its shared watch included; further requests
-    /// wait for a free one (and a warning is logged). The agent refuses
+    /// The most requests one factory has in flight at once, its shared
+    /// watch included, and the most idle connections it keeps: so about
+    /// the most connections it holds to the agent (the pool may briefly
+    /// finish opening one more for a request that got a reused one).
+    /// Further requests wait for a free slot (and a warning is logged). The agent refuses
     /// more than `limits.http_max_conns_per_client` (200 by default)
     /// connections from one IP address, shared by every process on the
     /// host, so keep the sum over a host's factories below it. Between 2
