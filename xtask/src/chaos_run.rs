@@ -76,7 +76,8 @@ impl Backend {
     /// The Rust candidates' renew interval (Consul and etcd need two renewals per term).
     fn renew(self) -> Duration {
         match self {
-            Self::Kubernetes => Duration::from_millis(500),
+            // The term limit is (2 s - 1 s) × 2 / 2.5 = 800 ms.
+            Self::Kubernetes => Duration::from_millis(300),
             Self::Consul | Self::Etcd => Duration::from_millis(300),
         }
     }

@@ -22,7 +22,7 @@ pub enum Mutant {
     /// Engine and store as before the twins fix: a lease held under my id
     /// is mine (the follower retries at once, the store takes it back).
     SameIdTakeBack,
-    /// Kubernetes store: the term limit is the whole lease, not lease − 1 s
+    /// Kubernetes store: the term limit is the whole lease, not the shorter client-go-safe term
     /// (as before the client-go second-granularity fix).
     KubernetesFullLeaseTerm,
 }

@@ -155,8 +155,11 @@ pub(crate) struct Timing {
     /// How long the lease lasts after its last renewal.
     #[arg(long, env = "LEADER_ELECTION_LEASE", default_value = "15s", value_parser = humantime::parse_duration, help_heading = "Timing")]
     pub(crate) lease: Duration,
-    /// How often the leader renews (2 × --renew < --lease).
-    #[arg(long, env = "LEADER_ELECTION_RENEW", default_value = "5s", value_parser = humantime::parse_duration, help_heading = "Timing")]
+    /// How often the leader renews (2 × --renew < --lease). 3 s, not the
+    /// library's 5 s, so that with the default lease, grace and
+    /// --shutdown-grace a renewal and the child's stop fit the Kubernetes
+    /// term limit (10.5 s).
+    #[arg(long, env = "LEADER_ELECTION_RENEW", default_value = "3s", value_parser = humantime::parse_duration, help_heading = "Timing")]
     pub(crate) renew: Duration,
     /// How often a follower retries without an expiry hint (≤ --lease).
     #[arg(long, env = "LEADER_ELECTION_RETRY", default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Timing")]
@@ -181,7 +184,8 @@ pub(crate) struct RunArgs {
     /// Time between SIGTERM and SIGKILL. The child is signalled early enough
     /// to be dead before the lease's local deadline, so it must fit:
     /// 2 × --renew + --shutdown-grace + 250ms ≤ the backend's term limit
-    /// (--lease on Consul and etcd, --lease − 1s on Kubernetes).
+    /// (--lease on Consul and etcd, (--lease − 1s) × --lease / (--lease +
+    /// --grace) on Kubernetes).
     #[arg(long, env = "LEADER_ELECTION_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration, help_heading = "Timing")]
     pub(crate) shutdown_grace: Duration,
     /// Exit with status 75 instead of waiting when another candidate leads.

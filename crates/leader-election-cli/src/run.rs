@@ -221,7 +221,8 @@ mod tests {
     #[test]
     fn shutdown_grace_must_fit_between_the_renewals_and_the_deadline() {
         let s = Duration::from_secs;
-        check_shutdown_grace(s(3), s(5), s(14)).expect("defaults fit Kubernetes");
+        check_shutdown_grace(s(3), s(3), Duration::from_millis(10_500))
+            .expect("defaults fit Kubernetes");
         let error = check_shutdown_grace(s(10), s(5), s(15)).expect_err("does not fit");
         assert_eq!(error.code, crate::cli::EXIT_USAGE);
         assert!(

@@ -13,12 +13,15 @@
 //!   process or election is waited out like anyone else's, so two processes
 //!   configured with one id never both lead. (client-go itself treats every
 //!   record with its identity as its own: give client-go peers ids of their own.)
-//! - **Term limit**: a term lasts at most `lease_duration - 1 s` from the start
-//!   of the request that began or renewed it, and `renew_interval` must be
-//!   shorter than that. client-go notices renewals by comparing records whose
+//! - **Term limit**: a term lasts at most `(lease_duration - 1 s) ×
+//!   lease_duration / (lease_duration + grace_period)` from the start of the
+//!   request that began or renewed it, and `renew_interval` must be shorter
+//!   than that. client-go notices renewals by comparing records whose
 //!   `renewTime` is serialised to whole seconds, so it can date our lease up to
-//!   one second early; the margin keeps our leader from outliving the lease in
-//!   a client-go follower's eyes.
+//!   one second early, and it has no grace period, so the clock-rate margin
+//!   our own followers get from the grace period comes off our term instead;
+//!   together they keep our leader from outliving the lease in a client-go
+//!   follower's eyes.
 //! - **Fencing token**: `epoch × 2³¹ + leaseTransitions`, where the epoch is the
 //!   storage revision (etcd's) read before the acquiring write, recorded in the
 //!   annotation `leader-election-rs/token-epoch`. `leaseTransitions` grows by

@@ -12,7 +12,7 @@ use leader_election_abstractions::{Error, LeaderElectionOptions, Result};
 /// `renewTime` is serialised to whole seconds, so renewals within one second
 /// look unchanged to it: it can date the lease from a renewal up to one
 /// second older than our last. A term therefore lasts at most
-/// `lease_duration` minus this (see
+/// `lease_duration` minus this, shortened further for clock rates (see
 /// [`LeaseStore::term_limit`](leader_election_abstractions::store::LeaseStore::term_limit)).
 pub const CLIENT_GO_DATING_MARGIN: Duration = Duration::from_secs(1);
 
@@ -25,14 +25,35 @@ pub(crate) fn whole_seconds(duration: Duration) -> i32 {
 }
 
 /// The longest a term may last from the start of the request that began or
-/// extended it: the lease minus [`CLIENT_GO_DATING_MARGIN`].
+/// extended it, on our own clock: the lease minus
+/// [`CLIENT_GO_DATING_MARGIN`], shortened by the clock-rate margin the grace
+/// period stands for, `× lease / (lease + grace)`.
+///
+/// Our own followers wait `lease + grace` on their clocks, so a leader whose
+/// clock runs slower than theirs by up to that ratio still ends its term in
+/// time. A client-go follower has no grace period: it takes the lease
+/// `leaseDurationSeconds` after it dated our last renewal. So a leader whose
+/// clock runs slow must count its term shorter for it, by the same ratio
+/// (found by the simulation: a leader with a clock 9 % slow, inside that
+/// bound, still led when a client-go follower took over). With the defaults
+/// (15 s lease, 5 s grace) that is 14 s × 15/20 = 10.5 s; client-go's own
+/// leaders stop at `renewDeadline`, 10 s by default, for the same reason.
 pub(crate) fn term_limit(options: &LeaderElectionOptions) -> Duration {
     if is_active(Mutant::KubernetesFullLeaseTerm) {
         return options.lease_duration;
     }
-    options
+    let lease = options.lease_duration.as_nanos();
+    let dated = options
         .lease_duration
         .saturating_sub(CLIENT_GO_DATING_MARGIN)
+        .as_nanos();
+    let paced = lease.saturating_add(options.grace_period.as_nanos());
+    if paced == 0 {
+        return Duration::ZERO;
+    }
+    // dated × lease / (lease + grace), in nanoseconds: at most `dated`.
+    let nanos = dated.saturating_mul(lease) / paced;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The Kubernetes rule on options: a renewal must fall due inside a term.
@@ -42,8 +63,8 @@ pub(crate) fn validate_timing(options: &LeaderElectionOptions) -> Result<()> {
         return Err(Error::invalid_option(
             "renew_interval",
             format!(
-                "must be shorter than lease_duration minus 1 s on Kubernetes (client-go followers date renewals to the whole second, so a term lasts at most lease_duration - 1 s: renew_interval < lease_duration - 1 s), got renew_interval {:?} and lease_duration {:?}",
-                options.renew_interval, options.lease_duration
+                "must be shorter than the term limit on Kubernetes, (lease_duration - 1 s) × lease_duration / (lease_duration + grace_period) = {limit:?} (client-go followers date renewals to the whole second and have no grace period, so a term lasts at most that on our clock), got renew_interval {:?}, lease_duration {:?} and grace_period {:?}",
+                options.renew_interval, options.lease_duration, options.grace_period
             ),
         ));
     }
@@ -58,6 +79,7 @@ mod tests {
         LeaderElectionOptions {
             lease_duration: Duration::from_millis(lease_ms),
             renew_interval: Duration::from_millis(renew_ms),
+            grace_period: Duration::from_millis(lease_ms / 4),
             ..LeaderElectionOptions::default()
         }
     }
@@ -89,24 +111,31 @@ mod tests {
     }
 
     #[test]
-    fn a_term_keeps_a_one_second_margin_for_client_go_followers() {
-        assert_eq!(term_limit(&options(2_000, 500)), Duration::from_secs(1));
+    fn a_term_keeps_a_one_second_margin_for_client_go_followers_and_the_drift_margin() {
+        // (2 s - 1 s) × 2 / 2.5
+        assert_eq!(term_limit(&options(2_000, 500)), Duration::from_millis(800));
+        // (15 s - 1 s) × 15 / 20
         assert_eq!(
             term_limit(&LeaderElectionOptions::default()),
-            Duration::from_secs(14)
+            Duration::from_millis(10_500)
         );
         assert_eq!(term_limit(&options(800, 100)), Duration::ZERO);
+        let no_grace = LeaderElectionOptions {
+            grace_period: Duration::ZERO,
+            ..options(4_000, 500)
+        };
+        assert_eq!(term_limit(&no_grace), Duration::from_secs(3));
     }
 
     #[test]
     fn a_renew_interval_that_does_not_fit_the_term_is_refused_naming_the_rule() {
-        assert!(validate_timing(&options(2_000, 999)).is_ok());
-        for (lease, renew) in [(2_000, 1_000), (1_500, 600), (1_000, 100)] {
+        assert!(validate_timing(&options(2_000, 799)).is_ok());
+        for (lease, renew) in [(2_000, 800), (1_500, 600), (1_000, 100)] {
             let error = validate_timing(&options(lease, renew)).expect_err("refused");
             match &error {
                 Error::InvalidOption { field, rule } => {
                     assert_eq!(field, "renew_interval");
-                    assert!(rule.contains("lease_duration - 1 s"), "{rule}");
+                    assert!(rule.contains("(lease_duration - 1 s) × lease_duration / (lease_duration + grace_period)"), "{rule}");
                 }
                 other => panic!("expected an invalid option, got {other:?}"),
             }

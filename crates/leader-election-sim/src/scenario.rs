@@ -149,11 +149,17 @@ impl Timing {
                 } else {
                     (lease - Duration::from_secs(1)) / 2
                 };
+                let retry = Duration::from_millis(rng.between(250, 1000));
+                let grace = Duration::from_millis(rng.between(500, 1500));
+                // The store refuses a renewal that does not fall due inside
+                // its term limit, (lease - 1 s) × lease / (lease + grace).
+                let limit = (lease - Duration::from_secs(1))
+                    .mul_f64(lease.as_secs_f64() / (lease + grace).as_secs_f64());
                 Timing {
                     lease,
-                    renew,
-                    retry: Duration::from_millis(rng.between(250, 1000)),
-                    grace: Duration::from_millis(rng.between(500, 1500)),
+                    renew: renew.min(limit.mul_f64(0.9)),
+                    retry,
+                    grace,
                 }
             }
         }

@@ -15,8 +15,9 @@ use leader_election_testkit::FaultProxy;
 use tokio::process::{Child, Command};
 
 /// Short timings so that terms change within seconds. Kubernetes leases are
-/// whole seconds and its term limit is lease − 1 s: 3 s here, which fits
-/// 2 × 500 ms renewals + 1 s shutdown grace + the kill margin.
+/// whole seconds and its term limit is (lease − 1 s) × lease / (lease +
+/// grace): 2.4 s here, which fits 2 × 500 ms renewals + 1 s shutdown grace
+/// + the kill margin (2.25 s).
 pub const TIMING: [&str; 10] = [
     "--lease",
     "4s",
@@ -36,10 +37,12 @@ pub const LEASE: Duration = Duration::from_secs(4);
 /// The longest a term lasts from its last renewal's start with [`TIMING`]:
 /// the lease on Consul (the lock-delay, lease + grace, minus the grace) and
 /// on etcd (the etcd lease's TTL, lease + grace, minus the grace), the
-/// lease minus client-go's one-second dating margin on Kubernetes.
+/// lease minus client-go's one-second dating margin, shortened by the
+/// grace period's clock-rate margin, on Kubernetes.
 pub fn term_limit(backend: Backend) -> Duration {
     match backend {
-        Backend::Kubernetes => LEASE - Duration::from_secs(1),
+        // (lease - 1 s) × lease / (lease + grace): 3 s × 4/5.
+        Backend::Kubernetes => (LEASE - Duration::from_secs(1)) * 4 / 5,
         Backend::Consul | Backend::Etcd => LEASE,
     }
 }

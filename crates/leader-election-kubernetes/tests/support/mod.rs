@@ -74,11 +74,13 @@ pub fn options_with(
         .expect("valid test options")
 }
 
-/// The suite's timing: 2 s lease, renewals and retries every 500 ms.
+/// The suite's timing: 2 s lease, renewals every 250 ms, retries every 500 ms.
 pub fn test_options() -> LeaderElectionOptions {
+    // The term limit is (2 s - 1 s) × 2 / 3 ≈ 667 ms: renewing every 250 ms
+    // leaves a loaded machine room for a slow renewal.
     options_with(
         Duration::from_secs(2),
-        Duration::from_millis(500),
+        Duration::from_millis(250),
         Duration::from_millis(500),
     )
 }
