@@ -12,8 +12,9 @@
 //! kubectl get configmap demo -o yaml   # annotated by the leader only
 //! ```
 //!
-//! Needs the RBAC of `examples/kubernetes/rbac.yaml` plus get/list/watch/patch
-//! on ConfigMaps.
+//! Needs the RBAC of `examples/kubernetes/rbac.yaml`: its `leader-election`
+//! Role (Leases) and its `kube-controller-example` Role (get/list/watch/patch
+//! on ConfigMaps).
 
 use std::time::Duration;
 
