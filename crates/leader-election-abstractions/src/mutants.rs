@@ -25,17 +25,31 @@ pub enum Mutant {
     /// Kubernetes store: the term limit is the whole lease, not the shorter client-go-safe term
     /// (as before the client-go second-granularity fix).
     KubernetesFullLeaseTerm,
+    /// Consul store: the term limit is the whole lease even when Consul's
+    /// 60 s cap makes the lock-delay shorter than `lease + grace` (an
+    /// early-invalidated session then frees the lock while the term runs).
+    ConsulIgnoreLockDelay,
+    /// Consul store as before the early-invalidation fix: the lock-delay is
+    /// the grace period and the term the whole lease.
+    ConsulLockDelayGrace,
+    /// Consul store as before the conditional release: `?release=<session>`
+    /// frees the key whichever term of the session holds it, so a release
+    /// that arrives late frees the session's next term.
+    ConsulReleaseWithoutIndex,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 9] = [
         Mutant::DeadlinePastLease,
         Mutant::ReleaseWithoutCas,
         Mutant::TokensNotIncremented,
         Mutant::GraceIgnored,
         Mutant::SameIdTakeBack,
         Mutant::KubernetesFullLeaseTerm,
+        Mutant::ConsulIgnoreLockDelay,
+        Mutant::ConsulLockDelayGrace,
+        Mutant::ConsulReleaseWithoutIndex,
     ];
 
     /// The mutant's command-line name (`--mutant NAME`).
@@ -47,6 +61,9 @@ impl Mutant {
             Mutant::GraceIgnored => "grace-ignored",
             Mutant::SameIdTakeBack => "same-id-take-back",
             Mutant::KubernetesFullLeaseTerm => "kubernetes-full-lease-term",
+            Mutant::ConsulIgnoreLockDelay => "consul-ignore-lock-delay",
+            Mutant::ConsulLockDelayGrace => "consul-lock-delay-grace",
+            Mutant::ConsulReleaseWithoutIndex => "consul-release-without-index",
         }
     }
 

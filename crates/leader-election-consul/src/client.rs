@@ -98,6 +98,9 @@ pub(crate) struct ConsulClient {
     http: reqwest::Client,
     config: ConsulConfig,
     gate: Arc<Gate>,
+    /// Replaces the HTTP transport in the simulation (`test-util`).
+    #[cfg(feature = "test-util")]
+    transport: Option<std::sync::Arc<dyn crate::transport::ConsulTransport>>,
 }
 
 /// Bounds the requests in flight, and so the connections open, to
@@ -209,7 +212,13 @@ impl ConsulClient {
             last_busy_warning: AtomicU64::new(u64::MAX),
             last_refusal_warning: AtomicU64::new(u64::MAX),
         });
-        Ok(Self { http, config, gate })
+        Ok(Self {
+            http,
+            config,
+            gate,
+            #[cfg(feature = "test-util")]
+            transport: None,
+        })
     }
 
     /// A connection slot: at once if one is free, else after a warning
@@ -234,6 +243,58 @@ impl ConsulClient {
             .unwrap_or_else(|_| unreachable!("the gate's semaphore is never closed"))
     }
 
+    /// The client with its requests handed to `transport` instead of the
+    /// network (the simulation's seam, see [`crate::transport`]).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn with_transport(
+        mut self,
+        transport: std::sync::Arc<dyn crate::transport::ConsulTransport>,
+    ) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Sends `request` through the replaced transport, with the timeout
+    /// reqwest would have applied.
+    #[cfg(feature = "test-util")]
+    async fn send_through(
+        &self,
+        what: &str,
+        transport: &dyn crate::transport::ConsulTransport,
+        request: RequestBuilder,
+    ) -> Result<Response> {
+        let unavailable = |message: String| Error::unavailable(format!("Consul {what}: {message}"));
+        let request = request
+            .build()
+            .map_err(|e| unavailable(e.to_string()).with_source(e))?;
+        let timeout = request
+            .timeout()
+            .copied()
+            .unwrap_or(self.config.request_timeout);
+        let mut builder = http::Request::builder()
+            .method(request.method().clone())
+            .uri(request.url().as_str());
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let request = builder
+            .body(body)
+            .map_err(|e| unavailable(e.to_string()).with_source(e))?;
+        match tokio::time::timeout(timeout, transport.send(request)).await {
+            Ok(Ok(answer)) => Ok(Response::from(answer)),
+            Ok(Err(error)) => Err(Error::BackendUnavailable {
+                message: format!("Consul {what}: {error}"),
+                source: Some(error),
+            }),
+            Err(_) => Err(unavailable("request timed out".to_owned())),
+        }
+    }
+
     pub(crate) fn config(&self) -> &ConsulConfig {
         &self.config
     }
@@ -253,16 +314,27 @@ impl ConsulClient {
     /// Sends a request and turns transport failures and error statuses into
     /// the crate's error kinds. 404 is returned to the caller as a response.
     async fn send(&self, what: &str, request: RequestBuilder) -> Result<Answer> {
-        let permit = self.slot().await;
-        let response = request
-            .send()
+        self.send_allowing(what, request, StatusCode::NOT_FOUND)
             .await
-            .map_err(|e| Error::BackendUnavailable {
-                message: format!("Consul {what}: {}", describe_transport(&e)),
-                source: Some(Box::new(e)),
-            })?;
+    }
+
+    /// [`send`](Self::send), with `also` returned as a response too.
+    async fn send_allowing(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+        also: StatusCode,
+    ) -> Result<Answer> {
+        let permit = self.slot().await;
+        #[cfg(feature = "test-util")]
+        let response = match &self.transport {
+            Some(transport) => self.send_through(what, transport.as_ref(), request).await?,
+            None => Self::send_http(what, request).await?,
+        };
+        #[cfg(not(feature = "test-util"))]
+        let response = Self::send_http(what, request).await?;
         let status = response.status();
-        if status.is_success() || status == StatusCode::NOT_FOUND {
+        if status.is_success() || status == StatusCode::NOT_FOUND || status == also {
             return Ok(Answer {
                 response,
                 _permit: permit,
@@ -300,6 +372,14 @@ impl ConsulClient {
             }
             s if s.is_server_error() => Error::unavailable(format!("Consul {what}: {status}: {body}")),
             _ => Error::backend(format!("Consul {what}: {status}: {body}")),
+        })
+    }
+
+    /// Sends a request over HTTP.
+    async fn send_http(what: &str, request: RequestBuilder) -> Result<Response> {
+        request.send().await.map_err(|e| Error::BackendUnavailable {
+            message: format!("Consul {what}: {}", describe_transport(&e)),
+            source: Some(Box::new(e)),
         })
     }
 
@@ -485,6 +565,33 @@ impl ConsulClient {
             ("flags", flags.to_string()),
         ]);
         self.boolean("kv release", request).await
+    }
+
+    /// Releases `key` held by `session` only if its `ModifyIndex` is still
+    /// `index`: one `PUT /v1/txn` of `check-index` then `unlock` (with the
+    /// lock flag, as [`release`](Self::release) sends it). True when
+    /// released; false when the transaction was rolled back (the index
+    /// moved, or the session does not hold the key).
+    pub(crate) async fn release_at(
+        &self,
+        key: &str,
+        session: &str,
+        flags: u64,
+        index: u64,
+    ) -> Result<bool> {
+        let ops = serde_json::json!([
+            { "KV": { "Verb": "check-index", "Key": key, "Index": index } },
+            { "KV": { "Verb": "unlock", "Key": key, "Session": session, "Flags": flags } },
+        ]);
+        let request = self.request(Method::PUT, "txn").json(&ops);
+        let response = self
+            .send_allowing("kv release", request, StatusCode::CONFLICT)
+            .await?;
+        match response.status() {
+            StatusCode::CONFLICT => Ok(false),
+            StatusCode::NOT_FOUND => Err(Error::backend("Consul kv release: txn: 404")),
+            _ => Ok(true),
+        }
     }
 
     /// `DELETE /v1/kv/<key>`.

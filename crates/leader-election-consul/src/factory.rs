@@ -37,6 +37,26 @@ impl ConsulLeaderElectionFactory {
         })
     }
 
+    /// A factory whose requests go to `transport` instead of the network:
+    /// the deterministic simulation's simulated agent (feature `test-util`,
+    /// see [`crate::transport`]). `config` still gives the address, the
+    /// timeouts and the key prefix; TLS settings are unused.
+    #[cfg(feature = "test-util")]
+    pub fn with_transport(
+        config: ConsulConfig,
+        options: LeaderElectionOptions,
+        transport: std::sync::Arc<dyn crate::transport::ConsulTransport>,
+    ) -> Result<Self> {
+        options.validate()?;
+        let client = ConsulClient::new(config)?.with_transport(transport);
+        Ok(Self {
+            watches: SharedWatch::new(client.clone()),
+            client,
+            options,
+            live: ElectionRegistry::new(),
+        })
+    }
+
     /// A factory for the agent named by the standard `CONSUL_*` variables.
     pub fn from_env(options: LeaderElectionOptions) -> Result<Self> {
         Self::new(ConsulConfig::from_env(), options)

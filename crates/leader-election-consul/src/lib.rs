@@ -29,6 +29,8 @@ mod factory;
 mod shared_watch;
 mod store;
 mod tls;
+#[cfg(feature = "test-util")]
+pub mod transport;
 
 pub use config::{
     AclToken, Consistency, ConsulConfig, ConsulTls, DEFAULT_MAX_CONNECTIONS,

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{stream, StreamExt};
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
 };
@@ -97,6 +98,9 @@ pub struct ConsulLeaseStore {
     lock_delay: Duration,
     session: Arc<SessionSlot>,
     registry_session: SessionSlot,
+    /// The `ModifyIndex` of this store's latest acquisition: a release of
+    /// an older term must leave a later one alone.
+    last_acquired: AtomicU64,
 }
 
 /// One session's id. Creating and renewing are serialised by an async
@@ -140,6 +144,7 @@ impl ConsulLeaseStore {
             lock_delay: lock_delay(options),
             session: Arc::new(SessionSlot::default()),
             registry_session: SessionSlot::default(),
+            last_acquired: AtomicU64::new(0),
         }
     }
 
@@ -259,6 +264,9 @@ async fn live(client: &ConsulClient, slot: &SessionSlot, spec: &SessionSpec) -> 
 /// The sessions' lock-delay for `options`: a lease plus the grace period,
 /// capped at Consul's maximum.
 fn lock_delay(options: &LeaderElectionOptions) -> Duration {
+    if is_active(Mutant::ConsulLockDelayGrace) {
+        return options.grace_period.min(MAX_LOCK_DELAY);
+    }
     options
         .lease_duration
         .saturating_add(options.grace_period)
@@ -269,6 +277,9 @@ fn lock_delay(options: &LeaderElectionOptions) -> Duration {
 /// past the lock-delay minus the grace period's clock-rate margin, since an
 /// early-invalidated session frees the lock after the lock-delay alone.
 fn term_limit(options: &LeaderElectionOptions) -> Duration {
+    if is_active(Mutant::ConsulIgnoreLockDelay) || is_active(Mutant::ConsulLockDelayGrace) {
+        return options.lease_duration;
+    }
     options
         .lease_duration
         .min(lock_delay(options).saturating_sub(options.grace_period))
@@ -388,6 +399,8 @@ impl LeaseStore for ConsulLeaseStore {
             .await?;
         match after.entry {
             Some(entry) if entry.holder_session() == Some(session.as_str()) => {
+                self.last_acquired
+                    .fetch_max(entry.modify_index, Ordering::SeqCst);
                 Ok(Acquisition::Acquired {
                     fencing_token: FencingToken(entry.modify_index),
                     grant: ConsulGrant {
@@ -425,12 +438,46 @@ impl LeaseStore for ConsulLeaseStore {
     }
 
     async fn release(&self, grant: &ConsulGrant) -> Result<()> {
-        // `?release` before any destroy: a destroy alone would impose the
-        // lock-delay on the next holder.
-        self.client
-            .release(&grant.key, &grant.session, LOCK_FLAG)
-            .await
-            .map(drop)
+        // An unlock, not a destroy: a destroy would impose the lock-delay on
+        // the next holder.
+        if is_active(Mutant::ConsulReleaseWithoutIndex) {
+            return self
+                .client
+                .release(&grant.key, &grant.session, LOCK_FLAG)
+                .await
+                .map(drop);
+        }
+        // Conditional on the term's own write: a release that is still on
+        // its way after the caller gave up on it (timed out) must not free
+        // a later term that this session acquired in the meantime; a plain
+        // `?release=<session>` would.
+        if self
+            .client
+            .release_at(&grant.key, &grant.session, LOCK_FLAG, grant.modify_index)
+            .await?
+        {
+            return Ok(());
+        }
+        // The key moved since the term began. If this store acquired it
+        // again, that later term is not ours to end. Otherwise an
+        // operator's plain PUT rewrote it during the term (our session still
+        // holds it): release at the index just read.
+        let read = self
+            .client
+            .read(&grant.key, Consistency::Consistent, None)
+            .await?;
+        match read.entry {
+            Some(entry)
+                if entry.holder_session() == Some(grant.session.as_str())
+                    && self.last_acquired.load(Ordering::SeqCst) <= grant.modify_index =>
+            {
+                self.client
+                    .release_at(&grant.key, &grant.session, LOCK_FLAG, entry.modify_index)
+                    .await
+                    .map(drop)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The lock key's part of the factory's shared watch (one blocking

@@ -422,13 +422,17 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
     );
     let value: serde_json::Value = serde_json::from_slice(&acquire.body).expect("JSON lock value");
     assert_eq!(value["candidate_id"], "a");
-    let release = agent
-        .first(&format!("PUT {LOCK}?release={SESSION}"))
-        .expect("stop releases the lock");
-    assert!(
-        release.line().contains("flags=3304740253564472344"),
-        "{}",
-        release.line()
+    // The release is conditional on the term's acquiring write (a
+    // transaction: check-index, then unlock with the lock flag).
+    let release = agent.first("PUT /v1/txn").expect("stop releases the lock");
+    let ops: serde_json::Value = serde_json::from_slice(&release.body).expect("JSON txn");
+    let key = "service/leader-election/jobs/.lock";
+    assert_eq!(
+        ops,
+        serde_json::json!([
+            { "KV": { "Verb": "check-index", "Key": key, "Index": 9 } },
+            { "KV": { "Verb": "unlock", "Key": key, "Session": SESSION, "Flags": 3304740253564472344u64 } },
+        ]),
     );
     assert!(
         requests.iter().any(|r| r

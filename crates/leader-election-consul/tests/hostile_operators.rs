@@ -181,7 +181,7 @@ async fn an_unhealthy_leader_whose_release_failed_does_not_keep_the_lock_alive()
     // Every release through this proxy fails, as with an agent that drops
     // out for exactly that call; everything else gets through.
     let proxy = Responder::proxy(agent_address(), |request| {
-        request.line().contains("release=").then(|| {
+        request.line().starts_with("PUT /v1/txn").then(|| {
             reply(
                 "500 Internal Server Error",
                 &[],
@@ -216,7 +216,10 @@ async fn an_unhealthy_leader_whose_release_failed_does_not_keep_the_lock_alive()
     );
     assert!(!leader.is_leader(), "two leaders");
     assert!(
-        proxy.seen().iter().any(|r| r.line().contains("release=")),
+        proxy
+            .seen()
+            .iter()
+            .any(|r| r.line().starts_with("PUT /v1/txn")),
         "the leader never tried to release"
     );
     follower.stop().await.expect("stop");
@@ -292,4 +295,50 @@ async fn a_session_ttl_the_agent_refuses_fails_start_naming_lease_duration() {
         other => panic!("expected start() to refuse lease_duration, got {other:?}"),
     }
     assert!(!refused.is_leader());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn a_late_release_of_an_earlier_term_leaves_the_sessions_next_term_alone() {
+    // Found by the simulation: a release the caller gave up on (timed out)
+    // can still reach Consul after the same session took the lock again.
+    // Here it arrives late by being sent late. A plain `?release=<session>`
+    // freed the new term; the release is conditional on the term's write.
+    use leader_election_abstractions::store::{Acquisition, LeaseClaim, LeaseStore};
+    let resource = unique_resource("late-release");
+    let options = test_options();
+    let factory = ConsulLeaderElectionFactory::new(config_for(agent_address()), options.clone())
+        .expect("factory");
+    let store = factory.store(&resource, "a", &options).expect("store");
+    let claim = LeaseClaim {
+        resource: resource.clone(),
+        candidate_id: "a".into(),
+        lease_duration: options.lease_duration,
+        grace_period: options.grace_period,
+        holder_metadata: Default::default(),
+    };
+    let acquire = || async {
+        match store.try_acquire(&claim).await.expect("try_acquire") {
+            Acquisition::Acquired { grant, .. } => grant,
+            Acquisition::Held(view) => panic!("not acquired: {view:?}"),
+        }
+    };
+    let first = acquire().await;
+    store.release(&first).await.expect("release");
+    let second = acquire().await;
+    assert_ne!(first, second, "a new term, a new grant");
+    // The first term's release again, late.
+    store.release(&first).await.expect("late release");
+    let session = store.session_id().await.expect("a session");
+    assert_eq!(
+        lock_holder_session(&resource).await,
+        Some(session),
+        "the late release freed the next term"
+    );
+    store
+        .release(&second)
+        .await
+        .expect("release the second term");
+    assert_eq!(lock_holder_session(&resource).await, None, "still held");
+    store.close().await.expect("close");
 }
