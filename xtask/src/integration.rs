@@ -48,7 +48,8 @@ const SUITES: [Suite; 4] = [
         target: Target::Consul,
         peers: &[("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN")],
         conformance: true,
-        also: &[],
+        // The simulation's paired scenarios, their real-agent half.
+        also: &[("leader-election-sim", "paired")],
     },
     Suite {
         name: "etcd",

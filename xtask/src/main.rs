@@ -107,8 +107,21 @@ fn ci(integration: bool) -> Result<(), String> {
     tls_features()?;
     if integration {
         // The simulation needs no servers, only a release build: 10 000
-        // seeds per backend, then every mutant must be caught.
-        sim(&["--seeds".into(), "10000".into()])?;
+        // seeds on the in-memory and Kubernetes backends, 3 000 on Consul
+        // (its runs last longer: leases up to 120 s past the lock-delay
+        // cap), then every mutant must be caught.
+        for (backend, seeds) in [
+            ("memory", "10000"),
+            ("kubernetes", "10000"),
+            ("consul", "3000"),
+        ] {
+            sim(&[
+                "--seeds".into(),
+                seeds.into(),
+                "--backend".into(),
+                backend.into(),
+            ])?;
+        }
         sim(&["--mutants".into(), "--seeds".into(), "2000".into()])?;
         println!("xtask: $ cargo xtask integration all");
         let started = Instant::now();

@@ -110,7 +110,7 @@ fn json(code: StatusCode, value: &impl serde::Serialize) -> Answer {
     }
 }
 
-fn decode(text: &str) -> String {
+pub(crate) fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -39,6 +39,8 @@ pub mod apiserver;
 pub mod checker;
 pub mod clientgo;
 pub mod clock;
+pub mod consul;
+mod consul_world;
 mod kube_world;
 pub mod link;
 pub mod memory;

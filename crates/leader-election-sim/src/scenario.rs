@@ -23,17 +23,21 @@ pub enum Backend {
     /// The real Kubernetes store on a simulated apiserver, with a
     /// client-go-style elector as a foreign participant.
     Kubernetes,
+    /// The real Consul store on a simulated Consul cluster (sessions,
+    /// lock-delay, early invalidation, blocking queries).
+    Consul,
 }
 
 impl Backend {
     /// Every backend model.
-    pub const ALL: [Backend; 2] = [Backend::Memory, Backend::Kubernetes];
+    pub const ALL: [Backend; 3] = [Backend::Memory, Backend::Kubernetes, Backend::Consul];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
             Backend::Kubernetes => "kubernetes",
+            Backend::Consul => "consul",
         }
     }
 
@@ -131,7 +135,20 @@ struct Timing {
 impl Timing {
     fn draw(rng: &mut Rng, backend: Backend) -> Self {
         match backend {
-            Backend::Memory => {
+            Backend::Consul if rng.chance(0.25) => {
+                // Leases past Consul's 60 s lock-delay cap: the term limit
+                // is then 60 s − grace, shorter than the lease.
+                let lease = Duration::from_secs(rng.between(60, 120));
+                let grace = Duration::from_millis(rng.between(2_000, 15_000));
+                let limit = Duration::from_secs(60) - grace;
+                Timing {
+                    lease,
+                    renew: limit / rng.between(3, 5) as u32,
+                    retry: Duration::from_millis(rng.between(2_000, 10_000)),
+                    grace,
+                }
+            }
+            Backend::Memory | Backend::Consul => {
                 let lease = Duration::from_millis(rng.between(2, 12) * 1000);
                 Timing {
                     lease,
@@ -214,7 +231,14 @@ impl Scenario {
         let mut rng = Rng::new(config.seed);
         let timing = Timing::draw(&mut rng, config.backend);
         let checker = Checker::new();
-        let world = world::make(config.backend, &mut rng, &checker, timing.lease);
+        let options = LeaderElectionOptions {
+            lease_duration: timing.lease,
+            renew_interval: timing.renew,
+            retry_interval: timing.retry,
+            grace_period: timing.grace,
+            ..LeaderElectionOptions::default()
+        };
+        let world = world::make(config.backend, &mut rng, &checker, &options);
         let latency = Latency {
             min: Duration::from_millis(1),
             max: Duration::from_millis(rng.between(2, 60)),

@@ -62,14 +62,17 @@ pub(crate) fn make(
     backend: Backend,
     rng: &mut Rng,
     checker: &Checker,
-    lease: Duration,
+    options: &LeaderElectionOptions,
 ) -> Box<dyn World> {
     match backend {
         Backend::Memory => Box::new(MemoryWorld {
             store: InMemoryStore::new(),
             checker: checker.clone(),
         }),
-        Backend::Kubernetes => crate::kube_world::KubeWorld::boxed(rng, checker, lease),
+        Backend::Kubernetes => {
+            crate::kube_world::KubeWorld::boxed(rng, checker, options.lease_duration)
+        }
+        Backend::Consul => crate::consul_world::ConsulWorld::boxed(rng, checker, options),
     }
 }
 

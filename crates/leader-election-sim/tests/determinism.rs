@@ -34,6 +34,13 @@ fn a_kubernetes_seed_repeats_exactly() {
 }
 
 #[test]
+fn a_consul_seed_repeats_exactly() {
+    for seed in [1, 2] {
+        twice(Backend::Consul, seed);
+    }
+}
+
+#[test]
 fn different_seeds_make_different_runs() {
     let trace = |seed| {
         run(Config {

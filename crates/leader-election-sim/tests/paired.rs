@@ -1,0 +1,455 @@
+//! Paired scenarios: one script, run twice, in the simulation (virtual
+//! time, the simulated Consul cluster) and against the real Consul agents
+//! (`#[ignore]`d, run by `cargo xtask integration consul`). Both runs must
+//! come to the same outcome: who led in which order, why the first leader
+//! stopped, that it stopped before the next one began, and that the tokens
+//! grew. Times are printed for comparison, never asserted as limits.
+//!
+//! The script: a leader leads and a follower sees it; then the leader is
+//! cut off from its agent (both directions black-holed), and in the second
+//! pair its node is also deregistered, so Consul invalidates its session at
+//! once, long before the TTL (the early-invalidation window that the
+//! lock-delay closes). The follower must take over only once the leader
+//! has stepped down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leader_election_abstractions::{
+    LeaderElection, LeaderElectionEvent, LeaderElectionOptions, LossReason, StoreFactory,
+};
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_sim::checker::Checker;
+use leader_election_sim::clock::PauseGate;
+use leader_election_sim::consul::{Agent, Consul};
+use leader_election_sim::link::{Cut, Latency, Link};
+use leader_election_sim::rng::Rng;
+use leader_election_testkit::{unique_resource, Fault, FaultProxy, LeadershipRecorder};
+use tokio::time::Instant;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A candidate of a paired scenario and the switch that cuts it off.
+struct Candidate {
+    election: Arc<dyn LeaderElection>,
+    /// `true` black-holes both directions to its agent; `false` heals.
+    cut: Box<dyn Fn(bool)>,
+}
+
+/// Where a paired scenario runs: the simulation or the real agents.
+trait Backend {
+    /// A candidate `id` for `resource`, talking to the agent the scenario
+    /// gives it (the leader's own agent, which can be deregistered).
+    fn candidate<'a>(
+        &'a mut self,
+        resource: &'a str,
+        id: &'a str,
+        leader: bool,
+        options: LeaderElectionOptions,
+    ) -> BoxFuture<'a, Candidate>;
+
+    /// Deregisters the leader's node: Consul invalidates its sessions now.
+    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// What a run of the script came to: the parts both runs must agree on.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    /// Who led, in order.
+    leaders: Vec<String>,
+    /// Why the first leader's term ended.
+    leader_loss: Option<LossReason>,
+    /// The leader's `is_leader()` was false when the follower's began.
+    stepped_down_first: bool,
+    /// The follower's token is above the leader's.
+    tokens_grew: bool,
+    /// The follower took over no earlier than the lock-delay after the
+    /// invalidation (only checked with a deregistration).
+    after_lock_delay: bool,
+}
+
+/// The script's timing, as in the Consul real-agent suite's safety-window
+/// test: lease 2 s, renewals and retries every 500 ms, grace 500 ms, so
+/// the lock-delay is 2.5 s.
+fn options() -> LeaderElectionOptions {
+    leader_election_testkit::timing_options(
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+}
+
+const LOCK_DELAY: Duration = Duration::from_millis(2500);
+
+/// Polls `condition` every millisecond; panics after `limit`.
+async fn wait_for(what: &str, limit: Duration, condition: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    started.elapsed()
+}
+
+async fn run_script(backend: &mut impl Backend, label: &str, deregister: bool) -> Outcome {
+    let options = options();
+    let resource = unique_resource("paired");
+    let leader = backend
+        .candidate(&resource, "leader", true, options.clone())
+        .await;
+    let mut leader_events = leader.election.subscribe();
+    let recorder = LeadershipRecorder::start(Duration::from_millis(1));
+    recorder.watch(&leader.election);
+    leader.election.start().await.expect("start the leader");
+    let first = leader
+        .election
+        .wait_for_leadership()
+        .await
+        .expect("the leader leads");
+    let follower = backend
+        .candidate(&resource, "follower", false, options.clone())
+        .await;
+    recorder.watch(&follower.election);
+    follower.election.start().await.expect("start the follower");
+    wait_for(
+        "the follower to see the leader",
+        Duration::from_secs(30),
+        || follower.election.current_leader_id().as_deref() == Some("leader"),
+    )
+    .await;
+    // A renewal passes, so the deadline is a renewal's.
+    tokio::time::sleep(options.renew_interval * 3 / 2).await;
+    assert!(
+        leader.election.is_leader(),
+        "{label}: the leader lost its lease early"
+    );
+
+    (leader.cut)(true);
+    if deregister {
+        backend.deregister_leader_node().await;
+    }
+    let took_over = wait_for("the follower to take over", Duration::from_secs(30), || {
+        follower.election.is_leader()
+    })
+    .await;
+    let stepped_down_first = !leader.election.is_leader();
+    recorder.sample_now();
+    let second = follower
+        .election
+        .wait_for_leadership()
+        .await
+        .expect("the follower leads");
+    let report = recorder.finish();
+    let mut leader_loss = None;
+    while let Ok(Some(event)) = tokio::time::timeout(
+        Duration::from_millis(1),
+        futures_util_next(&mut leader_events),
+    )
+    .await
+    {
+        if let LeaderElectionEvent::LostLeadership { reason, .. } = event {
+            leader_loss.get_or_insert(reason);
+        }
+    }
+    println!(
+        "{label}: the follower led {took_over:?} after the cut{} (lock-delay {LOCK_DELAY:?}); terms {:?}",
+        if deregister { " and the deregistration" } else { "" },
+        report.intervals.iter().map(|i| (&i.candidate_id, i.fencing_token)).collect::<Vec<_>>(),
+    );
+    (leader.cut)(false);
+    let _ = follower.election.stop().await;
+    let _ = leader.election.stop().await;
+    report.assert_safe();
+    Outcome {
+        leaders: report.leaders().iter().map(|s| (*s).to_owned()).collect(),
+        leader_loss,
+        stepped_down_first,
+        tokens_grew: second.fencing_token() > first.fencing_token(),
+        after_lock_delay: !deregister || took_over >= LOCK_DELAY,
+    }
+}
+
+async fn futures_util_next(
+    events: &mut leader_election_abstractions::EventStream,
+) -> Option<LeaderElectionEvent> {
+    use futures_util::StreamExt;
+    events.next().await
+}
+
+/// What both runs must come to.
+fn expected() -> Outcome {
+    Outcome {
+        leaders: vec!["leader".into(), "follower".into()],
+        leader_loss: Some(LossReason::DeadlineExpired),
+        stepped_down_first: true,
+        tokens_grew: true,
+        after_lock_delay: true,
+    }
+}
+
+/// Consul config as the real-agent suite's: session_ttl_min 1 s, requests
+/// time out after 2 s, blocking queries wait 10 s.
+fn consul_config(address: String) -> ConsulConfig {
+    ConsulConfig {
+        address,
+        session_ttl_min: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        watch_wait: Duration::from_secs(10),
+        ..ConsulConfig::default()
+    }
+}
+
+fn build(
+    factory: ConsulLeaderElectionFactory,
+    resource: &str,
+    id: &str,
+) -> Arc<dyn LeaderElection> {
+    Arc::new(
+        factory
+            .election(resource)
+            .candidate_id(id)
+            .health_based()
+            .build()
+            .expect("election"),
+    )
+}
+
+/// The simulated cluster, each candidate on its own node and link.
+struct Simulated {
+    consul: Consul,
+    rng: Rng,
+    leader_node: Option<String>,
+}
+
+impl Simulated {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        Self {
+            consul: Consul::new(rng.fork(), Duration::from_secs(1), Checker::new()),
+            rng,
+            leader_node: None,
+        }
+    }
+}
+
+impl Backend for Simulated {
+    fn candidate<'a>(
+        &'a mut self,
+        resource: &'a str,
+        id: &'a str,
+        leader: bool,
+        options: LeaderElectionOptions,
+    ) -> BoxFuture<'a, Candidate> {
+        Box::pin(async move {
+            let latency = Latency {
+                min: Duration::from_micros(200),
+                max: Duration::from_millis(2),
+                duplicate: 0.0,
+            };
+            let link = Link::new(self.rng.fork(), latency, PauseGate::default());
+            let node = format!("node-{id}");
+            if leader {
+                self.leader_node = Some(node.clone());
+            }
+            let agent = Arc::new(Agent::new(self.consul.clone(), node, link.clone()));
+            let factory = ConsulLeaderElectionFactory::with_transport(
+                consul_config("http://consul.sim:8500".into()),
+                options,
+                agent,
+            )
+            .expect("factory");
+            Candidate {
+                election: build(factory, resource, id),
+                cut: Box::new(move |cut| {
+                    let cut = cut.then_some(Cut::BlackHole);
+                    link.set_cut(cut, cut);
+                }),
+            }
+        })
+    }
+
+    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let node = self.leader_node.clone().expect("a leader");
+            self.consul
+                .deregister(&node, Instant::now() + Duration::from_secs(60), false);
+        })
+    }
+}
+
+/// Runs the script in the simulation: a paused current-thread runtime.
+async fn simulated(seed: u64, deregister: bool) -> Outcome {
+    leader_election_abstractions::seed_thread_jitter(Some(seed));
+    let label = format!("simulation seed {seed}");
+    let outcome = run_script(&mut Simulated::new(seed), &label, deregister).await;
+    leader_election_abstractions::seed_thread_jitter(None);
+    outcome
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulated_consul_leader_cut_off_hands_over_after_stepping_down() {
+    for seed in 0..20 {
+        assert_eq!(simulated(seed, false).await, expected(), "seed {seed}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulated_consul_leader_cut_off_and_deregistered_hands_over_after_the_lock_delay() {
+    for seed in 0..20 {
+        assert_eq!(simulated(seed, true).await, expected(), "seed {seed}");
+    }
+}
+
+// ---- the same script against the real agents ----
+
+fn env_address(name: &str) -> SocketAddr {
+    let raw = std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run this test with `cargo xtask integration consul`, which starts a Consul server and a client agent")
+    });
+    let hostport = raw.trim_start_matches("http://").trim_end_matches('/');
+    hostport
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}={raw:?} is not host:port: {e}"))
+}
+
+async fn agent_call(
+    method: reqwest::Method,
+    agent: SocketAddr,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut request = reqwest::Client::new().request(method, format!("http://{agent}/v1/{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{path}: {status}: {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// The real agents: the leader talks to the client agent (its node can be
+/// deregistered at the server), the follower to the server agent, each
+/// through its own fault proxy.
+struct Real {
+    server: SocketAddr,
+    client: SocketAddr,
+    node: String,
+    proxies: Vec<FaultProxy>,
+}
+
+impl Real {
+    fn new() -> Self {
+        Self {
+            server: env_address("CONSUL_HTTP_ADDR"),
+            client: env_address("LE_CONSUL_CLIENT_URL"),
+            node: std::env::var("LE_CONSUL_CLIENT_NODE").unwrap_or_else(|_| {
+                panic!("LE_CONSUL_CLIENT_NODE is not set: run this test with `cargo xtask integration consul`")
+            }),
+            proxies: Vec::new(),
+        }
+    }
+
+    /// Puts the client agent's node back in the catalog if a run
+    /// deregistered it.
+    async fn register_client_node(&self) {
+        let path = format!("catalog/node/{}", self.node);
+        if !agent_call(reqwest::Method::GET, self.server, &path, None)
+            .await
+            .is_null()
+        {
+            return;
+        }
+        let me = agent_call(reqwest::Method::GET, self.client, "agent/self", None).await;
+        let id = me["Config"]["NodeID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let node = serde_json::json!({"ID": id, "Node": self.node, "Address": "127.0.0.1"});
+        agent_call(
+            reqwest::Method::PUT,
+            self.server,
+            "catalog/register",
+            Some(node),
+        )
+        .await;
+    }
+}
+
+impl Backend for Real {
+    fn candidate<'a>(
+        &'a mut self,
+        resource: &'a str,
+        id: &'a str,
+        leader: bool,
+        options: LeaderElectionOptions,
+    ) -> BoxFuture<'a, Candidate> {
+        Box::pin(async move {
+            let agent = if leader { self.client } else { self.server };
+            let proxy = FaultProxy::start(agent).await.expect("fault proxy");
+            let factory = ConsulLeaderElectionFactory::new(
+                consul_config(format!("http://{}", proxy.local_addr())),
+                options,
+            )
+            .expect("factory");
+            let handle = proxy.handle();
+            self.proxies.push(proxy);
+            Candidate {
+                election: build(factory, resource, id),
+                cut: Box::new(move |cut| {
+                    handle.set_fault(if cut {
+                        Fault::BlackHole
+                    } else {
+                        Fault::PassThrough
+                    });
+                }),
+            }
+        })
+    }
+
+    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let node = serde_json::json!({"Node": self.node});
+            agent_call(
+                reqwest::Method::PUT,
+                self.server,
+                "catalog/deregister",
+                Some(node),
+            )
+            .await;
+        })
+    }
+}
+
+/// The real tests share the client agent's node: one at a time, or one's
+/// deregistration would invalidate the other's sessions.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn real(deregister: bool) -> Outcome {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut backend = Real::new();
+    backend.register_client_node().await;
+    let outcome = run_script(&mut backend, "real Consul", deregister).await;
+    backend.register_client_node().await;
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul server and client agent: cargo xtask integration consul"]
+async fn real_consul_leader_cut_off_hands_over_after_stepping_down() {
+    assert_eq!(real(false).await, expected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul server and client agent: cargo xtask integration consul"]
+async fn real_consul_leader_cut_off_and_deregistered_hands_over_after_the_lock_delay() {
+    assert_eq!(real(true).await, expected());
+}
