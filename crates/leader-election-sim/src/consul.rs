@@ -431,9 +431,10 @@ impl Consul {
         answer
     }
 
-    /// A blocking query: returns once the KV index passes `min`, or after
+    /// A blocking query (on a key, or a prefix with `recurse`): returns once
+    /// the KV index passes `min`, or after
     /// `wait` plus up to `wait / 16` of jitter.
-    async fn blocking_read(&self, key: &str, min: u64, wait: Duration) -> Answer {
+    async fn blocking_read(&self, key: &str, recurse: bool, min: u64, wait: Duration) -> Answer {
         let jitter = {
             let mut state = self.lock();
             state.rng.duration(Duration::ZERO, wait / 16)
@@ -450,7 +451,7 @@ impl Consul {
                 break;
             }
         }
-        self.read(key, false)
+        self.read(key, recurse)
     }
 
     fn create_session(&self, node: &str, body: &[u8]) -> Answer {
@@ -712,9 +713,10 @@ impl Consul {
                     .and_then(|w| go_duration(w))
                     .unwrap_or(Duration::from_secs(300))
                     .min(Duration::from_secs(600));
+                let recurse = call.query.contains_key("recurse");
                 match index {
-                    Some(min) if min > 0 => self.blocking_read(key, min, wait).await,
-                    _ => self.read(key, call.query.contains_key("recurse")),
+                    Some(min) if min > 0 => self.blocking_read(key, recurse, min, wait).await,
+                    _ => self.read(key, recurse),
                 }
             }
             (&http::Method::PUT, _) if path.starts_with("kv/") => {
