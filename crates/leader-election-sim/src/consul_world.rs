@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{Clock, LeaderElectionOptions, Result, StoreFactory};
+use leader_election_abstractions::{Clock, LeaderElectionOptions, Result};
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
 use tokio::time::Instant;
 
@@ -71,17 +71,7 @@ impl World for ConsulWorld {
         let agent = Arc::new(Agent::new(self.consul.clone(), node, link));
         let factory =
             ConsulLeaderElectionFactory::with_transport(self.config.clone(), options, agent)?;
-        let election = factory
-            .election(RESOURCE)
-            .candidate_id(id)
-            .health_based()
-            .clock(clock)
-            .build()?;
-        let crashing = election.clone();
-        Ok(Made {
-            election: Arc::new(election),
-            crash: Box::new(move || crashing.abort_without_release()),
-        })
+        Made::from_factory(&factory, id, clock)
     }
 
     fn operator_fault(&mut self, rng: &mut Rng) {

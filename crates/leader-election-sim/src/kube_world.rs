@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{Clock, LeaderElectionOptions, Result, StoreFactory};
+use leader_election_abstractions::{Clock, LeaderElectionOptions, Result};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use tokio::time::Instant;
 
@@ -67,17 +67,7 @@ impl World for KubeWorld {
         let client = kube::Client::new(Connection::new(self.server.clone(), link), "default");
         let factory =
             KubernetesLeaderElectionFactory::new(client, KubernetesConfig::default(), options)?;
-        let election = factory
-            .election(RESOURCE)
-            .candidate_id(id)
-            .health_based()
-            .clock(clock)
-            .build()?;
-        let crashing = election.clone();
-        Ok(Made {
-            election: Arc::new(election),
-            crash: Box::new(move || crashing.abort_without_release()),
-        })
+        Made::from_factory(&factory, id, clock)
     }
 
     fn start_foreign(&mut self, rng: &mut Rng) {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::{
-    Clock, Election, HealthBasedLeaderElection, LeaderElectionOptions, Result,
+    Clock, Election, HealthBasedLeaderElection, LeaderElectionOptions, LeaseStore, Result,
+    StoreFactory,
 };
 use leader_election_inmemory::InMemoryStore;
 
@@ -23,6 +24,33 @@ pub(crate) const RESOURCE: &str = "sim-lock";
 pub(crate) struct Made {
     pub(crate) election: Arc<dyn HealthBasedLeaderElection>,
     pub(crate) crash: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Made {
+    /// `election`, crashed by aborting its engine without a release.
+    pub(crate) fn crashable<S: LeaseStore>(election: Election<S>) -> Self {
+        let crashing = election.clone();
+        Made {
+            election: Arc::new(election),
+            crash: Box::new(move || crashing.abort_without_release()),
+        }
+    }
+
+    /// A health-based election of [`RESOURCE`] from `factory`, as `id`, on
+    /// `clock`.
+    pub(crate) fn from_factory<F: StoreFactory>(
+        factory: &F,
+        id: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let election = factory
+            .election(RESOURCE)
+            .candidate_id(id)
+            .health_based()
+            .clock(clock)
+            .build()?;
+        Ok(Self::crashable(election))
+    }
 }
 
 /// A backend model.
@@ -94,11 +122,7 @@ impl World for MemoryWorld {
         let store = LinkedMemoryStore::new(inner, link);
         let election =
             Election::new(store, RESOURCE, Some(id), options, true)?.with_clock(clock)?;
-        let crashing = election.clone();
-        Ok(Made {
-            election: Arc::new(election),
-            crash: Box::new(move || crashing.abort_without_release()),
-        })
+        Ok(Made::crashable(election))
     }
 
     fn operator_fault(&mut self, _rng: &mut Rng) {
