@@ -39,8 +39,12 @@ const SUITES: [Suite; 4] = [
         target: Target::Kubernetes,
         peers: &[("client-go-peer", "LE_CLIENT_GO_PEER_BIN")],
         conformance: true,
-        // The kube-runtime controller gated on leadership, against the apiserver.
-        also: &[("examples", "gated_controller")],
+        // The kube-runtime controller gated on leadership, against the
+        // apiserver; the simulation's paired scenarios, their real half.
+        also: &[
+            ("examples", "gated_controller"),
+            ("leader-election-sim", "paired_kubernetes"),
+        ],
     },
     Suite {
         name: "consul",

@@ -12,64 +12,22 @@
 //! lock-delay closes). The follower must take over only once the leader
 //! has stepped down.
 
-use std::future::Future;
+mod paired_common;
+
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{
-    LeaderElection, LeaderElectionEvent, LeaderElectionOptions, LossReason, StoreFactory,
-};
+use leader_election_abstractions::LeaderElectionOptions;
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
 use leader_election_sim::checker::Checker;
-use leader_election_sim::clock::PauseGate;
 use leader_election_sim::consul::{Agent, Consul};
-use leader_election_sim::link::{Cut, Latency, Link};
 use leader_election_sim::rng::Rng;
-use leader_election_testkit::{unique_resource, Fault, FaultProxy, LeadershipRecorder};
+use leader_election_testkit::FaultProxy;
+use paired_common::{
+    behind_proxy, build, cut_off_script, link_cut, sim_link, Backend, BoxFuture, Candidate, Outcome,
+};
 use tokio::time::Instant;
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-/// A candidate of a paired scenario and the switch that cuts it off.
-struct Candidate {
-    election: Arc<dyn LeaderElection>,
-    /// `true` black-holes both directions to its agent; `false` heals.
-    cut: Box<dyn Fn(bool)>,
-}
-
-/// Where a paired scenario runs: the simulation or the real agents.
-trait Backend {
-    /// A candidate `id` for `resource`, talking to the agent the scenario
-    /// gives it (the leader's own agent, which can be deregistered).
-    fn candidate<'a>(
-        &'a mut self,
-        resource: &'a str,
-        id: &'a str,
-        leader: bool,
-        options: LeaderElectionOptions,
-    ) -> BoxFuture<'a, Candidate>;
-
-    /// Deregisters the leader's node: Consul invalidates its sessions now.
-    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()>;
-}
-
-/// What a run of the script came to: the parts both runs must agree on.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    /// Who led, in order.
-    leaders: Vec<String>,
-    /// Why the first leader's term ended.
-    leader_loss: Option<LossReason>,
-    /// The leader's `is_leader()` was false when the follower's began.
-    stepped_down_first: bool,
-    /// The follower's token is above the leader's.
-    tokens_grew: bool,
-    /// The follower took over no earlier than the lock-delay after the
-    /// invalidation (only checked with a deregistration).
-    after_lock_delay: bool,
-}
 
 /// The script's timing, as in the Consul real-agent suite's safety-window
 /// test: lease 2 s, renewals and retries every 500 ms, grace 500 ms, so
@@ -85,110 +43,18 @@ fn options() -> LeaderElectionOptions {
 
 const LOCK_DELAY: Duration = Duration::from_millis(2500);
 
-/// Polls `condition` every millisecond; panics after `limit`.
-async fn wait_for(what: &str, limit: Duration, condition: impl Fn() -> bool) -> Duration {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    started.elapsed()
-}
-
 async fn run_script(backend: &mut impl Backend, label: &str, deregister: bool) -> Outcome {
-    let options = options();
-    let resource = unique_resource("paired");
-    let leader = backend
-        .candidate(&resource, "leader", true, options.clone())
-        .await;
-    let mut leader_events = leader.election.subscribe();
-    let recorder = LeadershipRecorder::start(Duration::from_millis(1));
-    recorder.watch(&leader.election);
-    leader.election.start().await.expect("start the leader");
-    let first = leader
-        .election
-        .wait_for_leadership()
-        .await
-        .expect("the leader leads");
-    let follower = backend
-        .candidate(&resource, "follower", false, options.clone())
-        .await;
-    recorder.watch(&follower.election);
-    follower.election.start().await.expect("start the follower");
-    wait_for(
-        "the follower to see the leader",
-        Duration::from_secs(30),
-        || follower.election.current_leader_id().as_deref() == Some("leader"),
-    )
-    .await;
-    // A renewal passes, so the deadline is a renewal's.
-    tokio::time::sleep(options.renew_interval * 3 / 2).await;
-    assert!(
-        leader.election.is_leader(),
-        "{label}: the leader lost its lease early"
-    );
-
-    (leader.cut)(true);
-    if deregister {
-        backend.deregister_leader_node().await;
-    }
-    let took_over = wait_for("the follower to take over", Duration::from_secs(30), || {
-        follower.election.is_leader()
-    })
-    .await;
-    let stepped_down_first = !leader.election.is_leader();
-    recorder.sample_now();
-    let second = follower
-        .election
-        .wait_for_leadership()
-        .await
-        .expect("the follower leads");
-    let report = recorder.finish();
-    let mut leader_loss = None;
-    while let Ok(Some(event)) = tokio::time::timeout(
-        Duration::from_millis(1),
-        futures_util_next(&mut leader_events),
-    )
-    .await
-    {
-        if let LeaderElectionEvent::LostLeadership { reason, .. } = event {
-            leader_loss.get_or_insert(reason);
-        }
-    }
-    println!(
-        "{label}: the follower led {took_over:?} after the cut{} (lock-delay {LOCK_DELAY:?}); terms {:?}",
-        if deregister { " and the deregistration" } else { "" },
-        report.intervals.iter().map(|i| (&i.candidate_id, i.fencing_token)).collect::<Vec<_>>(),
-    );
-    (leader.cut)(false);
-    let _ = follower.election.stop().await;
-    let _ = leader.election.stop().await;
-    report.assert_safe();
-    Outcome {
-        leaders: report.leaders().iter().map(|s| (*s).to_owned()).collect(),
-        leader_loss,
-        stepped_down_first,
-        tokens_grew: second.fencing_token() > first.fencing_token(),
-        after_lock_delay: !deregister || took_over >= LOCK_DELAY,
-    }
-}
-
-async fn futures_util_next(
-    events: &mut leader_election_abstractions::EventStream,
-) -> Option<LeaderElectionEvent> {
-    use futures_util::StreamExt;
-    events.next().await
+    let earliest = if deregister {
+        LOCK_DELAY
+    } else {
+        Duration::ZERO
+    };
+    cut_off_script(backend, label, options(), deregister, earliest).await
 }
 
 /// What both runs must come to.
 fn expected() -> Outcome {
-    Outcome {
-        leaders: vec!["leader".into(), "follower".into()],
-        leader_loss: Some(LossReason::DeadlineExpired),
-        stepped_down_first: true,
-        tokens_grew: true,
-        after_lock_delay: true,
-    }
+    Outcome::handed_over()
 }
 
 /// Consul config as the real-agent suite's: session_ttl_min 1 s, requests
@@ -201,21 +67,6 @@ fn consul_config(address: String) -> ConsulConfig {
         watch_wait: Duration::from_secs(10),
         ..ConsulConfig::default()
     }
-}
-
-fn build(
-    factory: ConsulLeaderElectionFactory,
-    resource: &str,
-    id: &str,
-) -> Arc<dyn LeaderElection> {
-    Arc::new(
-        factory
-            .election(resource)
-            .candidate_id(id)
-            .health_based()
-            .build()
-            .expect("election"),
-    )
 }
 
 /// The simulated cluster, each candidate on its own node and link.
@@ -245,12 +96,7 @@ impl Backend for Simulated {
         options: LeaderElectionOptions,
     ) -> BoxFuture<'a, Candidate> {
         Box::pin(async move {
-            let latency = Latency {
-                min: Duration::from_micros(200),
-                max: Duration::from_millis(2),
-                duplicate: 0.0,
-            };
-            let link = Link::new(self.rng.fork(), latency, PauseGate::default());
+            let link = sim_link(self.rng.fork());
             let node = format!("node-{id}");
             if leader {
                 self.leader_node = Some(node.clone());
@@ -263,16 +109,14 @@ impl Backend for Simulated {
             )
             .expect("factory");
             Candidate {
-                election: build(factory, resource, id),
-                cut: Box::new(move |cut| {
-                    let cut = cut.then_some(Cut::BlackHole);
-                    link.set_cut(cut, cut);
-                }),
+                election: build(&factory, resource, id),
+                cut: link_cut(link),
             }
         })
     }
 
-    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()> {
+    /// Deregisters the leader's node: Consul invalidates its sessions now.
+    fn disturb<'a>(&'a mut self, _resource: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let node = self.leader_node.clone().expect("a leader");
             self.consul
@@ -400,22 +244,12 @@ impl Backend for Real {
                 options,
             )
             .expect("factory");
-            let handle = proxy.handle();
-            self.proxies.push(proxy);
-            Candidate {
-                election: build(factory, resource, id),
-                cut: Box::new(move |cut| {
-                    handle.set_fault(if cut {
-                        Fault::BlackHole
-                    } else {
-                        Fault::PassThrough
-                    });
-                }),
-            }
+            behind_proxy(proxy, &mut self.proxies, build(&factory, resource, id))
         })
     }
 
-    fn deregister_leader_node(&mut self) -> BoxFuture<'_, ()> {
+    /// Deregisters the leader's node: Consul invalidates its sessions now.
+    fn disturb<'a>(&'a mut self, _resource: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let node = serde_json::json!({"Node": self.node});
             agent_call(
