@@ -31,14 +31,34 @@ struct Row {
     result: String,
 }
 
-/// Entry point of `cargo xtask bench`; `handover_only`: only the graceful
-/// handovers between processes on Kubernetes.
-pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Result<(), String> {
-    if local && handover_only {
+/// Entry point of `cargo xtask bench`. `transitions_only`: only the
+/// transitions between processes on that backend (`kubernetes` or
+/// `consul`); `handover_only`: of those, only the graceful handovers (on
+/// Kubernetes unless `transitions_only` names another backend).
+pub(crate) fn run(
+    local: bool,
+    handover_only: bool,
+    transitions_only: Option<&str>,
+    transitions: usize,
+) -> Result<(), String> {
+    let only = match (transitions_only, handover_only) {
+        (Some(backend @ ("kubernetes" | "consul")), _) => Some(backend),
+        (Some(other), _) => {
+            return Err(format!(
+                "--transitions-only: `{other}` is not a backend with transitions (kubernetes or consul)"
+            ))
+        }
+        (None, true) => Some("kubernetes"),
+        (None, false) => None,
+    };
+    if local && only.is_some() {
         return Err(
-            "--local and --handover exclude each other: the handover needs the apiserver".into(),
+            "--local excludes --handover and --transitions-only: transitions need the servers"
+                .into(),
         );
     }
+    // Only transitions: nothing else is measured.
+    let only_transitions = only.is_some();
     let header = machine_and_load("at start");
     crate::run(
         "cargo",
@@ -55,7 +75,7 @@ pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Resul
         Ok(found) => rows.extend(found),
         Err(e) => failures.push(e),
     };
-    if !handover_only {
+    if !only_transitions {
         measure(&["hot-path"], &[], &mut rows, &mut failures);
         for n in ["100", "1000", "10000"] {
             measure(&["inmemory", n], &[], &mut rows, &mut failures);
@@ -66,41 +86,45 @@ pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Resul
             (Target::Kubernetes, "kubernetes", ["100", "1000"]),
             (Target::Consul, "consul", ["100", "1000"]),
         ];
-        let backends = if handover_only {
-            &backends[..1]
-        } else {
-            &backends[..]
-        };
-        for &(target, backend, sizes) in backends {
+        for &(target, backend, sizes) in &backends {
+            if only.is_some_and(|o| o != backend) {
+                continue;
+            }
             // Stops what it started when it goes out of scope.
             let (up, _teardown) = servers::up_for_run(target, Runtime::Process, "bench")?;
             match up {
                 Ok(state) => {
                     let env: Vec<(String, String)> = state.env().into_iter().collect();
-                    if !handover_only {
+                    if !only_transitions {
                         for n in sizes {
                             measure(&[backend, n], &env, &mut rows, &mut failures);
                         }
                     }
+                    let mut env = env.clone();
                     if backend == "kubernetes" {
-                        let mut env = env.clone();
                         env.extend(servers::optional_program(
                             "client-go-peer",
                             "LE_CLIENT_GO_PEER_BIN",
                         )?);
-                        if !handover_only {
+                        if !only_transitions {
                             measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
                         }
-                        match kubernetes_transitions(&bin, transitions, handover_only, env) {
-                            Ok(found) => rows.extend(found),
-                            Err(e) => failures.push(format!("kubernetes transitions: {e}")),
-                        }
+                    }
+                    match transitions_between_processes(
+                        backend,
+                        &bin,
+                        transitions,
+                        handover_only,
+                        env,
+                    ) {
+                        Ok(found) => rows.extend(found),
+                        Err(e) => failures.push(format!("{backend} transitions: {e}")),
                     }
                 }
                 Err(e) => failures.push(format!("{backend}: servers did not start: {e}")),
             }
         }
-        if !handover_only {
+        if !only_transitions {
             match crate::integration::timings(Runtime::Process) {
                 Ok(lines) => rows.extend(lines.iter().filter_map(|l| timing_row(l))),
                 Err(e) => failures.push(e),
@@ -124,24 +148,45 @@ pub(crate) fn run(local: bool, handover_only: bool, transitions: usize) -> Resul
     }
 }
 
-/// Handover and crash failover between separate processes on Kubernetes,
-/// ours next to client-go's (see [`bench_transitions`]); without the
-/// crash failovers when `handover_only`.
-fn kubernetes_transitions(
+/// Handover and crash failover between separate processes on `backend`
+/// (`kubernetes` or `consul`), ours next to the Go elector's (client-go's
+/// or `api.Lock`; see [`bench_transitions`]); without the crash failovers
+/// when `handover_only`.
+fn transitions_between_processes(
+    backend: &str,
     bin: &Path,
     n: usize,
     handover_only: bool,
     mut env: Vec<(String, String)>,
 ) -> Result<Vec<Row>, String> {
-    let var = "LE_CLIENT_GO_PEER_BIN";
+    let (var, program, label, settings) = if backend == "kubernetes" {
+        (
+            "LE_CLIENT_GO_PEER_BIN",
+            "client-go-peer",
+            "client-go",
+            "lease 2 s, renew/retry 500 ms",
+        )
+    } else {
+        (
+            "LE_CONSUL_LOCK_PEER_BIN",
+            "consul-lock-peer",
+            "api.Lock",
+            "session TTL 2 s, lock-delay 3 s; ours renew/retry 500 ms",
+        )
+    };
     if !env.iter().any(|(k, _)| k == var) {
-        env.extend(servers::optional_program("client-go-peer", var)?);
+        env.extend(servers::optional_program(program, var)?);
     }
-    let client_go = env
+    let go = env
         .iter()
         .find(|(k, _)| k == var)
         .map(|(_, v)| std::path::PathBuf::from(v))
-        .ok_or("the client-go peer could not be built")?;
+        .ok_or(format!("the {program} program could not be built"))?;
+    let (ours, theirs) = if backend == "kubernetes" {
+        (Elector::Ours(bin), Elector::ClientGo(&go))
+    } else {
+        (Elector::OursConsul(bin), Elector::ApiLock(&go))
+    };
     let mut rows = Vec::new();
     let kinds = [
         (false, "graceful handover (leader stops after 1 s)"),
@@ -154,31 +199,27 @@ fn kubernetes_transitions(
     };
     for &(crash, what) in kinds {
         let mut figures = Vec::new();
-        for (elector, label) in [
-            (Elector::Ours(bin), "ours"),
-            (Elector::ClientGo(&client_go), "client-go"),
-        ] {
-            println!("xtask: bench: kubernetes {what}, {label}, {n} transitions");
-            let samples = bench_transitions::measure(elector, label, n, crash, &env)?;
+        for (elector, who) in [(ours, "ours"), (theirs, label)] {
+            println!("xtask: bench: {backend} {what}, {who}, {n} transitions");
+            let tag = who.replace('.', "-").to_lowercase();
+            let samples = bench_transitions::measure(elector, &tag, n, crash, &env)?;
             let mut sorted = samples.clone();
             sorted.sort_by(f64::total_cmp);
             let shown: Vec<String> = sorted.iter().map(|ms| format!("{ms:.1}")).collect();
             println!(
-                "xtask: bench: {label}: samples, ms, sorted: {}",
+                "xtask: bench: {who}: samples, ms, sorted: {}",
                 shown.join(" ")
             );
-            figures.push((label, quantile(&samples, 0.5), quantile(&samples, 0.99)));
+            figures.push((quantile(&samples, 0.5), quantile(&samples, 0.99)));
         }
-        let ratio = figures[0].1 / figures[1].1;
+        let ratio = figures[0].0 / figures[1].0;
         rows.push(Row {
-            measurement: format!(
-                "{what} between separate processes, {n} transitions, lease 2 s, renew/retry 500 ms"
-            ),
-            backend: "kubernetes".into(),
+            measurement: format!("{what} between separate processes, {n} transitions, {settings}"),
+            backend: backend.into(),
             result: format!(
-                "ours p50 {:.0} ms, p99 {:.0} ms; client-go p50 {:.0} ms, p99 {:.0} ms; \
-                 ours / client-go (p50) {ratio:.2}",
-                figures[0].1, figures[0].2, figures[1].1, figures[1].2
+                "ours p50 {:.0} ms, p99 {:.0} ms; {label} p50 {:.0} ms, p99 {:.0} ms; \
+                 ours / {label} (p50) {ratio:.2}",
+                figures[0].0, figures[0].1, figures[1].0, figures[1].1
             ),
         });
     }

@@ -1,19 +1,27 @@
-//! `cargo xtask bench`'s transitions between separate processes on
-//! Kubernetes: graceful handover (the leader stops after leading 1 s and a
-//! waiting process takes over) and crash failover (the leader is killed
-//! with SIGKILL), for our candidates (`leader-election-bench
-//! kubernetes-peer`) and for client-go's elector (the interop test's
-//! `client-go-peer`), with the same lease settings: lease 2 s, renew
-//! 500 ms (client-go: renew deadline 1.5 s), retry 500 ms.
+//! `cargo xtask bench`'s transitions between separate processes: graceful
+//! handover (the leader stops after leading 1 s and a waiting process takes
+//! over) and crash failover (the leader is killed with SIGKILL).
 //!
-//! Both peers print `LEADING <ns>` and `STOPPED <ns>` (Unix nanoseconds,
+//! - Kubernetes: our candidates (`leader-election-bench kubernetes-peer`)
+//!   and client-go's elector (the interop test's `client-go-peer`), with the
+//!   same lease settings: lease 2 s, renew 500 ms (client-go: renew
+//!   deadline 1.5 s), retry 500 ms.
+//! - Consul: our candidates (`leader-election-bench consul-peer`: lease =
+//!   session TTL 2 s, renew/retry 500 ms, lock-delay = lease + grace = 3 s)
+//!   and Go's `api.Lock` (the interop test's `consul-lock-peer -stamps`:
+//!   session TTL 2 s, lock-delay 3 s; it renews the session every TTL / 2
+//!   and, when an acquire fails during a lock-delay, retries after its fixed
+//!   `DefaultLockRetryTime`, 5 s).
+//!
+//! Every peer prints `LEADING <ns>` and `STOPPED <ns>` (Unix nanoseconds,
 //! one host, one clock). A handover is measured from the old leader's
 //! `STOPPED` (ours: the moment `stop()` is called, which ends the term for
 //! readers before the release; client-go: `OnStoppedLeading`, after its
-//! release) to the new leader's `LEADING` (ours: the `BecameLeader` event;
-//! client-go: the start of its acquiring write). Both choices favour
-//! client-go by about one round trip. A crash failover is measured from the
-//! SIGKILL to the new leader's `LEADING`.
+//! release; `api.Lock`: just before `Unlock`) to the new leader's `LEADING`
+//! (ours: the `BecameLeader` event; client-go: the start of its acquiring
+//! write; `api.Lock`: when `Lock` returned). On Kubernetes both choices
+//! favour client-go by about one round trip. A crash failover is measured
+//! from the SIGKILL to the new leader's `LEADING`.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
@@ -70,10 +78,14 @@ fn unix_nanos() -> i128 {
 /// Which elector the peers run.
 #[derive(Clone, Copy)]
 pub(crate) enum Elector<'a> {
-    /// Ours: the bench binary's `kubernetes-peer`.
+    /// Ours on Kubernetes: the bench binary's `kubernetes-peer`.
     Ours(&'a Path),
+    /// Ours on Consul: the bench binary's `consul-peer`.
+    OursConsul(&'a Path),
     /// client-go's, the `client-go-peer` program.
     ClientGo(&'a Path),
+    /// Go's `api.Lock`, the `consul-lock-peer` program.
+    ApiLock(&'a Path),
 }
 
 impl Elector<'_> {
@@ -85,10 +97,14 @@ impl Elector<'_> {
         env: &[(String, String)],
     ) -> Result<Peer, String> {
         match self {
-            Elector::Ours(bin) => Peer::spawn(
+            Elector::Ours(bin) | Elector::OursConsul(bin) => Peer::spawn(
                 bin,
                 &[
-                    "kubernetes-peer".into(),
+                    if matches!(self, Elector::Ours(_)) {
+                        "kubernetes-peer".into()
+                    } else {
+                        "consul-peer".into()
+                    },
                     lease.into(),
                     id.into(),
                     hold.as_millis().to_string(),
@@ -108,6 +124,26 @@ impl Elector<'_> {
                 ],
                 env,
             ),
+            Elector::ApiLock(bin) => {
+                let addr = env
+                    .iter()
+                    .find(|(k, _)| k == "CONSUL_HTTP_ADDR")
+                    .map(|(_, v)| v.trim_start_matches("http://").to_owned())
+                    .ok_or("CONSUL_HTTP_ADDR is not set")?;
+                Peer::spawn(
+                    bin,
+                    &[
+                        format!("-addr={addr}"),
+                        // Our `consul-peer`'s key: the default prefix's.
+                        format!("-key=service/leader-election/{lease}/.lock"),
+                        "-ttl=2s".into(),
+                        "-lock-delay=3s".into(),
+                        format!("-hold={}ms", hold.as_millis()),
+                        "-stamps".into(),
+                    ],
+                    env,
+                )
+            }
         }
     }
 }

@@ -92,7 +92,8 @@ xflags::xflags! {
         /// cost of the leadership reads (release, without tokio test-util),
         /// elections per process (in-memory 100/1 000/10 000, Kubernetes
         /// 100/1 000, Consul 10/100), handover and crash failover between
-        /// processes on Kubernetes next to client-go's, and the conformance
+        /// processes on Kubernetes next to client-go's and on Consul next to
+        /// Go's api.Lock, and the conformance
         /// suite's C2 deadline, C3 crash failover and C4 handover times.
         /// Not part of CI.
         cmd bench {
@@ -100,9 +101,13 @@ xflags::xflags! {
             optional --local
             /// Handovers and crash failovers measured per elector (default 50).
             optional --transitions transitions: usize
-            /// Only the graceful handovers between processes on Kubernetes
-            /// (ours and client-go's), nothing else.
+            /// Only the graceful handovers between processes (ours and the Go
+            /// elector's), on Kubernetes unless --transitions-only says otherwise.
             optional --handover
+            /// Only the handovers and crash failovers between processes on
+            /// this backend (kubernetes or consul), ours next to client-go's
+            /// or api.Lock's; with --handover, only the handovers.
+            optional --transitions-only backend: String
         }
     }
 }

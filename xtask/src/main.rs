@@ -45,9 +45,12 @@ fn main() -> ExitCode {
         flags::XtaskCmd::Integration(flags) => runtime(flags.runtime.as_deref())
             .and_then(|runtime| integration::run(suite(flags.suite.as_deref())?, runtime)),
         flags::XtaskCmd::Chaos(flags) => chaos::command(flags),
-        flags::XtaskCmd::Bench(flags) => {
-            bench::run(flags.local, flags.handover, flags.transitions.unwrap_or(50))
-        }
+        flags::XtaskCmd::Bench(flags) => bench::run(
+            flags.local,
+            flags.handover,
+            flags.transitions_only.as_deref(),
+            flags.transitions.unwrap_or(50),
+        ),
         flags::XtaskCmd::Sim(flags) => sim(&sim_args(&flags)),
     };
     match result {

@@ -4,7 +4,7 @@
 //! ```text
 //! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
 //! leader-election-bench hot-path
-//! leader-election-bench kubernetes-peer <lease> <id> <hold-ms>
+//! leader-election-bench kubernetes-peer|consul-peer <lease> <id> <hold-ms>
 //! leader-election-bench kubernetes-requests [--followers N] [--window <secs>]
 //! ```
 //!
@@ -29,11 +29,12 @@ fn main() -> ExitCode {
         Some("inmemory") => inmemory::command(&args[1..]),
         Some("kubernetes") => kubernetes::command(&args[1..]),
         Some("consul") => consul::command(&args[1..]),
-        Some("kubernetes-peer") => peer::command(&args[1..]),
+        Some("kubernetes-peer") => peer::command(peer::Backend::Kubernetes, &args[1..]),
+        Some("consul-peer") => peer::command(peer::Backend::Consul, &args[1..]),
         Some("kubernetes-requests") => requests::command(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
-            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-requests [--followers N] [--window <secs>]".into(),
+            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-peer|consul-peer <lease> <id> <hold-ms> | kubernetes-requests [--followers N] [--window <secs>]".into(),
         ),
     };
     match result {

@@ -2,7 +2,10 @@
 // lock, MPL-2.0) so the Rust provider's interop test can contend with it.
 //
 // It prints one line per step to stdout: WAITING, LOCKED, then LOST (if the
-// lock was taken away) or RELEASED, and exits 0.
+// lock was taken away) or RELEASED, and exits 0. With -stamps, `cargo xtask
+// bench` measures its handovers and crash failovers: it also prints
+// `LEADING <ns>` right after LOCKED (when Lock returned) and `STOPPED <ns>`
+// right before it unlocks (its last leading instant), Unix nanoseconds.
 package main
 
 import (
@@ -19,6 +22,8 @@ func main() {
 	key := flag.String("key", "", "lock key (<prefix>/<resource>/.lock)")
 	hold := flag.Duration("hold", 3*time.Second, "how long to hold the lock")
 	ttl := flag.String("ttl", "10s", "session TTL")
+	lockDelay := flag.Duration("lock-delay", time.Second, "the session's lock-delay")
+	stamps := flag.Bool("stamps", false, "also print LEADING <ns> and STOPPED <ns>")
 	flag.Parse()
 	if *key == "" {
 		fmt.Fprintln(os.Stderr, "-key is required")
@@ -31,7 +36,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)
 	}
-	lock, err := client.LockOpts(&api.LockOptions{Key: *key, SessionTTL: *ttl, LockDelay: time.Second})
+	lock, err := client.LockOpts(&api.LockOptions{
+		Key:        *key,
+		SessionTTL: *ttl,
+		LockDelay:  *lockDelay,
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lock options:", err)
 		os.Exit(1)
@@ -43,8 +52,14 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("LOCKED")
+	if *stamps {
+		fmt.Printf("LEADING %d\n", time.Now().UnixNano())
+	}
 	select {
 	case <-time.After(*hold):
+		if *stamps {
+			fmt.Printf("STOPPED %d\n", time.Now().UnixNano())
+		}
 		if err := lock.Unlock(); err != nil {
 			fmt.Fprintln(os.Stderr, "unlock:", err)
 			os.Exit(1)
