@@ -110,6 +110,20 @@ fn json(code: StatusCode, value: &impl serde::Serialize) -> Answer {
     }
 }
 
+/// A URL's query, `k=v&…`, decoded into its pairs (a key without `=` has an
+/// empty value).
+pub(crate) fn query_pairs(query: Option<&str>) -> BTreeMap<String, String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
 pub(crate) fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -161,16 +175,7 @@ impl Call {
             return None;
         }
         let name = parts.next().map(decode).filter(|n| !n.is_empty());
-        let query = uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (decode(k), decode(v))
-            })
-            .collect();
+        let query = query_pairs(uri.query());
         Some(Call {
             method,
             name,

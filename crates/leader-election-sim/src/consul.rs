@@ -56,7 +56,7 @@ use leader_election_consul::transport::{ConsulTransport, TransportFuture};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::apiserver::decode;
+use crate::apiserver::{decode, query_pairs};
 use crate::checker::Checker;
 use crate::link::{Delivery, Link};
 use crate::rng::Rng;
@@ -180,17 +180,7 @@ impl Call {
     fn parse(request: http::Request<Vec<u8>>) -> Option<Call> {
         let (parts, body) = request.into_parts();
         let path = decode(parts.uri.path().strip_prefix("/v1/")?);
-        let query = parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (decode(k), decode(v))
-            })
-            .collect();
+        let query = query_pairs(parts.uri.query());
         Some(Call {
             method: parts.method,
             path,
