@@ -43,6 +43,7 @@ pub mod consul;
 mod consul_world;
 mod kube_world;
 pub mod link;
+pub mod log;
 pub mod memory;
 pub mod rng;
 mod scenario;

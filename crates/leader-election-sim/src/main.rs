@@ -202,6 +202,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Err(error) = leader_election_sim::log::install_from_env() {
+        eprintln!("sim: {error}");
+        std::process::exit(2);
+    }
     if args.all_mutants {
         // The self-check: every mutant must be caught within the seeds.
         let mut missed = Vec::new();

@@ -364,6 +364,7 @@ impl Scenario {
     }
 
     async fn run(mut self) -> Outcome {
+        let _log = crate::log::attach(&self.checker);
         let t = self.timing;
         self.checker.note(format!(
             "seed={} backend={} drift={:?} lease={:?} renew={:?} retry={:?} grace={:?} latency={:?}..{:?} duplicate={}",
