@@ -43,6 +43,8 @@ struct Script {
     incarnation: Option<String>,
     /// Whether `publish_candidate` never answers.
     publish_hangs: bool,
+    /// When each `renew` call came in.
+    renew_calls: Vec<Instant>,
 }
 
 /// A fake store for engine unit tests: scripted answers, a test-fed watch.
@@ -63,6 +65,7 @@ impl FakeStore {
                 term_limit: None,
                 incarnation: None,
                 publish_hangs: false,
+                renew_calls: Vec::new(),
             })),
         };
         (store, feed)
@@ -102,7 +105,11 @@ impl LeaseStore for FakeStore {
     }
 
     async fn renew(&self, grant: &u64) -> Result<Renewal<u64>> {
-        let renew = self.script().renew;
+        let renew = {
+            let mut script = self.script();
+            script.renew_calls.push(Instant::now());
+            script.renew
+        };
         match renew {
             RenewScript::Renew => Ok(Renewal::Renewed(*grant)),
             RenewScript::Reject => Ok(Renewal::Lost(None)),
@@ -1055,5 +1062,42 @@ async fn a_follower_that_sees_a_release_acquires_at_once() {
         Duration::ZERO,
         "the follower waited before acquiring a released lease"
     );
+    election.stop().await.expect("stop");
+}
+
+/// Publishing the candidate record shares the engine with renewals: a
+/// publish that hangs (cut off after one renew interval) started just before
+/// a renewal fell due used to hold that renewal up by up to a renew interval,
+/// and a leader renewing twice per term limit lost its term on a healthy
+/// backend (simulation seed 139952, Kubernetes). Renewals now go out when
+/// due, whatever the publishing does.
+#[tokio::test(start_paused = true)]
+async fn publishing_the_candidate_record_never_holds_up_a_due_renewal() {
+    let (store, _feed) = FakeStore::new(RenewScript::Renew);
+    store.script().publish_hangs = true;
+    store.script().term_limit = Some(Duration::from_secs(10));
+    store.then_acquire(acquired(5));
+    let options = LeaderElectionOptions {
+        lease_duration: Duration::from_secs(12),
+        renew_interval: Duration::from_secs(5),
+        retry_interval: Duration::from_millis(1_300),
+        ..LeaderElectionOptions::default()
+    };
+    let election =
+        Election::new(store.clone(), "engine", Some("me"), options, true).expect("valid election");
+    let mut events = election.subscribe();
+    election.start().await.expect("start");
+    sleep(Duration::from_secs(120)).await;
+    let calls = store.script().renew_calls.clone();
+    for pair in calls.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap <= Duration::from_secs(5) + Duration::from_millis(1),
+            "a renewal went out {gap:?} after the one before (renew interval 5 s)"
+        );
+    }
+    assert!(calls.len() >= 23, "renewals in 120 s: {}", calls.len());
+    assert!(loss_reasons(&drain(&mut events).await).is_empty());
+    assert!(election.is_leader());
     election.stop().await.expect("stop");
 }

@@ -25,3 +25,25 @@ fn a_slow_clocked_leader_ends_its_term_before_a_client_go_follower_takes_over() 
         );
     }
 }
+
+/// Two processes shared the id `c0` (a restart next to a live twin). The
+/// leader, renewing every 288 ms against a 576 ms term limit, began
+/// publishing its candidate record 1 ms before a renewal fell due; the
+/// publish took two round trips (223 ms), the renewal went out with 29 ms of
+/// the term left and timed out, and the leader lost its term on a healed
+/// network, too late for anyone to lead within the liveness bound
+/// (seed 139952, at 37.822 s). Publishing now yields to a due renewal.
+#[test]
+fn publishing_the_candidate_record_does_not_cost_the_leader_its_term() {
+    let outcome = run(Config {
+        seed: 139_952,
+        backend: Backend::Kubernetes,
+        drift: Drift::Within,
+    });
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.violations,
+        outcome.trace.join("\n")
+    );
+}

@@ -608,6 +608,21 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     async fn publish(&mut self) {
+        // Publishing shares this task with renewals: while leading, a
+        // publish may only use the time before the next renewal falls due
+        // (a renewal held up by a slow publish has less of the term limit
+        // left to land in, and a leader renewing twice per term limit lost
+        // its term that way on a healthy backend). Too little time left:
+        // publish right after that renewal instead.
+        let mut limit = self.call_timeout();
+        if let Some(term) = &self.term {
+            let before_renewal = term.next_renew.saturating_duration_since(self.now());
+            if before_renewal < limit / 4 {
+                self.next_publish = Some(term.next_renew);
+                return;
+            }
+            limit = limit.min(before_renewal);
+        }
         let health = self.cfg.health.borrow().clone();
         let record = CandidateRecord {
             candidate_id: self.me().to_owned(),
@@ -628,7 +643,7 @@ impl<S: LeaseStore> Engine<S> {
             .store
             .publish_candidate(&record, ttl)
             .instrument(span);
-        let next = match self.cfg.clock.limit(self.call_timeout(), call).await {
+        let next = match self.cfg.clock.limit(limit, call).await {
             Some(Ok(())) => {
                 self.telemetry.contact();
                 self.published = true;
