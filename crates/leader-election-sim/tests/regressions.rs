@@ -2,6 +2,22 @@
 
 use leader_election_sim::{run, Backend, Config, Drift};
 
+/// Runs `seed` on `backend` (clocks within the drift bound) and fails with
+/// its violations and whole trace unless it passes.
+fn assert_passes(seed: u64, backend: Backend) {
+    let outcome = run(Config {
+        seed,
+        backend,
+        drift: Drift::Within,
+    });
+    assert!(
+        outcome.passed(),
+        "seed {seed}: {:?}\n{}",
+        outcome.violations,
+        outcome.trace.join("\n")
+    );
+}
+
 /// Our leader's clock ran about 9 % slow (inside the drift bound) while a
 /// client-go follower, which dates our sub-second renewals to the second and
 /// has no grace period, waited out the lease: with a term of
@@ -12,17 +28,7 @@ use leader_election_sim::{run, Backend, Config, Drift};
 #[test]
 fn a_slow_clocked_leader_ends_its_term_before_a_client_go_follower_takes_over() {
     for seed in [85_072, 93_128] {
-        let outcome = run(Config {
-            seed,
-            backend: Backend::Kubernetes,
-            drift: Drift::Within,
-        });
-        assert!(
-            outcome.passed(),
-            "seed {seed}: {:?}\n{}",
-            outcome.violations,
-            outcome.trace.join("\n")
-        );
+        assert_passes(seed, Backend::Kubernetes);
     }
 }
 
@@ -35,15 +41,5 @@ fn a_slow_clocked_leader_ends_its_term_before_a_client_go_follower_takes_over() 
 /// (seed 139952, at 37.822 s). Publishing now yields to a due renewal.
 #[test]
 fn publishing_the_candidate_record_does_not_cost_the_leader_its_term() {
-    let outcome = run(Config {
-        seed: 139_952,
-        backend: Backend::Kubernetes,
-        drift: Drift::Within,
-    });
-    assert!(
-        outcome.passed(),
-        "{:?}\n{}",
-        outcome.violations,
-        outcome.trace.join("\n")
-    );
+    assert_passes(139_952, Backend::Kubernetes);
 }
