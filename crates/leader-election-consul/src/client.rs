@@ -61,6 +61,44 @@ impl KvRead {
     }
 }
 
+/// What [`ConsulClient::lock_at`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockOutcome {
+    /// Acquired by the write at this `ModifyIndex`.
+    Locked(u64),
+    /// The key is no longer as the caller saw it; nothing was written.
+    Changed,
+    /// Refused: the key's lock-delay runs.
+    LockDelay,
+    /// Refused: another session holds the key, or ours is gone.
+    Refused,
+}
+
+/// The answer to `PUT /v1/txn`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnAnswer {
+    #[serde(default)]
+    results: Option<Vec<TxnResult>>,
+    #[serde(default)]
+    errors: Option<Vec<TxnError>>,
+}
+
+#[derive(Deserialize)]
+struct TxnResult {
+    #[serde(rename = "KV", default)]
+    kv: Option<KvEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnError {
+    #[serde(default)]
+    op_index: usize,
+    #[serde(default)]
+    what: String,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SessionCreated {
@@ -591,6 +629,68 @@ impl ConsulClient {
             StatusCode::CONFLICT => Ok(false),
             StatusCode::NOT_FOUND => Err(Error::backend("Consul kv release: txn: 404")),
             _ => Ok(true),
+        }
+    }
+
+    /// Acquires `key` for `session` only if it is still as the caller saw
+    /// it (`ModifyIndex` `seen`, or absent for `None`): one `PUT /v1/txn` of
+    /// `check-index` (or `check-not-exists`) then `lock`. Consul applies the
+    /// lock-delay to a transaction's `lock` as to `?acquire` (it checks it
+    /// before the Raft apply) and answers with the written entry, whose
+    /// `ModifyIndex` is the acquiring write's: no read is needed for it.
+    pub(crate) async fn lock_at(
+        &self,
+        key: &str,
+        seen: Option<u64>,
+        session: &str,
+        flags: u64,
+        value: &[u8],
+    ) -> Result<LockOutcome> {
+        let check = match seen {
+            Some(index) => {
+                serde_json::json!({ "KV": { "Verb": "check-index", "Key": key, "Index": index } })
+            }
+            None => serde_json::json!({ "KV": { "Verb": "check-not-exists", "Key": key } }),
+        };
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        let ops = serde_json::json!([
+            check,
+            { "KV": { "Verb": "lock", "Key": key, "Value": value, "Flags": flags, "Session": session } },
+        ]);
+        let request = self.request(Method::PUT, "txn").json(&ops);
+        let response = self
+            .send_allowing("kv acquire", request, StatusCode::CONFLICT)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Err(Error::backend("Consul kv acquire: txn: 404")),
+            StatusCode::CONFLICT => {
+                let answer: TxnAnswer = self.json("kv acquire", response).await?;
+                let error = answer.errors.unwrap_or_default().into_iter().next();
+                Ok(match error {
+                    Some(e) if e.op_index == 0 => LockOutcome::Changed,
+                    Some(e) if e.what.contains("lock delay") => LockOutcome::LockDelay,
+                    _ => LockOutcome::Refused,
+                })
+            }
+            _ => {
+                let answer: TxnAnswer = self.json("kv acquire", response).await?;
+                // The last result is the `lock`'s: the entry as written.
+                // (`check-index` answers with the entry before it, which may
+                // name our session too when we held the key already;
+                // `check-not-exists` answers with nothing.)
+                let written = answer
+                    .results
+                    .unwrap_or_default()
+                    .into_iter()
+                    .last()
+                    .and_then(|r| r.kv)
+                    .filter(|e| e.key == key && e.holder_session() == Some(session));
+                written
+                    .map(|e| LockOutcome::Locked(e.modify_index))
+                    .ok_or_else(|| {
+                        Error::backend("Consul kv acquire: txn: the answer lacks the locked entry")
+                    })
+            }
         }
     }
 

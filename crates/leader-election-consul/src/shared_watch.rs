@@ -144,6 +144,26 @@ impl SharedWatch {
     }
 }
 
+impl SharedWatch {
+    /// The latest read of `key` that the shared query passed on, if an
+    /// election watches it and that read succeeded. As recent as a read of
+    /// the key with default consistency, give or take the query's round
+    /// trip; a caller that writes on its strength must make the write
+    /// conditional on it (`check-index`).
+    pub(crate) fn latest(&self, key: &str) -> Option<KvRead> {
+        let state = self.inner.state.lock();
+        let sender = state
+            .keys
+            .get(key)
+            .filter(|s| state.running && s.receiver_count() > 0);
+        let latest = sender.and_then(|s| match &*s.borrow() {
+            KeyState::Read(read) => Some(read.clone()),
+            KeyState::Pending | KeyState::Failed(_) => None,
+        });
+        latest
+    }
+}
+
 /// The shared query's loop; ends when no key is watched.
 async fn run(inner: Arc<Inner>) {
     let config = inner.client.config();

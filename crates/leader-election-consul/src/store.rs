@@ -37,7 +37,7 @@ use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, R
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::client::{ConsulClient, KvEntry, KvRead, SessionSpec, LOCK_FLAG};
+use crate::client::{ConsulClient, KvEntry, KvRead, LockOutcome, SessionSpec, LOCK_FLAG};
 use crate::config::{encode_segment, Consistency, MAX_LOCK_DELAY, MAX_SESSION_TTL};
 use crate::shared_watch::{copy_error, KeyState, SharedWatch};
 
@@ -356,62 +356,83 @@ impl LeaseStore for ConsulLeaseStore {
         self.live_session().await.map(drop)
     }
 
+    /// Two requests when the election's watch has the key: a session
+    /// renewal (or creation), then one transaction that locks the key only
+    /// if it is still what the watch showed (`check-index`, or
+    /// `check-not-exists`) and answers with the acquiring write's
+    /// `ModifyIndex`, the fencing token. A read of the key comes first only
+    /// when the watch has nothing (the first attempt after `start()`, a
+    /// failing watch) and after a lock refused because the key changed.
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<ConsulGrant>> {
         let key = self.lock_key();
-        let current = self.client.read(&key, Consistency::Default, None).await?;
-        if let Some(entry) = &current.entry {
-            if entry.flags != LOCK_FLAG && entry.flags != 0 {
-                return Err(Error::backend(format!(
-                    "{key} carries flags {:#x}, not a lock's: another kind of client (a semaphore?) uses it",
-                    entry.flags
-                )));
-            }
-            let ours = self.session.get();
-            match entry.holder_session() {
-                Some(holder) if Some(holder) != ours.as_deref() => {
-                    return Ok(Acquisition::Held(self.view(&current, ours.as_deref())));
+        let (mut current, mut fresh) = match self.watches.latest(&key) {
+            Some(read) => (read, false),
+            None => (
+                self.client.read(&key, Consistency::Default, None).await?,
+                true,
+            ),
+        };
+        let mut session = None;
+        loop {
+            if let Some(entry) = &current.entry {
+                if entry.flags != LOCK_FLAG && entry.flags != 0 {
+                    return Err(Error::backend(format!(
+                        "{key} carries flags {:#x}, not a lock's: another kind of client (a semaphore?) uses it",
+                        entry.flags
+                    )));
                 }
-                _ => {}
+                let ours = self.session.get();
+                match entry.holder_session() {
+                    Some(holder) if Some(holder) != ours.as_deref() => {
+                        return Ok(Acquisition::Held(self.view(&current, ours.as_deref())));
+                    }
+                    _ => {}
+                }
             }
-        }
-        let session = self.live_session().await?;
-        let value = self.holder_value(&claim.holder_metadata)?;
-        if !self
-            .client
-            .acquire(&key, &session, LOCK_FLAG, value)
-            .await?
-        {
-            let after = self
+            // Renewed (or created) after the claim's start, so Consul keeps
+            // the session at least a TTL past it: the whole term.
+            let session = match &session {
+                Some(id) => Clone::clone(id),
+                None => session.insert(self.live_session().await?).clone(),
+            };
+            let value = self.holder_value(&claim.holder_metadata)?;
+            let seen = current.entry.as_ref().map(|e| e.modify_index);
+            let outcome = self
                 .client
-                .read(&key, Consistency::Consistent, None)
+                .lock_at(&key, seen, &session, LOCK_FLAG, &value)
                 .await?;
-            let mut view = self.view(&after, Some(&session));
-            if view.holder.is_none() {
-                // Free but refused: Consul's lock-delay after the previous
-                // holder's session died. Try again when it has passed.
-                view.acquirable_in = Some(self.lock_delay);
+            match outcome {
+                LockOutcome::Locked(modify_index) => {
+                    self.last_acquired.fetch_max(modify_index, Ordering::SeqCst);
+                    return Ok(Acquisition::Acquired {
+                        fencing_token: FencingToken(modify_index),
+                        grant: ConsulGrant {
+                            session,
+                            key,
+                            modify_index,
+                        },
+                    });
+                }
+                // The watch's view was behind: look again, once.
+                LockOutcome::Changed if !fresh => {
+                    current = self.client.read(&key, Consistency::Default, None).await?;
+                    fresh = true;
+                }
+                LockOutcome::Changed | LockOutcome::LockDelay | LockOutcome::Refused => {
+                    let after = self
+                        .client
+                        .read(&key, Consistency::Consistent, None)
+                        .await?;
+                    let mut view = self.view(&after, Some(&session));
+                    if view.holder.is_none() && outcome == LockOutcome::LockDelay {
+                        // Free but refused: Consul's lock-delay after the
+                        // previous holder's session died. Try again when it
+                        // has passed.
+                        view.acquirable_in = Some(self.lock_delay);
+                    }
+                    return Ok(Acquisition::Held(view));
+                }
             }
-            return Ok(Acquisition::Held(view));
-        }
-        let after = self
-            .client
-            .read(&key, Consistency::Consistent, None)
-            .await?;
-        match after.entry {
-            Some(entry) if entry.holder_session() == Some(session.as_str()) => {
-                self.last_acquired
-                    .fetch_max(entry.modify_index, Ordering::SeqCst);
-                Ok(Acquisition::Acquired {
-                    fencing_token: FencingToken(entry.modify_index),
-                    grant: ConsulGrant {
-                        session,
-                        key,
-                        modify_index: entry.modify_index,
-                    },
-                })
-            }
-            // Lost between the acquire and the read (deleted or invalidated).
-            _ => Ok(Acquisition::Held(self.view(&after, Some(&session)))),
         }
     }
 

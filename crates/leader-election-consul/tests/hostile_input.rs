@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures_util::StreamExt;
 use leader_election_abstractions::{Error, HealthBasedLeaderElection, LeaderElection, LeaseStore};
 use leader_election_consul::{AclToken, ConsulConfig, ConsulLeaderElectionFactory};
@@ -290,6 +291,10 @@ fn granting_agent(request: &Recorded) -> Vec<u8> {
         ok("[]")
     } else if line.starts_with(&format!("PUT {LOCK}")) {
         ok("true")
+    } else if line.starts_with("PUT /v1/txn") && String::from_utf8_lossy(&request.body).contains(r#""lock""#) {
+        // The acquiring transaction: Consul answers with the entry as written.
+        let written = entry.trim_start_matches('[').trim_end_matches(']');
+        ok(&format!(r#"{{"Results":[{{"KV":{written}}}],"Errors":null}}"#))
     } else if line.starts_with(&format!("GET {LOCK}?consistent")) {
         ok(&entry)
     } else if line.starts_with(&format!("GET {LOCK}")) && line.contains("index=") {
@@ -324,8 +329,8 @@ async fn the_token_is_sent_in_its_header_only_never_in_urls_or_logs() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let fail_once = AtomicBool::new(true);
     let agent = Responder::start(move |request| {
-        // One refused acquire first, so an error is logged too.
-        if request.line().starts_with(&format!("PUT {LOCK}"))
+        // One refused acquire (a transaction) first, so an error is logged too.
+        if request.line().starts_with("PUT /v1/txn")
             && fail_once.swap(false, Ordering::SeqCst)
         {
             return reply(
@@ -412,21 +417,31 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
         };
         assert_eq!(session["LockDelay"], delay, "{session}");
     }
+    // The acquire is a transaction too: the key still absent (as the read
+    // before it found it), then `lock` with api.Lock's flag.
     let acquire = agent
-        .first(&format!("PUT {LOCK}?acquire={SESSION}"))
+        .first("PUT /v1/txn")
         .expect("an acquire of the lock key");
-    assert!(
-        acquire.line().contains("flags=3304740253564472344"),
-        "{}",
-        acquire.line()
-    );
-    let value: serde_json::Value = serde_json::from_slice(&acquire.body).expect("JSON lock value");
+    let ops: serde_json::Value = serde_json::from_slice(&acquire.body).expect("JSON txn");
+    let key = "service/leader-election/jobs/.lock";
+    assert_eq!(ops[0], serde_json::json!({ "KV": { "Verb": "check-not-exists", "Key": key } }));
+    let lock = &ops[1]["KV"];
+    assert_eq!(lock["Verb"], "lock", "{ops}");
+    assert_eq!(lock["Key"], key, "{ops}");
+    assert_eq!(lock["Session"], SESSION, "{ops}");
+    assert_eq!(lock["Flags"], 3304740253564472344u64, "{ops}");
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(lock["Value"].as_str().expect("a base64 value"))
+        .expect("base64");
+    let value: serde_json::Value = serde_json::from_slice(&value).expect("JSON lock value");
     assert_eq!(value["candidate_id"], "a");
     // The release is conditional on the term's acquiring write (a
     // transaction: check-index, then unlock with the lock flag).
-    let release = agent.first("PUT /v1/txn").expect("stop releases the lock");
+    let release = requests
+        .iter()
+        .find(|r| r.line().starts_with("PUT /v1/txn") && r.body.windows(8).any(|w| w == b"\"unlock\""))
+        .expect("stop releases the lock");
     let ops: serde_json::Value = serde_json::from_slice(&release.body).expect("JSON txn");
-    let key = "service/leader-election/jobs/.lock";
     assert_eq!(
         ops,
         serde_json::json!([

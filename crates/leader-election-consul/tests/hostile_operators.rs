@@ -180,8 +180,13 @@ async fn an_unhealthy_leader_whose_release_failed_does_not_keep_the_lock_alive()
     let resource = unique_resource("failed-release");
     // Every release through this proxy fails, as with an agent that drops
     // out for exactly that call; everything else gets through.
-    let proxy = Responder::proxy(agent_address(), |request| {
-        request.line().starts_with("PUT /v1/txn").then(|| {
+    // (Acquires are transactions too, of `lock`: they get through.)
+    let release = |request: &support::responder::Recorded| {
+        request.line().starts_with("PUT /v1/txn")
+            && String::from_utf8_lossy(&request.body).contains("\"unlock\"")
+    };
+    let proxy = Responder::proxy(agent_address(), move |request| {
+        release(request).then(|| {
             reply(
                 "500 Internal Server Error",
                 &[],
@@ -216,10 +221,7 @@ async fn an_unhealthy_leader_whose_release_failed_does_not_keep_the_lock_alive()
     );
     assert!(!leader.is_leader(), "two leaders");
     assert!(
-        proxy
-            .seen()
-            .iter()
-            .any(|r| r.line().starts_with("PUT /v1/txn")),
+        proxy.seen().iter().any(release),
         "the leader never tried to release"
     );
     follower.stop().await.expect("stop");
@@ -341,4 +343,68 @@ async fn a_late_release_of_an_earlier_term_leaves_the_sessions_next_term_alone()
         .expect("release the second term");
     assert_eq!(lock_holder_session(&resource).await, None, "still held");
     store.close().await.expect("close");
+}
+
+/// A plain (not health-based) election of `resource` for `id` at `address`.
+fn plain_election(
+    address: std::net::SocketAddr,
+    options: &LeaderElectionOptions,
+    resource: &str,
+    id: &str,
+) -> Election {
+    ConsulLeaderElectionFactory::new(config_for(address), options.clone())
+        .expect("factory")
+        .election(resource)
+        .candidate_id(id)
+        .options(options.clone())
+        .build()
+        .expect("election")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul agent: cargo xtask integration consul"]
+async fn a_handover_costs_the_follower_a_session_renewal_and_one_transaction() {
+    // Lease 10 s: the follower's lock session, created by `start()`, is
+    // still alive when it takes over a second or two later.
+    let options = leader_election_testkit::timing_options(
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    );
+    let resource = unique_resource("handover-requests");
+    let proxy = Responder::proxy(agent_address(), |_| None).await;
+    let leader = plain_election(agent_address(), &options, &resource, "a");
+    let follower = plain_election(proxy.address, &options, &resource, "b");
+    leader.start().await.expect("start a");
+    eventually("a leads", Duration::from_secs(30), || leader.is_leader()).await;
+    follower.start().await.expect("start b");
+    eventually("b sees a lead", Duration::from_secs(30), || {
+        follower.current_leader_id().as_deref() == Some("a")
+    })
+    .await;
+    let before = proxy.seen().len();
+    leader.stop().await.expect("stop a");
+    eventually("b leads", Duration::from_secs(30), || follower.is_leader()).await;
+    // What the follower sent from the release until it led, but for the
+    // shared watch's blocking query on the prefix (which api.Lock's
+    // follower has open too, and which counts as a request when it
+    // returns with the release).
+    let sent: Vec<String> = proxy.seen()[before..]
+        .iter()
+        .map(|r| r.line().to_owned())
+        .filter(|line| !line.contains("recurse"))
+        .collect();
+    println!("consul: the follower's requests from the release until it led: {sent:#?}");
+    // The token is the acquiring write's ModifyIndex, from the transaction's answer.
+    let token = follower.fencing_token().expect("a token while leading");
+    let key = operator(Method::GET, &lock_path(&resource), "").await;
+    let key: serde_json::Value = serde_json::from_str(&key).expect("the lock key");
+    assert_eq!(Some(token.0), key[0]["ModifyIndex"].as_u64(), "{key}");
+    follower.stop().await.expect("stop b");
+    // Was four: a read of the key, the renewal, `?acquire`, and a
+    // consistent read for the acquiring write's ModifyIndex.
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(sent[0].starts_with("PUT /v1/session/renew/"), "{sent:#?}");
+    assert!(sent[1].starts_with("PUT /v1/txn"), "{sent:#?}");
 }

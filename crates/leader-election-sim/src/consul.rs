@@ -31,8 +31,10 @@
 //!   (false unless it holds the key; no lock-delay), plain `DELETE`,
 //!   `CreateIndex`/`ModifyIndex`/`LockIndex`, and a write that changes
 //!   nothing keeps its `ModifyIndex`.
-//! - **Transactions** (`/v1/txn`) of `check-index` and `unlock`, applied
-//!   atomically or not at all (409 with the failing operation).
+//! - **Transactions** (`/v1/txn`) of `check-index`, `check-not-exists`,
+//!   `lock` (refused like `?acquire`, answering with the written entry) and
+//!   `unlock`, applied atomically or not at all (409 with the failing
+//!   operation).
 //! - **Reads and blocking queries**: `X-Consul-Index` is the KV table's
 //!   index (any KV write moves it, so a blocking query on one key also
 //!   returns when another key changes, as Consul's do); `?index=N&wait=W`
@@ -627,8 +629,8 @@ impl Consul {
         Answer::new(200, answer.to_string())
     }
 
-    /// `PUT /v1/txn` with the verbs the store uses, `check-index` and
-    /// `unlock`, applied atomically: 200 when every operation succeeds, 409
+    /// `PUT /v1/txn` with the verbs the store uses (`check-index`,
+    /// `check-not-exists`, `lock`, `unlock`), applied atomically: 200 when every operation succeeds, 409
     /// with the failing operation's error when one fails (nothing applied).
     fn txn(&self, body: &[u8]) -> Answer {
         let Ok(serde_json::Value::Array(ops)) = serde_json::from_slice(body) else {
@@ -636,19 +638,63 @@ impl Consul {
         };
         let mut state = self.lock();
         let mut unlocks = Vec::new();
+        let mut locks = Vec::new();
+        // As Consul answers: `check-index` with the entry it checked (the
+        // state before the transaction), `lock` with the entry it wrote.
+        let mut results = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let kv = &op["KV"];
             let key = kv["Key"].as_str().unwrap_or_default().to_owned();
             let entry = state.kv.get(&key);
             let failed = match kv["Verb"].as_str() {
-                Some("check-index") => (entry.map(|e| e.modify_index) != kv["Index"].as_u64())
-                    .then(|| {
-                        format!(
-                            "current modify index {:?} != {}",
-                            entry.map(|e| e.modify_index),
-                            kv["Index"]
-                        )
-                    }),
+                Some("check-index") => match entry {
+                    Some(e) if Some(e.modify_index) == kv["Index"].as_u64() => {
+                        results.push(serde_json::json!({ "KV": {
+                            "Key": key,
+                            "Flags": e.flags,
+                            "Value": null,
+                            "Session": e.session,
+                            "CreateIndex": e.create_index,
+                            "ModifyIndex": e.modify_index,
+                            "LockIndex": e.lock_index,
+                        } }));
+                        None
+                    }
+                    _ => Some(format!(
+                        "current modify index {:?} != {}",
+                        entry.map(|e| e.modify_index),
+                        kv["Index"]
+                    )),
+                },
+                Some("check-not-exists") => entry.is_some().then(|| format!("key {key:?} exists")),
+                Some("lock") => {
+                    let session = kv["Session"].as_str().unwrap_or_default();
+                    let blocked = state
+                        .lock_delays
+                        .get(&key)
+                        .is_some_and(|until| Instant::now() < *until);
+                    let held = entry
+                        .and_then(|e| e.session.as_deref())
+                        .is_some_and(|holder| holder != session);
+                    if !state.sessions.contains_key(session) {
+                        Some(format!("invalid session {session:?}"))
+                    } else if blocked {
+                        Some(format!("failed to lock key {key:?} due to lock delay"))
+                    } else if held {
+                        Some(format!("failed to lock key {key:?}, lock is already held"))
+                    } else {
+                        let value = base64::engine::general_purpose::STANDARD
+                            .decode(kv["Value"].as_str().unwrap_or_default())
+                            .unwrap_or_default();
+                        locks.push((
+                            key.clone(),
+                            session.to_owned(),
+                            kv["Flags"].as_u64().unwrap_or(0),
+                            value,
+                        ));
+                        None
+                    }
+                }
                 Some("unlock") => {
                     let session = kv["Session"].as_str().unwrap_or_default();
                     if entry.and_then(|e| e.session.as_deref()) == Some(session) {
@@ -676,9 +722,36 @@ impl Consul {
                 entry.modify_index = index;
             }
         }
+        for (key, session, flags, value) in locks {
+            let body = Self::restamp(&mut state, &value);
+            let current = state.kv.get(&key).cloned();
+            let holds = current.as_ref().and_then(|e| e.session.as_ref()) == Some(&session);
+            state.index += 1;
+            state.kv_index = state.index;
+            let index = state.index;
+            let entry = Entry {
+                flags,
+                value: body,
+                session: Some(session.clone()),
+                create_index: current.as_ref().map_or(index, |e| e.create_index),
+                modify_index: index,
+                lock_index: current.as_ref().map_or(0, |e| e.lock_index) + u64::from(!holds),
+            };
+            results.push(serde_json::json!({ "KV": {
+                "Key": key,
+                "Flags": flags,
+                "Value": null,
+                "Session": session,
+                "CreateIndex": entry.create_index,
+                "ModifyIndex": index,
+                "LockIndex": entry.lock_index,
+            } }));
+            state.kv.insert(key, entry);
+        }
         drop(state);
         self.changed.notify_waiters();
-        Answer::new(200, r#"{"Results":[],"Errors":null}"#)
+        let answer = serde_json::json!({ "Results": results, "Errors": null });
+        Answer::new(200, answer.to_string())
     }
 
     /// Serves one call arriving at `node`'s agent.
