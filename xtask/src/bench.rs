@@ -39,8 +39,12 @@ pub(crate) fn run(
     local: bool,
     handover_only: bool,
     transitions_only: Option<&str>,
+    requests_only: Option<&str>,
     transitions: usize,
 ) -> Result<(), String> {
+    if let Some(backend) = requests_only {
+        return requests_alone(backend);
+    }
     let only = match (transitions_only, handover_only) {
         (Some(backend @ ("kubernetes" | "consul")), _) => Some(backend),
         (Some(other), _) => {
@@ -60,12 +64,7 @@ pub(crate) fn run(
     // Only transitions: nothing else is measured.
     let only_transitions = only.is_some();
     let header = machine_and_load("at start");
-    crate::run(
-        "cargo",
-        &["build", "--release", "-p", "leader-election-bench"],
-        &[],
-    )?;
-    let bin = target_dir().join("release").join("leader-election-bench");
+    let bin = build_bench()?;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let measure = |args: &[&str],
@@ -109,6 +108,12 @@ pub(crate) fn run(
                         if !only_transitions {
                             measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
                         }
+                    } else if !only_transitions {
+                        env.extend(servers::optional_program(
+                            "consul-lock-peer",
+                            "LE_CONSUL_LOCK_PEER_BIN",
+                        )?);
+                        measure(&["consul-requests"], &env, &mut rows, &mut failures);
                     }
                     match transitions_between_processes(
                         backend,
@@ -131,13 +136,7 @@ pub(crate) fn run(
             }
         }
     }
-    let footer = machine_and_load("at end");
-    println!("\nxtask: bench: {header}; {footer}\n");
-    println!("| measurement | backend | result |");
-    println!("|---|---|---|");
-    for row in &rows {
-        println!("| {} | {} | {} |", row.measurement, row.backend, row.result);
-    }
+    print_table(&header, &rows);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -145,6 +144,52 @@ pub(crate) fn run(
             "not everything was measured:\n  {}",
             failures.join("\n  ")
         ))
+    }
+}
+
+/// `--requests-only <backend>`: the requests per minute of one leader and
+/// one idle follower on `backend`, ours next to the Go elector's, alone.
+fn requests_alone(backend: &str) -> Result<(), String> {
+    let (target, program, var) = match backend {
+        "kubernetes" => (Target::Kubernetes, "client-go-peer", "LE_CLIENT_GO_PEER_BIN"),
+        "consul" => (Target::Consul, "consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN"),
+        other => {
+            return Err(format!(
+                "--requests-only: `{other}` is not a backend with a requests row (kubernetes or consul)"
+            ))
+        }
+    };
+    let header = machine_and_load("at start");
+    let bin = build_bench()?;
+    // Stops what it started when it goes out of scope.
+    let (up, _teardown) = servers::up_for_run(target, Runtime::Process, "bench")?;
+    let state = up.map_err(|e| format!("{backend}: servers did not start: {e}"))?;
+    let mut env: Vec<(String, String)> = state.env().into_iter().collect();
+    env.extend(servers::optional_program(program, var)?);
+    let rows = bench(&bin, &[&format!("{backend}-requests")], &env)?;
+    print_table(&header, &rows);
+    Ok(())
+}
+
+/// Builds `leader-election-bench` (release); returns the binary's path.
+fn build_bench() -> Result<std::path::PathBuf, String> {
+    crate::run(
+        "cargo",
+        &["build", "--release", "-p", "leader-election-bench"],
+        &[],
+    )?;
+    Ok(target_dir().join("release").join("leader-election-bench"))
+}
+
+/// The machine and load (`header` from the start, the load now), then the
+/// rows as a Markdown table.
+fn print_table(header: &str, rows: &[Row]) {
+    let footer = machine_and_load("at end");
+    println!("\nxtask: bench: {header}; {footer}\n");
+    println!("| measurement | backend | result |");
+    println!("|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} |", row.measurement, row.backend, row.result);
     }
 }
 
@@ -311,9 +356,14 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
         }
         "requests" => Some(Row {
             measurement: format!(
-                "apiserver requests per minute of one leader and one idle follower, {}, {}",
+                "{} requests per minute of one leader and one idle follower, {}, {}{}",
+                if get("backend") == "consul" { "Consul agent" } else { "apiserver" },
                 get("elector"),
-                get("timing").replace('_', " ")
+                get("timing").replace('_', " "),
+                match get("counted") {
+                    "?" => String::new(),
+                    how => format!(" (counted by a {})", how.replace('_', " ")),
+                }
             ),
             backend: get("backend").into(),
             result: format!(

@@ -108,6 +108,10 @@ xflags::xflags! {
             /// this backend (kubernetes or consul), ours next to client-go's
             /// or api.Lock's; with --handover, only the handovers.
             optional --transitions-only backend: String
+            /// Only the requests per minute of one leader and one idle
+            /// follower on this backend (kubernetes or consul), ours next to
+            /// client-go's or api.Lock's.
+            optional --requests-only requests_backend: String
         }
     }
 }

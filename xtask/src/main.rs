@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             flags.local,
             flags.handover,
             flags.transitions_only.as_deref(),
+            flags.requests_only.as_deref(),
             flags.transitions.unwrap_or(50),
         ),
         flags::XtaskCmd::Sim(flags) => sim(&sim_args(&flags)),

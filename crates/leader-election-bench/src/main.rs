@@ -5,7 +5,7 @@
 //! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
 //! leader-election-bench hot-path
 //! leader-election-bench kubernetes-peer|consul-peer <lease> <id> <hold-ms>
-//! leader-election-bench kubernetes-requests [--followers N] [--window <secs>]
+//! leader-election-bench kubernetes-requests|consul-requests [--followers N] [--window <secs>]
 //! ```
 //!
 //! Each command prints what it measures in words, then one line per figure
@@ -15,7 +15,10 @@
 use std::process::ExitCode;
 
 mod consul;
+mod consul_requests;
+mod counting_proxy;
 mod elections;
+mod go_peers;
 mod hot_path;
 mod inmemory;
 mod kubernetes;
@@ -32,9 +35,10 @@ fn main() -> ExitCode {
         Some("kubernetes-peer") => peer::command(peer::Backend::Kubernetes, &args[1..]),
         Some("consul-peer") => peer::command(peer::Backend::Consul, &args[1..]),
         Some("kubernetes-requests") => requests::command(&args[1..]),
+        Some("consul-requests") => consul_requests::command(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
-            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-peer|consul-peer <lease> <id> <hold-ms> | kubernetes-requests [--followers N] [--window <secs>]".into(),
+            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-peer|consul-peer <lease> <id> <hold-ms> | kubernetes-requests|consul-requests [--followers N] [--window <secs>]".into(),
         ),
     };
     match result {

@@ -12,8 +12,7 @@
 //! (lease 15 s, renew deadline 10 s, retry period 2 s).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,8 @@ use leader_election_abstractions::{Election, LeaderElection, LeaderElectionOptio
 use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
+
+use crate::go_peers::Peers;
 
 /// Lease requests served so far, by verb (`GET`, `PUT`, `WATCH`, ...).
 type Counts = BTreeMap<String, f64>;
@@ -111,42 +112,20 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let lease = format!("bench-requests-client-go-{run}");
     let mut peers = Peers::default();
     let spawn = |peers: &mut Peers, id: &str| -> Result<mpsc::Receiver<String>, String> {
-        let mut child = Command::new(&peer)
-            .args([
-                format!("-name={lease}"),
-                format!("-id={id}"),
-                "-lease-duration=15s".into(),
-                "-renew-deadline=10s".into(),
-                "-retry-period=2s".into(),
-                "-hold=1h".into(),
-                "-wait=1h".into(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("client-go peer: {e}"))?;
-        let (tx, rx) = mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        peers.0.push(child);
-        Ok(rx)
+        let mut command = Command::new(&peer);
+        command.args([
+            format!("-name={lease}"),
+            format!("-id={id}"),
+            "-lease-duration=15s".into(),
+            "-renew-deadline=10s".into(),
+            "-retry-period=2s".into(),
+            "-hold=1h".into(),
+            "-wait=1h".into(),
+        ]);
+        peers.spawn(command)
     };
-    let wait_for = |lines: &mpsc::Receiver<String>, prefix: &str| -> Result<(), String> {
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return Ok(()),
-                Ok(_) => {}
-                Err(_) => return Err(format!("client-go peer: no {prefix} within 60 s")),
-            }
-        }
+    let wait_for = |lines: &mpsc::Receiver<String>, prefix: &str| {
+        crate::go_peers::wait_for(lines, "client-go peer", prefix)
     };
     let leading = spawn(&mut peers, "leader")?;
     wait_for(&leading, "LEADING")?;
@@ -173,19 +152,6 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         &theirs,
     );
     Ok(())
-}
-
-/// Child processes, killed when dropped.
-#[derive(Default)]
-struct Peers(Vec<Child>);
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Lease requests per second by verb over `window`.
