@@ -291,10 +291,14 @@ fn granting_agent(request: &Recorded) -> Vec<u8> {
         ok("[]")
     } else if line.starts_with(&format!("PUT {LOCK}")) {
         ok("true")
-    } else if line.starts_with("PUT /v1/txn") && String::from_utf8_lossy(&request.body).contains(r#""lock""#) {
+    } else if line.starts_with("PUT /v1/txn")
+        && String::from_utf8_lossy(&request.body).contains(r#""lock""#)
+    {
         // The acquiring transaction: Consul answers with the entry as written.
         let written = entry.trim_start_matches('[').trim_end_matches(']');
-        ok(&format!(r#"{{"Results":[{{"KV":{written}}}],"Errors":null}}"#))
+        ok(&format!(
+            r#"{{"Results":[{{"KV":{written}}}],"Errors":null}}"#
+        ))
     } else if line.starts_with(&format!("GET {LOCK}?consistent")) {
         ok(&entry)
     } else if line.starts_with(&format!("GET {LOCK}")) && line.contains("index=") {
@@ -330,9 +334,7 @@ async fn the_token_is_sent_in_its_header_only_never_in_urls_or_logs() {
     let fail_once = AtomicBool::new(true);
     let agent = Responder::start(move |request| {
         // One refused acquire (a transaction) first, so an error is logged too.
-        if request.line().starts_with("PUT /v1/txn")
-            && fail_once.swap(false, Ordering::SeqCst)
-        {
+        if request.line().starts_with("PUT /v1/txn") && fail_once.swap(false, Ordering::SeqCst) {
             return reply(
                 "500 Internal Server Error",
                 &[],
@@ -424,7 +426,10 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
         .expect("an acquire of the lock key");
     let ops: serde_json::Value = serde_json::from_slice(&acquire.body).expect("JSON txn");
     let key = "service/leader-election/jobs/.lock";
-    assert_eq!(ops[0], serde_json::json!({ "KV": { "Verb": "check-not-exists", "Key": key } }));
+    assert_eq!(
+        ops[0],
+        serde_json::json!({ "KV": { "Verb": "check-not-exists", "Key": key } })
+    );
     let lock = &ops[1]["KV"];
     assert_eq!(lock["Verb"], "lock", "{ops}");
     assert_eq!(lock["Key"], key, "{ops}");
@@ -439,7 +444,9 @@ async fn sessions_and_lock_writes_have_the_shape_consul_and_api_lock_expect() {
     // transaction: check-index, then unlock with the lock flag).
     let release = requests
         .iter()
-        .find(|r| r.line().starts_with("PUT /v1/txn") && r.body.windows(8).any(|w| w == b"\"unlock\""))
+        .find(|r| {
+            r.line().starts_with("PUT /v1/txn") && r.body.windows(8).any(|w| w == b"\"unlock\"")
+        })
         .expect("stop releases the lock");
     let ops: serde_json::Value = serde_json::from_slice(&release.body).expect("JSON txn");
     assert_eq!(
