@@ -33,6 +33,9 @@ pub(crate) struct EtcdClient {
     current: Arc<AtomicUsize>,
     /// The auth token, when a user is configured and has authenticated.
     token: Arc<Mutex<Option<String>>>,
+    /// Replaces the HTTP transport in the simulation (`test-util`).
+    #[cfg(feature = "test-util")]
+    transport: Option<Arc<dyn crate::transport::EtcdTransport>>,
 }
 
 impl std::fmt::Debug for EtcdClient {
@@ -131,7 +134,90 @@ impl EtcdClient {
             config: Arc::new(config),
             current: Arc::new(AtomicUsize::new(0)),
             token: Arc::new(Mutex::new(None)),
+            #[cfg(feature = "test-util")]
+            transport: None,
         })
+    }
+
+    /// The client with its requests handed to `transport` instead of the
+    /// network (the simulation's seam, see [`crate::transport`]).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn with_transport(
+        mut self,
+        transport: Arc<dyn crate::transport::EtcdTransport>,
+    ) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Sends `request` over HTTP, or through the replaced transport in the
+    /// simulation; a transport failure is retryable and moves on to the
+    /// next endpoint.
+    async fn send(&self, what: &str, index: usize, request: RequestBuilder) -> Result<Response> {
+        #[cfg(feature = "test-util")]
+        if let Some(transport) = &self.transport {
+            return self
+                .send_through(what, index, transport.as_ref(), request)
+                .await;
+        }
+        request.send().await.map_err(|e| {
+            self.move_on(index);
+            Error::BackendUnavailable {
+                message: format!("etcd {what}: {}", describe_transport(&e)),
+                source: Some(Box::new(e)),
+            }
+        })
+    }
+
+    /// Sends `request` through the replaced transport, with the timeout
+    /// reqwest would have applied (none for a stream: its caller times the
+    /// opening and each message).
+    #[cfg(feature = "test-util")]
+    async fn send_through(
+        &self,
+        what: &str,
+        index: usize,
+        transport: &dyn crate::transport::EtcdTransport,
+        request: RequestBuilder,
+    ) -> Result<Response> {
+        let unavailable = |message: String| {
+            self.move_on(index);
+            Error::unavailable(format!("etcd {what}: {message}"))
+        };
+        let request = request
+            .build()
+            .map_err(|e| unavailable(e.to_string()).with_source(e))?;
+        let timeout = request.timeout().copied();
+        let mut builder = http::Request::builder()
+            .method(request.method().clone())
+            .uri(request.url().as_str());
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let request = builder
+            .body(body)
+            .map_err(|e| unavailable(e.to_string()).with_source(e))?;
+        let answer = match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, transport.send(request))
+                .await
+                .map_err(|_| unavailable("request timed out".to_owned()))?,
+            None => transport.send(request).await,
+        };
+        match answer {
+            Ok(answer) => Ok(Response::from(answer)),
+            Err(error) => {
+                self.move_on(index);
+                Err(Error::BackendUnavailable {
+                    message: format!("etcd {what}: {error}"),
+                    source: Some(error),
+                })
+            }
+        }
     }
 
     pub(crate) fn config(&self) -> &EtcdConfig {
@@ -207,13 +293,7 @@ impl EtcdClient {
         index: usize,
         request: RequestBuilder,
     ) -> Result<std::result::Result<T, Status>> {
-        let response = request.send().await.map_err(|e| {
-            self.move_on(index);
-            Error::BackendUnavailable {
-                message: format!("etcd {what}: {}", describe_transport(&e)),
-                source: Some(Box::new(e)),
-            }
-        })?;
+        let response = self.send(what, index, request).await?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| {
             Error::unavailable(format!("etcd {what}: reading the answer failed: {e}"))
@@ -281,19 +361,12 @@ impl EtcdClient {
     ) -> Result<Response> {
         for attempt in 0..2 {
             let (index, request) = self.request(path, body).await?;
-            let response = tokio::time::timeout(timeout, request.send())
+            let response = tokio::time::timeout(timeout, self.send(what, index, request))
                 .await
                 .map_err(|_| {
                     self.move_on(index);
                     Error::unavailable(format!("etcd {what}: no answer within {timeout:?}"))
-                })?
-                .map_err(|e| {
-                    self.move_on(index);
-                    Error::BackendUnavailable {
-                        message: format!("etcd {what}: {}", describe_transport(&e)),
-                        source: Some(Box::new(e)),
-                    }
-                })?;
+                })??;
             if response.status().is_success() {
                 return Ok(response);
             }

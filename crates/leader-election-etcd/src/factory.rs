@@ -32,6 +32,24 @@ impl EtcdLeaderElectionFactory {
         })
     }
 
+    /// A factory whose requests go to `transport` instead of the network:
+    /// the deterministic simulation's simulated etcd (feature `test-util`,
+    /// see [`crate::transport`]). `config` still gives the endpoints, the
+    /// timeouts and the key prefix; TLS settings are unused.
+    #[cfg(feature = "test-util")]
+    pub fn with_transport(
+        config: EtcdConfig,
+        options: LeaderElectionOptions,
+        transport: std::sync::Arc<dyn crate::transport::EtcdTransport>,
+    ) -> Result<Self> {
+        options.validate()?;
+        Ok(Self {
+            client: EtcdClient::new(config)?.with_transport(transport),
+            options,
+            live: ElectionRegistry::new(),
+        })
+    }
+
     /// A factory configured from etcdctl's variables (see [`EtcdConfig::from_env`]).
     pub fn from_env(options: LeaderElectionOptions) -> Result<Self> {
         Self::new(EtcdConfig::from_env()?, options)

@@ -71,6 +71,8 @@ mod factory;
 mod fuzz;
 mod store;
 mod timing;
+#[cfg(feature = "test-util")]
+pub mod transport;
 mod wire;
 
 pub use config::{EtcdConfig, EtcdTls, EtcdUser, Password};
