@@ -74,7 +74,7 @@ xflags::xflags! {
             optional --first first: u64
             /// Run this one seed (replay a failure).
             optional --seed seed: u64
-            /// memory, kubernetes, consul or all (default).
+            /// memory, kubernetes, consul, etcd or all (default).
             optional --backend backend: String
             /// Clock rates: none (all equal), within (default) or beyond the
             /// contract's bound.

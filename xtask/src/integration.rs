@@ -61,7 +61,8 @@ const SUITES: [Suite; 4] = [
         target: Target::Etcd,
         peers: &[("etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN")],
         conformance: true,
-        also: &[],
+        // The simulation's paired scenario, its real-etcd half.
+        also: &[("leader-election-sim", "paired_etcd")],
     },
     // The `leader-election` command end to end, on every backend it offers
     // (its interop test runs the real `consul lock`).

@@ -113,11 +113,12 @@ fn ci(integration: bool) -> Result<(), String> {
         // The simulation needs no servers, only a release build: 10 000
         // seeds on the in-memory and Kubernetes backends, 3 000 on Consul
         // (its runs last longer: leases up to 120 s past the lock-delay
-        // cap), then every mutant must be caught.
+        // cap), 5 000 on etcd, then every mutant must be caught.
         for (backend, seeds) in [
             ("memory", "10000"),
             ("kubernetes", "10000"),
             ("consul", "3000"),
+            ("etcd", "5000"),
         ] {
             sim(&[
                 "--seeds".into(),

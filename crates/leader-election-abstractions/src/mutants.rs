@@ -36,11 +36,16 @@ pub enum Mutant {
     /// frees the key whichever term of the session holds it, so a release
     /// that arrives late frees the session's next term.
     ConsulReleaseWithoutIndex,
+    /// etcd store: the etcd lease's TTL is the lease duration alone, with
+    /// no grace period, while the term still lasts the whole lease: etcd
+    /// may free the key while a cut-off leader's term, counted on its own
+    /// (slower) clock, still runs.
+    EtcdTtlWithoutGrace,
 }
 
 impl Mutant {
     /// Every mutant the `--mutants` self-check runs, in a fixed order.
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 9] = [
         Mutant::DeadlinePastLease,
         Mutant::ReleaseWithoutCas,
         Mutant::TokensNotIncremented,
@@ -49,6 +54,7 @@ impl Mutant {
         Mutant::KubernetesFullLeaseTerm,
         Mutant::ConsulIgnoreLockDelay,
         Mutant::ConsulLockDelayGrace,
+        Mutant::EtcdTtlWithoutGrace,
     ];
 
     /// Mutants for `--mutant NAME` only, not in the `--mutants` self-check:
@@ -67,6 +73,7 @@ impl Mutant {
             Mutant::ConsulIgnoreLockDelay => "consul-ignore-lock-delay",
             Mutant::ConsulLockDelayGrace => "consul-lock-delay-grace",
             Mutant::ConsulReleaseWithoutIndex => "consul-release-without-index",
+            Mutant::EtcdTtlWithoutGrace => "etcd-ttl-without-grace",
         }
     }
 

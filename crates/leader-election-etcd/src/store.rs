@@ -20,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
+use leader_election_abstractions::mutants::{is_active, Mutant};
 use leader_election_abstractions::store::{
     Acquisition, CandidateRecord, LeaseClaim, LeaseStore, LeaseView, LeaseWatch, Renewal,
 };
@@ -103,7 +104,12 @@ impl EtcdLeaseStore {
                 candidate_id: candidate_id.to_owned(),
                 election_prefix: format!("{prefix}/{resource}/"),
                 candidates_prefix: format!("{prefix}/.candidates/{resource}/"),
-                ttl: timing::lease_ttl(options),
+                ttl: if is_active(Mutant::EtcdTtlWithoutGrace) {
+                    // The simulation's mutant: no grace margin in etcd.
+                    timing::whole_seconds(options.lease_duration)
+                } else {
+                    timing::lease_ttl(options)
+                },
                 hint_cap,
                 watch_idle: hint_cap.max(Duration::from_secs(1)),
                 timeout,

@@ -17,7 +17,10 @@
 //! - the **backends** are the real in-memory store and the real Kubernetes
 //!   store talking HTTP to a simulated apiserver ([`apiserver`]) through
 //!   `kube::Client` built on a tower service, next to a client-go-style
-//!   elector ([`clientgo`]) that compares records to the second;
+//!   elector ([`clientgo`]) that compares records to the second, the real
+//!   Consul store on a simulated Consul cluster ([`consul`]) and the real
+//!   etcd store on a simulated etcd cluster ([`etcd`]), both through their
+//!   client's transport seam (feature `test-util`);
 //! - the retry jitter of the engine comes from the seed
 //!   (`seed_thread_jitter`), and every `tokio::select!` the engine runs is
 //!   `biased`, so task order on the single thread is a function of the seed;
@@ -41,6 +44,8 @@ pub mod clientgo;
 pub mod clock;
 pub mod consul;
 mod consul_world;
+pub mod etcd;
+mod etcd_world;
 mod kube_world;
 pub mod link;
 pub mod log;

@@ -2,7 +2,7 @@
 //! Run it through `cargo xtask sim` (release mode, mutants compiled in).
 //!
 //! ```text
-//! leader-election-sim [--seeds N] [--seed S] [--first S] [--backend memory|kubernetes|consul|all]
+//! leader-election-sim [--seeds N] [--seed S] [--first S] [--backend memory|kubernetes|consul|etcd|all]
 //!                     [--drift none|within|beyond] [--mutant NAME | --mutants] [--threads T] [--trace]
 //! ```
 
@@ -55,7 +55,7 @@ fn parse() -> Result<Args, String> {
                 args.backends = match v.as_str() {
                     "all" => Backend::ALL.to_vec(),
                     name => vec![Backend::from_name(name).ok_or(format!(
-                        "--backend must be memory, kubernetes, consul or all, got {name:?}"
+                        "--backend must be memory, kubernetes, consul, etcd or all, got {name:?}"
                     ))?],
                 };
             }

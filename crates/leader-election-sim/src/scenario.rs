@@ -26,11 +26,19 @@ pub enum Backend {
     /// The real Consul store on a simulated Consul cluster (sessions,
     /// lock-delay, early invalidation, blocking queries).
     Consul,
+    /// The real etcd store on a simulated etcd cluster (leases, revisions,
+    /// transactions, watches, compaction, leader changes).
+    Etcd,
 }
 
 impl Backend {
     /// Every backend model.
-    pub const ALL: [Backend; 3] = [Backend::Memory, Backend::Kubernetes, Backend::Consul];
+    pub const ALL: [Backend; 4] = [
+        Backend::Memory,
+        Backend::Kubernetes,
+        Backend::Consul,
+        Backend::Etcd,
+    ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -38,6 +46,7 @@ impl Backend {
             Backend::Memory => "memory",
             Backend::Kubernetes => "kubernetes",
             Backend::Consul => "consul",
+            Backend::Etcd => "etcd",
         }
     }
 
@@ -148,7 +157,7 @@ impl Timing {
                     grace,
                 }
             }
-            Backend::Memory | Backend::Consul => {
+            Backend::Memory | Backend::Consul | Backend::Etcd => {
                 let lease = Duration::from_millis(rng.between(2, 12) * 1000);
                 Timing {
                     lease,

@@ -101,6 +101,7 @@ pub(crate) fn make(
             crate::kube_world::KubeWorld::boxed(rng, checker, options.lease_duration)
         }
         Backend::Consul => crate::consul_world::ConsulWorld::boxed(rng, checker, options),
+        Backend::Etcd => crate::etcd_world::EtcdWorld::boxed(rng, checker),
     }
 }
 

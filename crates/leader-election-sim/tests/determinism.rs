@@ -41,6 +41,13 @@ fn a_consul_seed_repeats_exactly() {
 }
 
 #[test]
+fn an_etcd_seed_repeats_exactly() {
+    for seed in [1, 2, 3] {
+        twice(Backend::Etcd, seed);
+    }
+}
+
+#[test]
 fn different_seeds_make_different_runs() {
     let trace = |seed| {
         run(Config {
