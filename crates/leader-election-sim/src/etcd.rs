@@ -691,7 +691,7 @@ impl Etcd {
         Answer::Unary(200, text.into_bytes())
     }
 
-    fn watch(state: &mut State, body: &Value) -> Answer {
+    fn watch(state: &mut State, body: &Value, checker: &Checker) -> Answer {
         let Some(create) = body.get("create_request") else {
             return error(INVALID_ARGUMENT, "only create_request is modelled");
         };
@@ -703,6 +703,10 @@ impl Etcd {
             json!({ "header": header(state.revision), "created": true }),
         ));
         if from > 0 && from < state.compacted {
+            checker.note(format!(
+                "etcd cancels a watch from revision {from}: compacted at {}",
+                state.compacted
+            ));
             let _ = sender.send(line(json!({
                 "header": header(state.revision),
                 "compact_revision": state.compacted.to_string(),
@@ -753,7 +757,15 @@ impl Etcd {
         match path {
             "/v3/kv/range" => match Self::range(&state, &body) {
                 Ok(answer) => ok(answer),
-                Err(answer) => answer,
+                Err(answer) => {
+                    self.checker.note(format!(
+                        "etcd refuses a read at revision {} (compacted at {}, now {})",
+                        int_field(&body, "revision"),
+                        state.compacted,
+                        state.revision
+                    ));
+                    answer
+                }
             },
             "/v3/kv/put" => Self::txn(&mut state, &json!({ "success": [{ "request_put": body }] })),
             "/v3/kv/deleterange" => Self::txn(
@@ -771,7 +783,7 @@ impl Etcd {
                     error(NOT_FOUND, "etcdserver: requested lease not found")
                 }
             }
-            "/v3/watch" => Self::watch(&mut state, &body),
+            "/v3/watch" => Self::watch(&mut state, &body, &self.checker),
             _ => Answer::Unary(404, b"Not Found".to_vec()),
         }
     }
