@@ -9,7 +9,7 @@
 //!   linked in, as it would be through dev-dependencies.
 //! - Elections per process run against the real servers (brought up here
 //!   and stopped again unless they were up already) at 100 and 1 000
-//!   resources on Kubernetes and on Consul.
+//!   resources on Kubernetes, Consul and etcd.
 //! - The conformance suite's C2 (local deadline), C3 (crash failover) and
 //!   C4 (handover) cases against the real servers give the in-process
 //!   timings.
@@ -32,8 +32,8 @@ struct Row {
 }
 
 /// Entry point of `cargo xtask bench`. `transitions_only`: only the
-/// transitions between processes on that backend (`kubernetes` or
-/// `consul`); `handover_only`: of those, only the graceful handovers (on
+/// transitions between processes on that backend (`kubernetes`, `consul`
+/// or `etcd`); `handover_only`: of those, only the graceful handovers (on
 /// Kubernetes unless `transitions_only` names another backend).
 pub(crate) fn run(
     local: bool,
@@ -46,10 +46,10 @@ pub(crate) fn run(
         return requests_alone(backend);
     }
     let only = match (transitions_only, handover_only) {
-        (Some(backend @ ("kubernetes" | "consul")), _) => Some(backend),
+        (Some(backend @ ("kubernetes" | "consul" | "etcd")), _) => Some(backend),
         (Some(other), _) => {
             return Err(format!(
-                "--transitions-only: `{other}` is not a backend with transitions (kubernetes or consul)"
+                "--transitions-only: `{other}` is not a backend with transitions (kubernetes, consul or etcd)"
             ))
         }
         (None, true) => Some("kubernetes"),
@@ -84,6 +84,7 @@ pub(crate) fn run(
         let backends = [
             (Target::Kubernetes, "kubernetes", ["100", "1000"]),
             (Target::Consul, "consul", ["100", "1000"]),
+            (Target::Etcd, "etcd", ["100", "1000"]),
         ];
         for &(target, backend, sizes) in &backends {
             if only.is_some_and(|o| o != backend) {
@@ -100,20 +101,16 @@ pub(crate) fn run(
                         }
                     }
                     let mut env = env.clone();
-                    if backend == "kubernetes" {
-                        env.extend(servers::optional_program(
-                            "client-go-peer",
-                            "LE_CLIENT_GO_PEER_BIN",
-                        )?);
-                        if !only_transitions {
-                            measure(&["kubernetes-requests"], &env, &mut rows, &mut failures);
-                        }
-                    } else if !only_transitions {
-                        env.extend(servers::optional_program(
-                            "consul-lock-peer",
-                            "LE_CONSUL_LOCK_PEER_BIN",
-                        )?);
-                        measure(&["consul-requests"], &env, &mut rows, &mut failures);
+                    // The Go elector compared with ours, and the requests row.
+                    let (program, var) = match backend {
+                        "kubernetes" => ("client-go-peer", "LE_CLIENT_GO_PEER_BIN"),
+                        "consul" => ("consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN"),
+                        _ => ("etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN"),
+                    };
+                    env.extend(servers::optional_program(program, var)?);
+                    if !only_transitions {
+                        let requests = format!("{backend}-requests");
+                        measure(&[&requests], &env, &mut rows, &mut failures);
                     }
                     match transitions_between_processes(
                         backend,
@@ -153,9 +150,10 @@ fn requests_alone(backend: &str) -> Result<(), String> {
     let (target, program, var) = match backend {
         "kubernetes" => (Target::Kubernetes, "client-go-peer", "LE_CLIENT_GO_PEER_BIN"),
         "consul" => (Target::Consul, "consul-lock-peer", "LE_CONSUL_LOCK_PEER_BIN"),
+        "etcd" => (Target::Etcd, "etcd-election-peer", "LE_ETCD_ELECTION_PEER_BIN"),
         other => {
             return Err(format!(
-                "--requests-only: `{other}` is not a backend with a requests row (kubernetes or consul)"
+                "--requests-only: `{other}` is not a backend with a requests row (kubernetes, consul or etcd)"
             ))
         }
     };
@@ -194,8 +192,9 @@ fn print_table(header: &str, rows: &[Row]) {
 }
 
 /// Handover and crash failover between separate processes on `backend`
-/// (`kubernetes` or `consul`), ours next to the Go elector's (client-go's
-/// or `api.Lock`; see [`bench_transitions`]); without the crash failovers
+/// (`kubernetes`, `consul` or `etcd`), ours next to the Go elector's
+/// (client-go's, `api.Lock` or `concurrency.Election`; see
+/// [`bench_transitions`]); without the crash failovers
 /// when `handover_only`.
 fn transitions_between_processes(
     backend: &str,
@@ -204,20 +203,25 @@ fn transitions_between_processes(
     handover_only: bool,
     mut env: Vec<(String, String)>,
 ) -> Result<Vec<Row>, String> {
-    let (var, program, label, settings) = if backend == "kubernetes" {
-        (
+    let (var, program, label, settings) = match backend {
+        "kubernetes" => (
             "LE_CLIENT_GO_PEER_BIN",
             "client-go-peer",
             "client-go",
             "lease 2 s, renew/retry 500 ms",
-        )
-    } else {
-        (
+        ),
+        "consul" => (
             "LE_CONSUL_LOCK_PEER_BIN",
             "consul-lock-peer",
             "api.Lock",
             "session TTL 2 s, lock-delay 3 s; ours renew/retry 500 ms",
-        )
+        ),
+        _ => (
+            "LE_ETCD_ELECTION_PEER_BIN",
+            "etcd-election-peer",
+            "concurrency.Election",
+            "etcd lease TTL 3 s on both sides; ours lease 2 s + grace 1 s, renew/retry 500 ms",
+        ),
     };
     if !env.iter().any(|(k, _)| k == var) {
         env.extend(servers::optional_program(program, var)?);
@@ -227,10 +231,10 @@ fn transitions_between_processes(
         .find(|(k, _)| k == var)
         .map(|(_, v)| std::path::PathBuf::from(v))
         .ok_or(format!("the {program} program could not be built"))?;
-    let (ours, theirs) = if backend == "kubernetes" {
-        (Elector::Ours(bin), Elector::ClientGo(&go))
-    } else {
-        (Elector::OursConsul(bin), Elector::ApiLock(&go))
+    let (ours, theirs) = match backend {
+        "kubernetes" => (Elector::Ours(bin), Elector::ClientGo(&go)),
+        "consul" => (Elector::OursConsul(bin), Elector::ApiLock(&go)),
+        _ => (Elector::OursEtcd(bin), Elector::EtcdElection(&go)),
     };
     let mut rows = Vec::new();
     let kinds = [
@@ -342,8 +346,12 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
                 ));
             }
             if let Some(rate) = f.get("server_requests_per_s") {
+                let (server, requests, watches) = match get("backend") {
+                    "etcd" => ("etcd", "gRPC messages/s received", "watchers"),
+                    _ => ("apiserver", "Lease requests/s", "open Lease watches"),
+                };
                 result.push_str(&format!(
-                    "; apiserver: {rate} Lease requests/s, {} open Lease watches, {} % of a core",
+                    "; {server}: {rate} {requests}, {} {watches}, {} % of a core",
                     get("server_open_watches"),
                     get("server_cpu_pct")
                 ));
@@ -356,8 +364,12 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
         }
         "requests" => Some(Row {
             measurement: format!(
-                "{} requests per minute of one leader and one idle follower, {}, {}{}",
-                if get("backend") == "consul" { "Consul agent" } else { "apiserver" },
+                "{} per minute of one leader and one idle follower, {}, {}{}",
+                match get("backend") {
+                    "consul" => "Consul agent requests",
+                    "etcd" => "etcd gRPC messages (unary calls and stream messages)",
+                    _ => "apiserver requests",
+                },
                 get("elector"),
                 get("timing").replace('_', " "),
                 match get("counted") {
@@ -372,6 +384,17 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
                 get("leader_verbs").replace('_', " "),
                 get("follower_per_min"),
                 get("follower_verbs").replace('_', " ")
+            ),
+        }),
+        "connections" if get("backend") == "etcd" => Some(Row {
+            measurement: format!(
+                "{} resources × 2 candidates in one process: most sockets open at once (all to etcd)",
+                group(get("resources"))
+            ),
+            backend: "etcd".into(),
+            result: format!(
+                "{} (HTTP/1.1 to etcd's JSON gateway: one per open watch, plus pooled ones)",
+                get("most")
             ),
         }),
         "connections" => Some(Row {
@@ -491,6 +514,21 @@ mod tests {
         let r = row(&unsettled).expect("a row");
         assert!(r.result.contains("not all led"), "{}", r.result);
         assert!(r.result.contains("only 99 of 100"), "{}", r.result);
+        let etcd = parse_fields(
+            "section=elections backend=etcd resources=1000 elect_s=33.650 kib_per_election=79.3 \
+             rss_mib=162 steady_cpu_pct=21.8 window_s=10 least_led=1000 \
+             server_requests_per_s=1206 server_open_watches=2000 server_cpu_pct=19.9",
+        );
+        let r = row(&etcd).expect("a row");
+        assert!(
+            r.result
+                .ends_with("etcd: 1206 gRPC messages/s received, 2000 watchers, 19.9 % of a core"),
+            "{}",
+            r.result
+        );
+        let sockets = parse_fields("section=connections backend=etcd resources=100 most=671");
+        let r = row(&sockets).expect("a row");
+        assert!(r.result.starts_with("671 (HTTP/1.1"), "{}", r.result);
         assert_eq!(group("1000"), "1 000");
         assert_eq!(group("100"), "100");
     }

@@ -12,14 +12,21 @@
 //!   session TTL 2 s, lock-delay 3 s; it renews the session every TTL / 2
 //!   and, when an acquire fails during a lock-delay, retries after its fixed
 //!   `DefaultLockRetryTime`, 5 s).
+//! - etcd: our candidates (`leader-election-bench etcd-peer`: lease 2 s,
+//!   grace 1 s, so an etcd lease TTL of 3 s, renew/retry 500 ms) and Go's
+//!   `concurrency.Election` (the interop test's `etcd-election-peer`) on a
+//!   session of the same TTL, 3 s (its client keeps the lease alive every
+//!   TTL / 3), on the same election prefix layout.
 //!
 //! Every peer prints `LEADING <ns>` and `STOPPED <ns>` (Unix nanoseconds,
 //! one host, one clock). A handover is measured from the old leader's
 //! `STOPPED` (ours: the moment `stop()` is called, which ends the term for
 //! readers before the release; client-go: `OnStoppedLeading`, after its
-//! release; `api.Lock`: just before `Unlock`) to the new leader's `LEADING`
+//! release; `api.Lock`: just before `Unlock`; `concurrency.Election`:
+//! `RESIGNING`, just before `Resign`) to the new leader's `LEADING`
 //! (ours: the `BecameLeader` event; client-go: the start of its acquiring
-//! write; `api.Lock`: when `Lock` returned). On Kubernetes both choices
+//! write; `api.Lock` and `concurrency.Election`: when `Lock` or `Campaign`
+//! returned). On Kubernetes both choices
 //! favour client-go by about one round trip. A crash failover is measured
 //! from the SIGKILL to the new leader's `LEADING`.
 
@@ -86,9 +93,21 @@ pub(crate) enum Elector<'a> {
     ClientGo(&'a Path),
     /// Go's `api.Lock`, the `consul-lock-peer` program.
     ApiLock(&'a Path),
+    /// Ours on etcd: the bench binary's `etcd-peer`.
+    OursEtcd(&'a Path),
+    /// Go's `concurrency.Election`, the `etcd-election-peer` program.
+    EtcdElection(&'a Path),
 }
 
 impl Elector<'_> {
+    /// The word of the line that stamps a leader's last leading instant.
+    fn stopped(&self) -> &'static str {
+        match self {
+            Elector::EtcdElection(_) => "RESIGNING",
+            _ => "STOPPED",
+        }
+    }
+
     fn spawn(
         &self,
         lease: &str,
@@ -97,13 +116,13 @@ impl Elector<'_> {
         env: &[(String, String)],
     ) -> Result<Peer, String> {
         match self {
-            Elector::Ours(bin) | Elector::OursConsul(bin) => Peer::spawn(
+            Elector::Ours(bin) | Elector::OursConsul(bin) | Elector::OursEtcd(bin) => Peer::spawn(
                 bin,
                 &[
-                    if matches!(self, Elector::Ours(_)) {
-                        "kubernetes-peer".into()
-                    } else {
-                        "consul-peer".into()
+                    match self {
+                        Elector::Ours(_) => "kubernetes-peer".into(),
+                        Elector::OursConsul(_) => "consul-peer".into(),
+                        _ => "etcd-peer".into(),
                     },
                     lease.into(),
                     id.into(),
@@ -144,6 +163,18 @@ impl Elector<'_> {
                     env,
                 )
             }
+            Elector::EtcdElection(bin) => Peer::spawn(
+                bin,
+                &[
+                    // Our `etcd-peer`'s election: the default key prefix's.
+                    format!("-prefix=leader-election/{lease}"),
+                    format!("-id={id}"),
+                    "-ttl=3".into(),
+                    format!("-hold={}ms", hold.as_millis()),
+                    "-wait=120s".into(),
+                ],
+                env,
+            ),
         }
     }
 }
@@ -177,7 +208,7 @@ pub(crate) fn measure(
             let _ = leader.child.kill();
             at
         } else {
-            leader.wait_for("STOPPED")?
+            leader.wait_for(elector.stopped())?
         };
         let to = next.wait_for("LEADING")?;
         samples.push((to - from) as f64 / 1e6);

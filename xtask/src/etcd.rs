@@ -44,6 +44,8 @@ pub(crate) fn start(binary: &Path, dir: &Path, detach: bool) -> Result<Record, S
             ("LE_ETCD_ENDPOINTS".to_string(), client_url.clone()),
             ("ETCDCTL_ENDPOINTS".to_string(), client_url.clone()),
             ("LE_ETCD_BIN".to_string(), binary.display().to_string()),
+            // For `cargo xtask bench`'s reading of etcd's CPU time.
+            ("LE_ETCD_PID".to_string(), pid.to_string()),
         ]
         .into(),
         ..Record::default()

@@ -90,10 +90,10 @@ xflags::xflags! {
         }
         /// Timing and scale figures in one table, printed not asserted: the
         /// cost of the leadership reads (release, without tokio test-util),
-        /// elections per process (in-memory 100/1 000/10 000, Kubernetes
-        /// 100/1 000, Consul 10/100), handover and crash failover between
-        /// processes on Kubernetes next to client-go's and on Consul next to
-        /// Go's api.Lock, and the conformance
+        /// elections per process (in-memory 100/1 000/10 000, Kubernetes,
+        /// Consul and etcd 100/1 000), handover and crash failover between
+        /// processes on Kubernetes next to client-go's, on Consul next to
+        /// Go's api.Lock and on etcd next to Go's concurrency.Election, and the conformance
         /// suite's C2 deadline, C3 crash failover and C4 handover times.
         /// Not part of CI.
         cmd bench {
@@ -105,12 +105,13 @@ xflags::xflags! {
             /// elector's), on Kubernetes unless --transitions-only says otherwise.
             optional --handover
             /// Only the handovers and crash failovers between processes on
-            /// this backend (kubernetes or consul), ours next to client-go's
-            /// or api.Lock's; with --handover, only the handovers.
+            /// this backend (kubernetes, consul or etcd), ours next to
+            /// client-go's, api.Lock's or concurrency.Election's; with
+            /// --handover, only the handovers.
             optional --transitions-only backend: String
             /// Only the requests per minute of one leader and one idle
-            /// follower on this backend (kubernetes or consul), ours next to
-            /// client-go's or api.Lock's.
+            /// follower on this backend (kubernetes, consul or etcd), ours next
+            /// to client-go's, api.Lock's or concurrency.Election's.
             optional --requests-only requests_backend: String
         }
     }

@@ -2,8 +2,6 @@
 //! `CONSUL_HTTP_ADDR` (`cargo xtask servers up consul`), default options
 //! and the agent's default limits.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::LeaderElectionOptions;
@@ -31,18 +29,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .map_or(0, |d| d.as_secs());
     let prefix = format!("bench-{run}-");
     // The process's open sockets (all of them to the agent: it talks to
-    // nothing else), counted throughout, every 20 ms, on a thread of its own.
-    let most = Arc::new(AtomicUsize::new(0));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (most, sampling) = (Arc::clone(&most), Arc::clone(&sampling));
-        std::thread::spawn(move || {
-            while sampling.load(Ordering::Relaxed) {
-                most.fetch_max(crate::process::open_sockets(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    // nothing else).
+    let sockets = crate::process::SocketSampler::start();
     let cap = replicas
         .iter()
         .map(|f| f.config().max_connections)
@@ -50,9 +38,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let measured = crate::elections::measure(
         "consul", &runtime, replicas, &prefix, resources, window, None,
     );
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.join();
-    let most = most.load(Ordering::Relaxed);
+    let most = sockets.most();
     println!(
         "consul, {resources} resources x 2 candidates: at most {most} sockets open at once \
          (all to the agent) (the two factories' max_connections: {cap})"

@@ -2,10 +2,10 @@
 //! built in release mode without Tokio's `test-util` feature.
 //!
 //! ```text
-//! leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>]
+//! leader-election-bench inmemory|kubernetes|consul|etcd <resources> [--window <secs>]
 //! leader-election-bench hot-path
-//! leader-election-bench kubernetes-peer|consul-peer <lease> <id> <hold-ms>
-//! leader-election-bench kubernetes-requests|consul-requests [--followers N] [--window <secs>]
+//! leader-election-bench kubernetes-peer|consul-peer|etcd-peer <lease> <id> <hold-ms>
+//! leader-election-bench kubernetes-requests|consul-requests|etcd-requests [--followers N] [--window <secs>]
 //! ```
 //!
 //! Each command prints what it measures in words, then one line per figure
@@ -18,6 +18,7 @@ mod consul;
 mod consul_requests;
 mod counting_proxy;
 mod elections;
+mod etcd;
 mod go_peers;
 mod hot_path;
 mod inmemory;
@@ -32,13 +33,16 @@ fn main() -> ExitCode {
         Some("inmemory") => inmemory::command(&args[1..]),
         Some("kubernetes") => kubernetes::command(&args[1..]),
         Some("consul") => consul::command(&args[1..]),
+        Some("etcd") => etcd::command(&args[1..]),
         Some("kubernetes-peer") => peer::command(peer::Backend::Kubernetes, &args[1..]),
         Some("consul-peer") => peer::command(peer::Backend::Consul, &args[1..]),
+        Some("etcd-peer") => peer::command(peer::Backend::Etcd, &args[1..]),
         Some("kubernetes-requests") => requests::command(&args[1..]),
         Some("consul-requests") => consul_requests::command(&args[1..]),
+        Some("etcd-requests") => etcd::requests(&args[1..]),
         Some("hot-path") => hot_path::command(),
         _ => Err(
-            "usage: leader-election-bench inmemory|kubernetes|consul <resources> [--window <secs>] | hot-path | kubernetes-peer|consul-peer <lease> <id> <hold-ms> | kubernetes-requests|consul-requests [--followers N] [--window <secs>]".into(),
+            "usage: leader-election-bench inmemory|kubernetes|consul|etcd <resources> [--window <secs>] | hot-path | kubernetes-peer|consul-peer|etcd-peer <lease> <id> <hold-ms> | kubernetes-requests|consul-requests|etcd-requests [--followers N] [--window <secs>]".into(),
         ),
     };
     match result {

@@ -1,15 +1,17 @@
-//! `kubernetes-peer|consul-peer <lease> <id> <hold-ms>`: one candidate
+//! `kubernetes-peer|consul-peer|etcd-peer <lease> <id> <hold-ms>`: one candidate
 //! process for the handover and failover measurements of `cargo xtask
 //! bench`, with the same line protocol as the Go peers it is compared with
 //! (`LEADING <ns>`, `STOPPED <ns>`, Unix nanoseconds): it leads for
 //! `hold-ms`, then stops (releasing the lease) and exits. Lease 2 s,
 //! renewals and retries every 500 ms, grace 1 s, on both backends (the
 //! Consul session TTL is the lease, 2 s, which the test agent's
-//! `session_ttl_min = 1s` allows; the lock-delay is lease + grace, 3 s).
+//! `session_ttl_min = 1s` allows; the lock-delay is lease + grace, 3 s; the
+//! etcd lease TTL is lease + grace, 3 s).
 //!
 //! Kubernetes: the kube client is `client_with_nodelay`'s
 //! (`LE_BENCH_KUBE_CLIENT=kube`: kube's default, with Nagle's algorithm
-//! on). Consul: the agent of `CONSUL_HTTP_ADDR`. `LE_BENCH_TRACE=<filter>`
+//! on). Consul: the agent of `CONSUL_HTTP_ADDR`. etcd: the endpoints of
+//! `ETCDCTL_ENDPOINTS`, elections under the default key prefix. `LE_BENCH_TRACE=<filter>`
 //! traces each step of a handover on stderr.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,7 @@ use leader_election_abstractions::{
     LeaderElection, LeaderElectionEvent, LeaderElectionOptions, StoreFactory,
 };
 use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_etcd::EtcdLeaderElectionFactory;
 use leader_election_kubernetes::{
     client_with_nodelay, KubernetesConfig, KubernetesLeaderElectionFactory,
 };
@@ -28,6 +31,7 @@ use leader_election_kubernetes::{
 pub(crate) enum Backend {
     Kubernetes,
     Consul,
+    Etcd,
 }
 
 fn unix_nanos() -> u128 {
@@ -73,6 +77,14 @@ pub(crate) fn command(backend: Backend, args: &[String]) -> Result<(), String> {
                 config.session_ttl_min = Duration::from_secs(1);
                 let factory =
                     ConsulLeaderElectionFactory::new(config, options).map_err(|e| e.to_string())?;
+                lead(factory, lease, hold).await
+            }
+            Backend::Etcd => {
+                if std::env::var_os("ETCDCTL_ENDPOINTS").is_none() {
+                    return Err("ETCDCTL_ENDPOINTS is not set: run `cargo xtask servers up etcd` and source its env file".into());
+                }
+                let factory =
+                    EtcdLeaderElectionFactory::from_env(options).map_err(|e| e.to_string())?;
                 lead(factory, lease, hold).await
             }
         }

@@ -1,5 +1,7 @@
 //! This process's resident memory and CPU time, read from `/proc` (Linux).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Resident set size in bytes (`/proc/self/statm`, pages of 4 KiB).
@@ -52,4 +54,41 @@ pub(crate) fn open_sockets() -> usize {
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
+}
+
+/// The most sockets this process held at once, sampled every 20 ms on a
+/// thread of its own from [`SocketSampler::start`] to [`SocketSampler::most`].
+pub(crate) struct SocketSampler {
+    most: Arc<AtomicUsize>,
+    sampling: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SocketSampler {
+    /// Starts sampling.
+    pub(crate) fn start() -> Self {
+        let most = Arc::new(AtomicUsize::new(0));
+        let sampling = Arc::new(AtomicBool::new(true));
+        let thread = {
+            let (most, sampling) = (Arc::clone(&most), Arc::clone(&sampling));
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    most.fetch_max(open_sockets(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self {
+            most,
+            sampling,
+            thread,
+        }
+    }
+
+    /// Stops sampling: the most sockets seen at once.
+    pub(crate) fn most(self) -> usize {
+        self.sampling.store(false, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.most.load(Ordering::Relaxed)
+    }
 }

@@ -13,15 +13,15 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use leader_election_abstractions::store::LeaseStore;
 use leader_election_abstractions::{Election, LeaderElection, LeaderElectionOptions, StoreFactory};
 use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
 
-use crate::go_peers::Peers;
+use crate::go_peers::{wait_for, Peers};
 
 /// Lease requests served so far, by verb (`GET`, `PUT`, `WATCH`, ...).
 type Counts = BTreeMap<String, f64>;
@@ -63,43 +63,18 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                 .build()
                 .map_err(|e| e.to_string())
         };
-        let leader = made("leader")?;
-        runtime.block_on(async {
-            leader.start().await.map_err(|e| e.to_string())?;
-            tokio::time::timeout(Duration::from_secs(60), leader.wait_for_leadership())
-                .await
-                .map_err(|_| "ours: the leader did not lead within 60 s".to_owned())?
-                .map_err(|e| e.to_string())
-        })?;
-        std::thread::sleep(Duration::from_secs(2));
-        println!("kubernetes requests: ours, the leader alone over {window:?}");
-        let alone = rate(&read, window)?;
-        let mut idle = Vec::new();
-        for i in 0..followers {
-            let follower = made(&format!("follower-{i}"))?;
-            runtime
-                .block_on(follower.start())
-                .map_err(|e| e.to_string())?;
-            idle.push(follower);
-        }
-        let since = Instant::now();
-        while idle.iter().any(|f| f.current_leader_id().is_none()) {
-            if since.elapsed() > Duration::from_secs(60) {
-                return Err("ours: followers did not see the leader within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        println!("kubernetes requests: ours, the leader and {followers} followers over {window:?}");
-        let with = rate(&read, window)?;
-        runtime.block_on(async {
-            for election in idle.iter().chain([&leader]) {
-                let _ = election.stop().await;
-            }
-        });
-        per_role(&baseline, &alone, &with, followers)
+        ours_per_role(
+            "kubernetes",
+            &runtime,
+            &made,
+            &read,
+            &baseline,
+            window,
+            followers,
+        )?
     };
     report(
+        "kubernetes",
         "ours",
         "default options (lease 15 s, renew 5 s, retry 2 s)",
         &ours,
@@ -110,10 +85,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         return Ok(());
     };
     let lease = format!("bench-requests-client-go-{run}");
-    let mut peers = Peers::default();
-    let spawn = |peers: &mut Peers, id: &str| -> Result<mpsc::Receiver<String>, String> {
-        let mut command = Command::new(&peer);
-        command.args([
+    let args = |id: &str| {
+        vec![
             format!("-name={lease}"),
             format!("-id={id}"),
             "-lease-duration=15s".into(),
@@ -121,32 +94,18 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             "-retry-period=2s".into(),
             "-hold=1h".into(),
             "-wait=1h".into(),
-        ]);
-        peers.spawn(command)
+        ]
     };
-    let wait_for = |lines: &mpsc::Receiver<String>, prefix: &str| {
-        crate::go_peers::wait_for(lines, "client-go peer", prefix)
-    };
-    let leading = spawn(&mut peers, "leader")?;
-    wait_for(&leading, "LEADING")?;
-    std::thread::sleep(Duration::from_secs(2));
-    println!("kubernetes requests: client-go, the leader alone over {window:?}");
-    let alone = rate(&read, window)?;
-    let mut lines = Vec::new();
-    for i in 0..followers {
-        lines.push(spawn(&mut peers, &format!("follower-{i}"))?);
-    }
-    for follower in &lines {
-        wait_for(follower, "NEW_LEADER leader")?;
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    println!(
-        "kubernetes requests: client-go, the leader and {followers} followers over {window:?}"
-    );
-    let with = rate(&read, window)?;
-    drop(peers);
-    let theirs = per_role(&baseline, &alone, &with, followers);
+    let theirs = go_per_role(
+        ("kubernetes", "client-go"),
+        &peer,
+        &args,
+        "NEW_LEADER leader",
+        (&read, &baseline, window),
+        followers,
+    )?;
     report(
+        "kubernetes",
         "client-go",
         "client-go's usual timing (lease 15 s, renew deadline 10 s, retry period 2 s)",
         &theirs,
@@ -154,8 +113,97 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Lease requests per second by verb over `window`.
-fn rate(read: &dyn Fn() -> Result<Counts, String>, window: Duration) -> Result<Counts, String> {
+/// Our side of a requests measurement: a leader made by `made`, measured
+/// alone over `window`, then with `followers` idle followers; requests per
+/// minute by role (see [`per_role`]), `baseline` subtracted.
+pub(crate) fn ours_per_role<S: LeaseStore>(
+    backend: &str,
+    runtime: &tokio::runtime::Runtime,
+    made: &dyn Fn(&str) -> Result<Election<S>, String>,
+    read: &dyn Fn() -> Result<Counts, String>,
+    baseline: &Counts,
+    window: Duration,
+    followers: usize,
+) -> Result<(Counts, Counts), String> {
+    let leader = made("leader")?;
+    runtime.block_on(async {
+        leader.start().await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(60), leader.wait_for_leadership())
+            .await
+            .map_err(|_| "ours: the leader did not lead within 60 s".to_owned())?
+            .map_err(|e| e.to_string())
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    println!("{backend} requests: ours, the leader alone over {window:?}");
+    let alone = rate(read, window)?;
+    let mut idle = Vec::new();
+    for i in 0..followers {
+        let follower = made(&format!("follower-{i}"))?;
+        runtime
+            .block_on(follower.start())
+            .map_err(|e| e.to_string())?;
+        idle.push(follower);
+    }
+    let since = Instant::now();
+    while idle.iter().any(|f| f.current_leader_id().is_none()) {
+        if since.elapsed() > Duration::from_secs(60) {
+            return Err("ours: followers did not see the leader within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    println!("{backend} requests: ours, the leader and {followers} followers over {window:?}");
+    let with = rate(read, window)?;
+    runtime.block_on(async {
+        for election in idle.iter().chain([&leader]) {
+            let _ = election.stop().await;
+        }
+    });
+    Ok(per_role(baseline, &alone, &with, followers))
+}
+
+/// The Go side of a requests measurement: a leader process of `program`
+/// (run with `args(id)`), measured alone over `window`, then with
+/// `followers` follower processes, each waited for until it prints a line
+/// starting with `follower_ready`; requests per minute by role.
+pub(crate) fn go_per_role(
+    (backend, elector): (&str, &str),
+    program: &std::ffi::OsStr,
+    args: &dyn Fn(&str) -> Vec<String>,
+    follower_ready: &str,
+    (read, baseline, window): (&dyn Fn() -> Result<Counts, String>, &Counts, Duration),
+    followers: usize,
+) -> Result<(Counts, Counts), String> {
+    let spawn = |peers: &mut Peers, id: &str| {
+        let mut command = Command::new(program);
+        command.args(args(id));
+        peers.spawn(command)
+    };
+    let mut peers = Peers::default();
+    let leading = spawn(&mut peers, "leader")?;
+    wait_for(&leading, elector, "LEADING")?;
+    std::thread::sleep(Duration::from_secs(2));
+    println!("{backend} requests: {elector}, the leader alone over {window:?}");
+    let alone = rate(read, window)?;
+    let mut lines = Vec::new();
+    for i in 0..followers {
+        lines.push(spawn(&mut peers, &format!("follower-{i}"))?);
+    }
+    for follower in &lines {
+        wait_for(follower, elector, follower_ready)?;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    println!("{backend} requests: {elector}, the leader and {followers} followers over {window:?}");
+    let with = rate(read, window)?;
+    drop(peers);
+    Ok(per_role(baseline, &alone, &with, followers))
+}
+
+/// Requests per second by verb (or method) over `window`.
+pub(crate) fn rate(
+    read: &dyn Fn() -> Result<Counts, String>,
+    window: Duration,
+) -> Result<Counts, String> {
     let before = read()?;
     let started = Instant::now();
     std::thread::sleep(window);
@@ -173,7 +221,7 @@ fn rate(read: &dyn Fn() -> Result<Counts, String>, window: Duration) -> Result<C
 /// Requests per minute by verb: the leader's (leader alone minus
 /// baseline) and one follower's (leader and followers minus leader alone,
 /// divided among the followers), never below zero.
-fn per_role(
+pub(crate) fn per_role(
     baseline: &Counts,
     alone: &Counts,
     with: &Counts,
@@ -208,16 +256,22 @@ fn describe(counts: &Counts) -> (f64, String) {
     (total, detail)
 }
 
-fn report(elector: &str, timing: &str, (leader, follower): &(Counts, Counts)) {
+/// Prints one elector's requests per minute by role, and its `RESULT` line.
+pub(crate) fn report(
+    backend: &str,
+    elector: &str,
+    timing: &str,
+    (leader, follower): &(Counts, Counts),
+) {
     let (leader_total, leader_detail) = describe(leader);
     let (follower_total, follower_detail) = describe(follower);
     println!(
-        "kubernetes requests per minute, {elector} with {timing}: leader {leader_total:.1} \
+        "{backend} requests per minute, {elector} with {timing}: leader {leader_total:.1} \
          ({leader_detail}); idle follower {follower_total:.1} ({follower_detail})"
     );
     crate::result(&[
         ("section", "requests".to_owned()),
-        ("backend", "kubernetes".to_owned()),
+        ("backend", backend.to_owned()),
         ("elector", elector.to_owned()),
         ("timing", timing.replace(' ', "_")),
         ("leader_per_min", format!("{leader_total:.1}")),
