@@ -7,10 +7,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
 use leader_election_abstractions::{
-    ElectionRegistry, Error, LeaderElectionOptions, Result, StoreFactory,
+    Clock, ElectionRegistry, Error, LeaderElectionOptions, Result, StoreFactory,
 };
 
 use crate::client::client_with_nodelay;
+use crate::clock::StoreClock;
 use crate::config::KubernetesConfig;
 use crate::store::watch::WatchHub;
 use crate::store::KubernetesLeaseStore;
@@ -35,6 +36,8 @@ pub struct KubernetesLeaderElectionFactory {
     /// The one Lease watch of this factory's namespace, shared by its
     /// elections (and by its clones').
     watch: Arc<WatchHub>,
+    /// The clock its stores and its watch time things on.
+    clock: StoreClock,
 }
 
 impl std::fmt::Debug for KubernetesLeaderElectionFactory {
@@ -60,13 +63,7 @@ impl KubernetesLeaderElectionFactory {
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        let hub_timeout = config
-            .request_timeout
-            .unwrap_or_else(|| (options.renew_interval / 2).max(Duration::from_secs(1)));
-        let watch = Arc::new(WatchHub::new(
-            Api::<Lease>::namespaced(client.clone(), &namespace),
-            hub_timeout,
-        ));
+        let watch = hub(&client, &namespace, &config, &options, StoreClock::Tokio);
         Ok(Self {
             client,
             namespace,
@@ -74,7 +71,28 @@ impl KubernetesLeaderElectionFactory {
             options,
             live: ElectionRegistry::new(),
             watch,
+            clock: StoreClock::Tokio,
         })
+    }
+
+    /// This factory with its stores timing everything on `clock` instead of
+    /// Tokio's monotonic clock: the observed-time expiry of the Lease,
+    /// request timeouts and the shared watch's list and watch timeouts. For
+    /// deterministic simulations and tests, next to the same clock given to
+    /// each election ([`ElectionBuilder::clock`](leader_election_abstractions::ElectionBuilder::clock)),
+    /// which times the engine. Call it before making elections: the factory
+    /// gets a shared watch of its own (its elections so far keep the old one).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = StoreClock::Given(clock);
+        self.watch = hub(
+            &self.client,
+            &self.namespace,
+            &self.config,
+            &self.options,
+            self.clock.clone(),
+        );
+        self
     }
 
     /// A factory from the environment: in-cluster configuration when running
@@ -141,7 +159,28 @@ impl StoreFactory for KubernetesLeaderElectionFactory {
             candidate_id,
             options,
             timeout,
+            self.clock.clone(),
             self.watch.clone(),
         ))
     }
+}
+
+/// The shared Lease watch of `namespace`, its requests bounded by the
+/// configured request timeout (by default half the renew interval, at least
+/// one second) on `clock`.
+fn hub(
+    client: &kube::Client,
+    namespace: &str,
+    config: &KubernetesConfig,
+    options: &LeaderElectionOptions,
+    clock: StoreClock,
+) -> Arc<WatchHub> {
+    let timeout = config
+        .request_timeout
+        .unwrap_or_else(|| (options.renew_interval / 2).max(Duration::from_secs(1)));
+    Arc::new(WatchHub::new(
+        Api::<Lease>::namespaced(client.clone(), namespace),
+        timeout,
+        clock,
+    ))
 }

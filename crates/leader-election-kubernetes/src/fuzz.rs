@@ -175,7 +175,7 @@ fn lease_object(body: Vec<u8>, now: i64) -> Result<(), TestCaseError> {
     let decoded = decode::<Lease>(&body);
     typed(&decoded)?;
     if let Ok(lease) = decoded {
-        let observer = Observer::new(Duration::from_secs(1));
+        let observer = Observer::new(Duration::from_secs(1), crate::clock::StoreClock::Tokio);
         let view = observer.observe(Some(&lease));
         prop_assert_eq!(view.fencing_token, lease_token(&lease));
         let now = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -193,7 +193,7 @@ fn watch_event_answer(body: Vec<u8>) -> Result<(), TestCaseError> {
     let decoded = decode::<WatchEvent<Lease>>(&body);
     typed(&decoded)?;
     if let Ok(event) = decoded {
-        let observer = Observer::new(Duration::from_secs(1));
+        let observer = Observer::new(Duration::from_secs(1), crate::clock::StoreClock::Tokio);
         match on_event(event) {
             Seen::Changed(lease) | Seen::Deleted(lease) => {
                 let _ = observer.observe(Some(&lease));

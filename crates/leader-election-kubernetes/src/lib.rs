@@ -49,9 +49,11 @@
 //! the candidate registry; `tokens.rs` the fencing tokens; `timing.rs` whole
 //! seconds and the term limit; `errors.rs` how apiserver errors map to
 //! [`Error`](leader_election_abstractions::Error) kinds; `config.rs` and
-//! `factory.rs` the configuration and the factory.
+//! `factory.rs` the configuration and the factory; `clock.rs` the monotonic
+//! clock the store's timing runs on (Tokio's, or one given to the factory).
 
 mod client;
+mod clock;
 mod config;
 mod errors;
 mod factory;

@@ -20,6 +20,7 @@ use leader_election_abstractions::store::LeaseView;
 use leader_election_abstractions::FencingToken;
 use tokio::time::Instant;
 
+use crate::clock::StoreClock;
 use crate::tokens::{token_of, EPOCH_ANNOTATION};
 
 /// The value of the annotation `key` on `lease`, if set.
@@ -95,6 +96,8 @@ impl RecordKey {
 #[derive(Debug)]
 pub(crate) struct Observer {
     grace: Duration,
+    /// The clock records are dated on: the election's.
+    clock: StoreClock,
     record: Mutex<Option<(RecordKey, Instant)>>,
     /// The highest `resourceVersion` this election has seen of the Lease
     /// (0: none yet), through its requests or its watch.
@@ -107,10 +110,12 @@ pub(crate) fn version_number(version: Option<&str>) -> Option<u64> {
 }
 
 impl Observer {
-    /// An observer that has seen nothing yet, adding `grace` to every lease.
-    pub(crate) fn new(grace: Duration) -> Self {
+    /// An observer that has seen nothing yet, adding `grace` to every lease
+    /// and dating records on `clock`.
+    pub(crate) fn new(grace: Duration, clock: StoreClock) -> Self {
         Self {
             grace,
+            clock,
             record: Mutex::new(None),
             newest: AtomicU64::new(0),
         }
@@ -124,7 +129,7 @@ impl Observer {
         {
             self.saw_version(version);
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut record = self.record.lock();
         let Some(lease) = lease else {
             *record = None;
@@ -192,7 +197,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_held_record_is_acquirable_after_its_duration_plus_grace_on_our_clock() {
-        let observer = Observer::new(GRACE);
+        let observer = Observer::new(GRACE, StoreClock::Tokio);
         let held = lease("u1", "a", Some(2), 1_000);
         assert_eq!(observer.observe(Some(&held)).acquirable_in, secs(3));
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -208,7 +213,7 @@ mod tests {
     async fn the_remote_renew_time_is_never_compared_with_our_clock() {
         // Renewed "in 1970" or far in the future: only our first sight counts.
         for renewed_at in [0, 4_000_000_000] {
-            let observer = Observer::new(GRACE);
+            let observer = Observer::new(GRACE, StoreClock::Tokio);
             let view = observer.observe(Some(&lease("u1", "a", Some(2), renewed_at)));
             assert_eq!(view.acquirable_in, secs(3), "renewed at {renewed_at}");
         }
@@ -228,7 +233,7 @@ mod tests {
             ("another counter", other_counter),
         ];
         for (change, changed) in changes {
-            let observer = Observer::new(GRACE);
+            let observer = Observer::new(GRACE, StoreClock::Tokio);
             observer.observe(Some(&original));
             tokio::time::advance(Duration::from_secs(2)).await;
             let view = observer.observe(Some(&changed));
@@ -240,7 +245,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_missing_or_nonsensical_duration_counts_as_one_second() {
         for seconds in [None, Some(0), Some(-5)] {
-            let observer = Observer::new(GRACE);
+            let observer = Observer::new(GRACE, StoreClock::Tokio);
             let view = observer.observe(Some(&lease("u1", "a", seconds, 1_000)));
             assert_eq!(view.acquirable_in, secs(2), "{seconds:?}");
         }
@@ -248,7 +253,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_released_lease_has_no_holder_and_no_wait() {
-        let observer = Observer::new(GRACE);
+        let observer = Observer::new(GRACE, StoreClock::Tokio);
         let view = observer.observe(Some(&lease("u1", "", Some(1), 1_000)));
         assert_eq!(view.holder, None);
         assert_eq!(view.acquirable_in, None);
@@ -257,7 +262,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_view_names_the_holder_its_token_and_incarnation() {
-        let observer = Observer::new(GRACE);
+        let observer = Observer::new(GRACE, StoreClock::Tokio);
         let view = observer.observe(Some(&lease("u9", "worker-1", Some(15), 1_000)));
         assert_eq!(view.holder.as_deref(), Some("worker-1"));
         assert_eq!(view.fencing_token, Some(FencingToken(7 * (1 << 31) + 3)));
@@ -267,7 +272,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_absent_lease_is_free_and_forgets_the_record() {
-        let observer = Observer::new(GRACE);
+        let observer = Observer::new(GRACE, StoreClock::Tokio);
         let held = lease("u1", "a", Some(2), 1_000);
         observer.observe(Some(&held));
         tokio::time::advance(Duration::from_secs(2)).await;

@@ -33,6 +33,7 @@ use leader_election_abstractions::store::{
 };
 use leader_election_abstractions::{Error, FencingToken, LeaderElectionOptions, Result};
 
+use crate::clock::StoreClock;
 use crate::config::validate_resource;
 use crate::errors::{classify, status_code, timed_out};
 use crate::observe::{annotation, lease_token, Observer};
@@ -69,6 +70,8 @@ pub struct KubernetesLeaseStore {
     instance: String,
     lease_seconds: i32,
     timeout: Duration,
+    /// The clock request timeouts run on (the factory's).
+    clock: StoreClock,
     /// What the reads so far mean (client-go's observed-time rule); clones
     /// (the watch) share it.
     observed: Arc<Observer>,
@@ -122,6 +125,7 @@ impl KubernetesLeaseStore {
         candidate_id: &str,
         options: &LeaderElectionOptions,
         timeout: Duration,
+        clock: StoreClock,
         hub: Arc<WatchHub>,
     ) -> Self {
         Self {
@@ -132,7 +136,8 @@ impl KubernetesLeaseStore {
             instance: instance_nonce(),
             lease_seconds: whole_seconds(options.lease_duration),
             timeout,
-            observed: Arc::new(Observer::new(options.grace_period)),
+            observed: Arc::new(Observer::new(options.grace_period, clock.clone())),
+            clock,
             hub,
         }
     }
@@ -163,20 +168,20 @@ impl KubernetesLeaseStore {
         call: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<kube::Result<T>> {
         tracing::trace!(request = what, namespace = %self.namespace, resource = %self.name, "Kubernetes request");
-        let answer = tokio::time::timeout(self.timeout, call).await;
+        let answer = self.clock.timeout(self.timeout, call).await;
         match &answer {
-            Ok(Ok(_)) => tracing::trace!(request = what, "Kubernetes answered"),
-            Ok(Err(error)) => tracing::debug!(
+            Some(Ok(_)) => tracing::trace!(request = what, "Kubernetes answered"),
+            Some(Err(error)) => tracing::debug!(
                 request = what,
                 status = ?status_code(error),
                 error = %error,
                 "Kubernetes answered with an error"
             ),
-            Err(_) => {
+            None => {
                 tracing::debug!(request = what, timeout = ?self.timeout, "Kubernetes request timed out")
             }
         }
-        answer.map_err(|_| timed_out(what, self.timeout))
+        answer.ok_or_else(|| timed_out(what, self.timeout))
     }
 
     async fn get(&self) -> Result<Option<Lease>> {

@@ -43,6 +43,7 @@ use leader_election_abstractions::{Error, Result};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use crate::clock::StoreClock;
 use crate::errors::{classify, status_code, timed_out, watch_ended};
 use crate::observe::{version_number, Observer};
 
@@ -87,6 +88,8 @@ enum Command {
 pub(crate) struct WatchHub {
     api: Api<Lease>,
     timeout: Duration,
+    /// The clock `timeout` runs on (the factory's).
+    clock: StoreClock,
     /// The running task's command channel; `None` when no task runs.
     commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
     next_id: AtomicU64,
@@ -102,11 +105,12 @@ impl std::fmt::Debug for WatchHub {
 
 impl WatchHub {
     /// A hub over the Leases of `api`'s namespace; its list and watch-open
-    /// requests are bounded by `request_timeout` (at least 10 s).
-    pub(crate) fn new(api: Api<Lease>, request_timeout: Duration) -> Self {
+    /// requests are bounded by `request_timeout` (at least 10 s) on `clock`.
+    pub(crate) fn new(api: Api<Lease>, request_timeout: Duration, clock: StoreClock) -> Self {
         Self {
             api,
             timeout: request_timeout.max(MIN_LIST_TIMEOUT),
+            clock,
             commands: Mutex::new(None),
             next_id: AtomicU64::new(0),
         }
@@ -335,18 +339,19 @@ impl Task {
             }
             let api = self.hub.api.clone();
             let timeout = self.hub.timeout;
+            let clock = self.hub.clock.clone();
             let from = version.clone();
             let opened = self
                 .serving(async move {
                     let params = WatchParams::default().timeout(WATCH_SECONDS);
-                    tokio::time::timeout(timeout, api.watch(&params, &from)).await
+                    clock.timeout(timeout, api.watch(&params, &from)).await
                 })
                 .await;
             let closed = match opened {
-                Err(_) => return Err(timed_out("watch leases", timeout)),
-                Ok(Ok(events)) => self.read(&mut version, events.boxed()).await?,
-                Ok(Err(e)) if status_code(&e) == Some(410) => Closed::Gone,
-                Ok(Err(e)) => return Err(classify("watch leases", e)),
+                None => return Err(timed_out("watch leases", timeout)),
+                Some(Ok(events)) => self.read(&mut version, events.boxed()).await?,
+                Some(Err(e)) if status_code(&e) == Some(410) => Closed::Gone,
+                Some(Err(e)) => return Err(classify("watch leases", e)),
             };
             match closed {
                 Closed::ByServer => {}
@@ -382,12 +387,15 @@ impl Task {
     async fn list(&mut self) -> Result<String> {
         let api = self.hub.api.clone();
         let timeout = self.hub.timeout;
+        let clock = self.hub.clock.clone();
         let listed = self
             .serving(async move {
-                tokio::time::timeout(timeout, api.list(&ListParams::default())).await
+                clock
+                    .timeout(timeout, api.list(&ListParams::default()))
+                    .await
             })
             .await
-            .map_err(|_| timed_out("list leases", timeout))?
+            .ok_or_else(|| timed_out("list leases", timeout))?
             .map_err(|e| classify("list leases", e))?;
         let mut fresh: HashMap<String, Arc<Lease>> = HashMap::with_capacity(listed.items.len());
         for lease in listed.items {
