@@ -3,7 +3,8 @@
 //! `k8s.io/client-go/tools/leaderelection` with a `LeaseLock`:
 //!
 //! - it polls the Lease every retry period (with client-go's jitter factor
-//!   1.2) and compares the **record** it reads with the last one: holder,
+//!   1.2 while it does not lead; a leader renews every retry period) and
+//!   compares the **record** it reads with the last one: holder,
 //!   `leaseDurationSeconds`, `acquireTime` and `renewTime` *to the whole
 //!   second* (client-go's `LeaderElectionRecord` holds `metav1.Time`), and
 //!   `leaseTransitions`. When the record changed, it notes its own clock;
@@ -11,7 +12,12 @@
 //!   passed on its clock since it noted the record (no grace), writing with
 //!   the read `resourceVersion` (409: someone else won);
 //! - as leader it renews every retry period and gives up when no renewal
-//!   succeeded for the renew deadline; it counts as leading until then.
+//!   succeeded for the renew deadline; it counts as leading until then;
+//! - it runs on its own clock ([`DriftClock`], a rate within the drift bound
+//!   like our candidates'), which a pause stops like theirs, and a request
+//!   that gets no answer is abandoned after the renew deadline (client-go
+//!   bounds a renewal by it; the model bounds its reads and acquiring writes
+//!   the same way rather than hang on a black-holed connection).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +27,11 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::time::Instant;
 
+use leader_election_abstractions::Clock;
+
 use crate::apiserver::ApiServer;
 use crate::checker::Checker;
+use crate::clock::DriftClock;
 use crate::link::{Delivery, Link};
 use crate::rng::Rng;
 
@@ -50,11 +59,17 @@ pub struct Leading {
 
 impl Leading {
     /// Whether the model leads at this instant: it won or renewed, and less
-    /// than the renew deadline has passed since that request started.
-    pub fn now(&self, origin: Instant) -> bool {
+    /// than the renew deadline has passed on its `clock` since that request
+    /// started.
+    pub fn now(&self, clock: &DriftClock, origin: Instant) -> bool {
         let until = self.until_nanos.load(Ordering::SeqCst);
         self.leading.load(Ordering::SeqCst)
-            && (Instant::now().saturating_duration_since(origin).as_nanos() as u64) < until
+            && (clock.now().saturating_duration_since(origin).as_nanos() as u64) < until
+    }
+
+    /// The process is gone (crashed): it leads no more.
+    pub fn crashed(&self) {
+        self.leading.store(false, Ordering::SeqCst);
     }
 }
 
@@ -92,8 +107,25 @@ pub struct ClientGo {
     pub who: usize,
     /// Whether it leads, for the checker.
     pub leading: Leading,
-    /// The origin of `leading`'s time line.
+    /// Its monotonic clock (it stops while the process is paused).
+    pub clock: DriftClock,
+    /// The origin of `leading`'s time line, on `clock`.
     pub origin: Instant,
+}
+
+/// `call` through `link`, abandoned (`None`) once `limit` has passed on
+/// `clock` without an answer.
+async fn bounded<T>(
+    clock: &DriftClock,
+    limit: Duration,
+    call: impl std::future::Future<Output = Delivery<T>>,
+) -> Option<Delivery<T>> {
+    let deadline = clock.now() + limit;
+    tokio::select! {
+        biased;
+        delivered = call => Some(delivered),
+        () = clock.sleep_until(deadline) => None,
+    }
 }
 
 /// Runs the model until aborted.
@@ -107,14 +139,22 @@ pub async fn run(model: ClientGo) {
         checker,
         who,
         leading,
+        clock,
         origin,
     } = model;
     let mut observed: Option<(String, Instant)> = None;
     let mut last_success: Option<Instant> = None;
     loop {
-        let wait = timing.retry_period.mul_f64(1.0 + 1.2 * rng.unit());
-        tokio::time::sleep(wait).await;
-        let started = Instant::now();
+        // Acquiring, client-go retries with jitter (factor 1.2); leading, it
+        // renews every retry period.
+        let jittered = timing.retry_period.mul_f64(1.0 + 1.2 * rng.unit());
+        let wait = if last_success.is_some() {
+            timing.retry_period
+        } else {
+            jittered
+        };
+        clock.sleep_until(clock.now() + wait).await;
+        let started = clock.now();
         if let Some(at) = last_success {
             if started >= at + timing.renew_deadline {
                 leading.leading.store(false, Ordering::SeqCst);
@@ -124,17 +164,15 @@ pub async fn run(model: ClientGo) {
         }
         let reading = server.clone();
         let reading_name = name.clone();
-        let current = match link
-            .call(move || {
-                let lease = reading.get(&reading_name);
-                async move { lease }
-            })
-            .await
-        {
-            Delivery::Answer(lease) => lease,
-            Delivery::Refused => continue,
+        let read = link.call(move || {
+            let lease = reading.get(&reading_name);
+            async move { lease }
+        });
+        let current = match bounded(&clock, timing.renew_deadline, read).await {
+            Some(Delivery::Answer(lease)) => lease,
+            Some(Delivery::Refused) | None => continue,
         };
-        let now = Instant::now();
+        let now = clock.now();
         let mut lease = match current {
             None => Lease {
                 metadata: ObjectMeta {
@@ -175,23 +213,23 @@ pub async fn run(model: ClientGo) {
         lease.spec = Some(LeaseSpec { ..spec });
         let writing = server.clone();
         let target = name.clone();
-        let written = link
-            .call(move || {
-                let lease = lease.clone();
-                let result = if exists {
-                    writing.replace(&target, lease)
-                } else {
-                    writing.create(lease)
-                };
-                async move { result }
-            })
-            .await;
-        let Delivery::Answer(Ok(written)) = written else {
+        let write = link.call(move || {
+            let lease = lease.clone();
+            let result = if exists {
+                writing.replace(&target, lease)
+            } else {
+                writing.create(lease)
+            };
+            async move { result }
+        });
+        let Some(Delivery::Answer(Ok(written))) =
+            bounded(&clock, timing.renew_deadline, write).await
+        else {
             continue;
         };
-        observed = Some((record(&written), Instant::now()));
+        observed = Some((record(&written), clock.now()));
         let uid = written.metadata.uid.clone();
-        if Instant::now() >= started + timing.renew_deadline {
+        if clock.now() >= started + timing.renew_deadline {
             continue;
         }
         last_success = Some(started);

@@ -253,7 +253,12 @@ impl Scenario {
             grace_period: timing.grace,
             ..LeaderElectionOptions::default()
         };
-        let world = world::make(config.backend, &mut rng, &checker, &options);
+        // Foreign participants (client-go) run on clocks within the bound.
+        let foreign_drift = match config.drift {
+            Drift::None => 0,
+            Drift::Within | Drift::Beyond => timing.drift_bound_ppm() * 9 / 10,
+        };
+        let world = world::make(config.backend, &mut rng, &checker, &options, foreign_drift);
         let latency = Latency {
             min: Duration::from_millis(1),
             max: Duration::from_millis(rng.between(2, 60)),

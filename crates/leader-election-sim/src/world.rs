@@ -85,12 +85,14 @@ pub(crate) trait World {
     }
 }
 
-/// Makes the world of a backend.
+/// Makes the world of a backend; foreign participants' clock rates stray
+/// from global time's by at most `drift_ppm` parts per million.
 pub(crate) fn make(
     backend: Backend,
     rng: &mut Rng,
     checker: &Checker,
     options: &LeaderElectionOptions,
+    drift_ppm: u64,
 ) -> Box<dyn World> {
     match backend {
         Backend::Memory => Box::new(MemoryWorld {
@@ -98,7 +100,7 @@ pub(crate) fn make(
             checker: checker.clone(),
         }),
         Backend::Kubernetes => {
-            crate::kube_world::KubeWorld::boxed(rng, checker, options.lease_duration)
+            crate::kube_world::KubeWorld::boxed(rng, checker, options.lease_duration, drift_ppm)
         }
         Backend::Consul => crate::consul_world::ConsulWorld::boxed(rng, checker, options),
         Backend::Etcd => crate::etcd_world::EtcdWorld::boxed(rng, checker),
