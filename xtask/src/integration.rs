@@ -44,6 +44,7 @@ const SUITES: [Suite; 4] = [
         also: &[
             ("examples", "gated_controller"),
             ("leader-election-sim", "paired_kubernetes"),
+            ("leader-election-sim", "paired_client_go"),
         ],
     },
     Suite {

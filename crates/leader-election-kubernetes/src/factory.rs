@@ -34,10 +34,9 @@ pub struct KubernetesLeaderElectionFactory {
     options: LeaderElectionOptions,
     live: ElectionRegistry,
     /// The one Lease watch of this factory's namespace, shared by its
-    /// elections (and by its clones').
+    /// elections (and by its clones'); its clock is the one the stores
+    /// time things on.
     watch: Arc<WatchHub>,
-    /// The clock its stores and its watch time things on.
-    clock: StoreClock,
 }
 
 impl std::fmt::Debug for KubernetesLeaderElectionFactory {
@@ -71,7 +70,6 @@ impl KubernetesLeaderElectionFactory {
             options,
             live: ElectionRegistry::new(),
             watch,
-            clock: StoreClock::Tokio,
         })
     }
 
@@ -84,13 +82,12 @@ impl KubernetesLeaderElectionFactory {
     /// gets a shared watch of its own (its elections so far keep the old one).
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = StoreClock::Given(clock);
         self.watch = hub(
             &self.client,
             &self.namespace,
             &self.config,
             &self.options,
-            self.clock.clone(),
+            StoreClock::Given(clock),
         );
         self
     }
@@ -159,7 +156,6 @@ impl StoreFactory for KubernetesLeaderElectionFactory {
             candidate_id,
             options,
             timeout,
-            self.clock.clone(),
             self.watch.clone(),
         ))
     }

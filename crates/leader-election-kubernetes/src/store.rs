@@ -125,9 +125,10 @@ impl KubernetesLeaseStore {
         candidate_id: &str,
         options: &LeaderElectionOptions,
         timeout: Duration,
-        clock: StoreClock,
         hub: Arc<WatchHub>,
     ) -> Self {
+        // The factory's clock, which its watch runs on too.
+        let clock = hub.clock().clone();
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),

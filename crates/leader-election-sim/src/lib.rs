@@ -55,3 +55,15 @@ mod scenario;
 mod world;
 
 pub use scenario::{run, Backend, Config, Drift, Outcome};
+
+/// Runs `future` to completion on a fresh current-thread runtime with
+/// paused (virtual) time, as each seed runs: for tests that drive parts of
+/// the simulation by hand. Panics if the runtime cannot be built.
+pub fn block_on_paused<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}

@@ -5,7 +5,6 @@
 //! Tokio's paused clock; the candidate's clock runs at another rate.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use leader_election_kubernetes::{
     KubernetesConfig, KubernetesLeaderElectionFactory, KubernetesLeaseStore,
 };
 use leader_election_sim::apiserver::{ApiServer, Connection};
+use leader_election_sim::block_on_paused;
 use leader_election_sim::clock::{DriftClock, PauseGate, PPM};
 use leader_election_sim::link::{Cut, Latency, Link};
 use leader_election_sim::rng::Rng;
@@ -25,15 +25,6 @@ use tokio::time::Instant;
 
 /// Generous bound (virtual time) on waits that only guard against hangs.
 const HANG: Duration = Duration::from_secs(600);
-
-fn paused<F: Future>(test: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime")
-        .block_on(test)
-}
 
 fn link() -> Link {
     let latency = Latency {
@@ -108,7 +99,7 @@ async fn acquirable_in(store: &KubernetesLeaseStore) -> Duration {
 
 #[test]
 fn a_held_lease_expires_on_the_stores_clock_not_on_global_time() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         server.create(held_by_other()).expect("create");
         let link = link();
@@ -148,7 +139,7 @@ fn a_held_lease_expires_on_the_stores_clock_not_on_global_time() {
 
 #[test]
 fn a_request_times_out_on_the_stores_clock() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         server.create(held_by_other()).expect("create");
         let link = link();
@@ -178,7 +169,7 @@ fn a_request_times_out_on_the_stores_clock() {
 
 #[test]
 fn the_shared_watch_lists_with_a_timeout_on_the_factorys_clock() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         // A clock running at half the rate of global time; the hub's list

@@ -54,12 +54,7 @@ fn lease_deleted() -> DeleteOutcome {
 /// The Kubernetes real-server suite's timing: lease 2 s, renewals every
 /// 250 ms, retries every 500 ms, grace 1 s.
 fn options() -> LeaderElectionOptions {
-    leader_election_testkit::timing_options(
-        Duration::from_secs(2),
-        Duration::from_millis(250),
-        Duration::from_millis(500),
-        Duration::from_secs(1),
-    )
+    paired_common::kubernetes_options()
 }
 
 /// The earliest the follower may lead after the cut: lease + grace after

@@ -3,7 +3,6 @@
 //! namespace, dispatched by Lease name, through the provider's public
 //! `LeaseStore::watch` (what the engine calls).
 
-use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,21 +12,13 @@ use leader_election_abstractions::store::{LeaseStore, LeaseView, LeaseWatch};
 use leader_election_abstractions::{LeaderElectionOptions, StoreFactory};
 use leader_election_kubernetes::{KubernetesConfig, KubernetesLeaderElectionFactory};
 use leader_election_sim::apiserver::{ApiServer, Connection};
+use leader_election_sim::block_on_paused;
 use leader_election_sim::clock::PauseGate;
 use leader_election_sim::link::{Cut, Latency, Link};
 use leader_election_sim::rng::Rng;
 
 /// Generous bound (virtual time) on waits that only guard against hangs.
 const HANG: Duration = Duration::from_secs(60);
-
-fn paused<F: Future>(test: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime")
-        .block_on(test)
-}
 
 fn link() -> Link {
     let latency = Latency {
@@ -94,7 +85,7 @@ async fn quiet(watch: &mut LeaseWatch) -> bool {
 
 #[test]
 fn the_elections_of_one_factory_share_one_list_and_one_watch() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         for i in 0..50 {
@@ -148,7 +139,7 @@ fn the_elections_of_one_factory_share_one_list_and_one_watch() {
 
 #[test]
 fn after_410_gone_the_shared_watch_lists_again_and_followers_see_only_newer_records() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         server.create(held("a", "first")).expect("create");
@@ -185,7 +176,7 @@ fn after_410_gone_the_shared_watch_lists_again_and_followers_see_only_newer_reco
 
 #[test]
 fn a_lease_deleted_and_recreated_behind_our_back_is_seen() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         server.create(held("jobs", "old")).expect("create");
@@ -204,7 +195,7 @@ fn a_lease_deleted_and_recreated_behind_our_back_is_seen() {
 
 #[test]
 fn a_failed_shared_watch_is_every_followers_watch_error() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         server.create(held("a", "x")).expect("create");
@@ -236,7 +227,7 @@ fn a_failed_shared_watch_is_every_followers_watch_error() {
 
 #[test]
 fn the_shared_watch_ends_with_its_last_follower() {
-    paused(async {
+    block_on_paused(async {
         let server = ApiServer::new();
         let link = link();
         server.create(held("a", "x")).expect("create");

@@ -116,6 +116,11 @@ impl WatchHub {
         }
     }
 
+    /// The clock the hub's timeouts run on: the factory's.
+    pub(crate) fn clock(&self) -> &StoreClock {
+        &self.clock
+    }
+
     /// Follows the Lease `name`: a new subscription, starting the task if
     /// none runs. Must be called inside a Tokio runtime.
     fn subscribe(self: &Arc<Self>, name: &str) -> Subscription {

@@ -21,6 +21,17 @@ use leader_election_testkit::{
 };
 use tokio::time::Instant;
 
+/// The Kubernetes real-server suite's timing, which the Kubernetes pairs
+/// use: lease 2 s, renewals every 250 ms, retries every 500 ms, grace 1 s.
+pub fn kubernetes_options() -> LeaderElectionOptions {
+    leader_election_testkit::timing_options(
+        Duration::from_secs(2),
+        Duration::from_millis(250),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    )
+}
+
 /// A health-based election `id` for `resource` from `factory`.
 pub fn build<F: StoreFactory>(factory: &F, resource: &str, id: &str) -> Arc<dyn LeaderElection>
 where
