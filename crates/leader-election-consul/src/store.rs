@@ -362,10 +362,23 @@ impl LeaseStore for ConsulLeaseStore {
     /// `check-not-exists`) and answers with the acquiring write's
     /// `ModifyIndex`, the fencing token. A read of the key comes first only
     /// when the watch has nothing (the first attempt after `start()`, a
-    /// failing watch) and after a lock refused because the key changed.
+    /// failing watch) or shows the key held by another session, and after
+    /// a lock refused because the key changed.
     async fn try_acquire(&self, claim: &LeaseClaim) -> Result<Acquisition<ConsulGrant>> {
         let key = self.lock_key();
-        let (mut current, mut fresh) = match self.watches.latest(&key) {
+        // Only a watched key that looks free (or ours) is taken on trust,
+        // since the transaction re-checks it. One that looks held by
+        // another session is read again: the watch's query may be stuck
+        // (a black-holed connection waits out its timeout, about
+        // `watch_wait`) and miss the release, which would leave this
+        // candidate waiting with no request sent (found by the
+        // simulation, Consul seed 208).
+        let ours = self.session.get();
+        let watched = self.watches.latest(&key).filter(|read| {
+            let holder = read.entry.as_ref().and_then(KvEntry::holder_session);
+            holder.is_none() || holder == ours.as_deref()
+        });
+        let (mut current, mut fresh) = match watched {
             Some(read) => (read, false),
             None => (
                 self.client.read(&key, Consistency::Default, None).await?,

@@ -43,3 +43,14 @@ fn a_slow_clocked_leader_ends_its_term_before_a_client_go_follower_takes_over() 
 fn publishing_the_candidate_record_does_not_cost_the_leader_its_term() {
     assert_passes(139_952, Backend::Kubernetes);
 }
+
+/// A Consul follower took its shared watch's last view of the lock key
+/// ("held by another session") on trust, without a read, while the watch's
+/// blocking query hung on a black-holed connection: the holder's node was
+/// deregistered, the key freed, and the follower never looked again
+/// (seed 208: nobody led 31.6 s after the faults healed). Only a watched
+/// key that looks free or ours skips the read now.
+#[test]
+fn a_consul_follower_reads_a_key_its_watch_shows_held_by_another_session() {
+    assert_passes(208, Backend::Consul);
+}
