@@ -71,11 +71,7 @@ fn parse() -> Result<Args, String> {
             }
             "--mutant" => {
                 let v = value("--mutant")?;
-                let names: Vec<&str> = Mutant::ALL
-                    .iter()
-                    .chain(Mutant::MANUAL.iter())
-                    .map(|m| m.name())
-                    .collect();
+                let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
                 args.mutant = Some(Mutant::from_name(&v).ok_or(format!(
                     "--mutant must be one of {}, got {v:?}",
                     names.join(", ")
