@@ -101,6 +101,9 @@ pub struct ConsulLeaseStore {
     /// The `ModifyIndex` of this store's latest acquisition: a release of
     /// an older term must leave a later one alone.
     last_acquired: AtomicU64,
+    /// The freed key (its `ModifyIndex`) Consul last refused for its
+    /// lock-delay, and when it first did.
+    lock_delay_refused: parking_lot::Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 
 /// One session's id. Creating and renewing are serialised by an async
@@ -145,6 +148,33 @@ impl ConsulLeaseStore {
             session: Arc::new(SessionSlot::default()),
             registry_session: SessionSlot::default(),
             last_acquired: AtomicU64::new(0),
+            lock_delay_refused: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// How long to wait after Consul refused the freed key `after` for its
+    /// lock-delay. The delay began when the previous holder's session was
+    /// invalidated, which Consul does not say: the first refusal of a freed
+    /// key waits the whole lock-delay; a further refusal of the same key
+    /// (same `ModifyIndex`) waits what is left of it counted from that first
+    /// refusal, and at least a sixteenth of it. A candidate whose clock runs
+    /// fast comes back before the lock-delay has passed, and a whole
+    /// lock-delay more would make it that much late.
+    fn lock_delay_left(&self, after: &KvRead) -> Duration {
+        let Some(index) = after.entry.as_ref().map(|e| e.modify_index) else {
+            return self.lock_delay;
+        };
+        let now = tokio::time::Instant::now();
+        let mut refused = self.lock_delay_refused.lock();
+        match *refused {
+            Some((seen, first)) if seen == index => self
+                .lock_delay
+                .saturating_sub(now.saturating_duration_since(first))
+                .max(self.lock_delay / 16),
+            _ => {
+                *refused = Some((index, now));
+                self.lock_delay
+            }
         }
     }
 
@@ -441,7 +471,7 @@ impl LeaseStore for ConsulLeaseStore {
                         // Free but refused: Consul's lock-delay after the
                         // previous holder's session died. Try again when it
                         // has passed.
-                        view.acquirable_in = Some(self.lock_delay);
+                        view.acquirable_in = Some(self.lock_delay_left(&after));
                     }
                     return Ok(Acquisition::Held(view));
                 }

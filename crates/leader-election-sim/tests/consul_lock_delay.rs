@@ -1,0 +1,115 @@
+//! A follower on a fast clock after Consul's lock-delay: the simulated
+//! Consul cluster, virtual time.
+//!
+//! The leader's node is deregistered, so Consul invalidates its session at
+//! once and refuses the lock for the lock-delay. The follower is refused
+//! when it first sees the key free, and waits the lock-delay on its own
+//! clock, which runs 10 % fast (inside the drift bound these options allow)
+//! and so comes back just before the lock-delay has passed. It used to be
+//! refused again and wait a whole lock-delay more (sim seed 3616 on Consul
+//! found the liveness bound broken that way); it must now lead soon after
+//! the lock-delay ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leader_election_abstractions::{Clock, LeaderElection, LeaderElectionOptions, StoreFactory};
+use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_sim::checker::Checker;
+use leader_election_sim::clock::{DriftClock, PauseGate};
+use leader_election_sim::consul::{Agent, Consul};
+use leader_election_sim::link::{Latency, Link};
+use leader_election_sim::rng::Rng;
+use tokio::time::{sleep, Instant};
+
+/// Lease 2 s, renewals and retries every 500 ms, grace 500 ms: the
+/// lock-delay is lease + grace, 2.5 s, and clocks may run up to 11 % fast.
+fn options() -> LeaderElectionOptions {
+    LeaderElectionOptions {
+        lease_duration: Duration::from_secs(2),
+        renew_interval: Duration::from_millis(500),
+        retry_interval: Duration::from_millis(500),
+        grace_period: Duration::from_millis(500),
+        ..LeaderElectionOptions::default()
+    }
+}
+
+const LOCK_DELAY: Duration = Duration::from_millis(2500);
+
+fn candidate(consul: &Consul, rng: &mut Rng, id: &str, rate_ppm: u64) -> Arc<dyn LeaderElection> {
+    let latency = Latency {
+        min: Duration::from_micros(200),
+        max: Duration::from_millis(2),
+        duplicate: 0.0,
+    };
+    let link = Link::new(rng.fork(), latency, PauseGate::default());
+    let agent = Arc::new(Agent::new(consul.clone(), format!("node-{id}"), link));
+    let config = ConsulConfig {
+        address: "http://consul.sim:8500".into(),
+        session_ttl_min: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        watch_wait: Duration::from_secs(10),
+        ..ConsulConfig::default()
+    };
+    let factory =
+        ConsulLeaderElectionFactory::with_transport(config, options(), agent).expect("factory");
+    let clock: Arc<dyn Clock> = Arc::new(DriftClock::new(rate_ppm, PauseGate::default()));
+    Arc::new(
+        factory
+            .election("lock-delay")
+            .candidate_id(id)
+            .health_based()
+            .clock(clock)
+            .build()
+            .expect("election"),
+    )
+}
+
+async fn wait_for_leader(election: &dyn LeaderElection, within: Duration) -> Option<Instant> {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if election.is_leader() {
+            return Some(Instant::now());
+        }
+        sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_clocked_follower_leads_soon_after_the_lock_delay_ends() {
+    for seed in 0..5 {
+        leader_election_abstractions::seed_thread_jitter(Some(seed));
+        let mut rng = Rng::new(seed);
+        let consul = Consul::new(rng.fork(), Duration::from_secs(1), Checker::new());
+        let leader = candidate(&consul, &mut rng, "a", 1_000_000);
+        leader.start().await.expect("start a");
+        wait_for_leader(&*leader, Duration::from_secs(10))
+            .await
+            .expect("a leads");
+        let follower = candidate(&consul, &mut rng, "b", 1_100_000);
+        follower.start().await.expect("start b");
+        sleep(Duration::from_secs(1)).await;
+        assert!(!follower.is_leader(), "seed {seed}: b leads beside a");
+
+        let invalidated = Instant::now();
+        consul.deregister("node-a", invalidated + Duration::from_secs(60), false);
+        let led = wait_for_leader(&*follower, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("seed {seed}: b never led"));
+        let after = led - invalidated;
+        // The lock-delay, then at most a sixteenth of it to come back, and
+        // a few round trips.
+        assert!(
+            after >= LOCK_DELAY,
+            "seed {seed}: b led {after:?} after the invalidation, inside the lock-delay"
+        );
+        assert!(
+            after <= LOCK_DELAY + LOCK_DELAY / 16 + Duration::from_millis(100),
+            "seed {seed}: b led {after:?} after the invalidation (lock-delay {LOCK_DELAY:?})"
+        );
+        let _ = follower.stop().await;
+        let _ = leader.stop().await;
+        leader_election_abstractions::seed_thread_jitter(None);
+    }
+}
