@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use leader_election_abstractions::{Election, LeaderElection, StoreFactory};
 
-use crate::process::{cpu_time, rss_bytes};
+use crate::process::{cpu_time, heap_bytes, rss_bytes};
 
 /// What the server side saw over the steady window (where it can be read).
 pub(crate) trait ServerProbe {
@@ -43,6 +43,7 @@ pub(crate) fn measure<F: StoreFactory>(
 ) -> Result<(), String> {
     let names: Vec<String> = (0..resources).map(|i| format!("{prefix}{i:05}")).collect();
     let rss_before = rss_bytes()?;
+    let heap_before = heap_bytes();
     let started = Instant::now();
     let mut pairs: Vec<[Election<F::Store>; 2]> = Vec::with_capacity(resources);
     for name in &names {
@@ -50,6 +51,7 @@ pub(crate) fn measure<F: StoreFactory>(
         pairs.push([make(&replicas[0])?, make(&replicas[1])?]);
     }
     let rss_created = rss_bytes()?;
+    let heap_created = heap_bytes();
     runtime.block_on(async {
         for pair in &pairs {
             for election in pair {
@@ -82,10 +84,13 @@ pub(crate) fn measure<F: StoreFactory>(
         return Err(format!("{backend}: {both} resources had two leaders"));
     }
     let rss_elected = rss_bytes()?;
+    let heap_elected = heap_bytes();
     let elections = (2 * resources) as f64;
     let kib = |bytes: u64| bytes as f64 / elections / 1024.0;
     let created_kib = kib(rss_created.saturating_sub(rss_before));
     let total_kib = kib(rss_elected.saturating_sub(rss_before));
+    let heap_kib = kib(heap_elected.saturating_sub(heap_before));
+    let heap_created_kib = kib(heap_created.saturating_sub(heap_before));
 
     // Steady state: let the start-up settle, then measure over `window`.
     std::thread::sleep(Duration::from_secs(1));
@@ -121,7 +126,8 @@ pub(crate) fn measure<F: StoreFactory>(
     };
     println!(
         "{backend}, {resources} resources x 2 candidates (default options): {elect_text}; \
-         {total_kib:.1} KiB resident per election ({created_kib:.1} KiB of it before start); \
+         {total_kib:.1} KiB resident per election ({created_kib:.1} KiB of it before start), \
+         {heap_kib:.1} KiB of heap ({heap_created_kib:.1} KiB before start); \
          RSS {:.0} MiB while steady; steady CPU {:.1} % of one core over {secs:.0} s, \
          at least {least_led} of {resources} resources led throughout; stopping all took {:.3} s",
         rss_steady as f64 / 1048576.0,
@@ -138,6 +144,8 @@ pub(crate) fn measure<F: StoreFactory>(
         ),
         ("kib_per_election", format!("{total_kib:.1}")),
         ("kib_created", format!("{created_kib:.1}")),
+        ("heap_kib_per_election", format!("{heap_kib:.1}")),
+        ("heap_kib_created", format!("{heap_created_kib:.1}")),
         ("rss_mib", format!("{:.0}", rss_steady as f64 / 1048576.0)),
         ("steady_cpu_pct", format!("{:.1}", steady * 100.0)),
         ("window_s", format!("{secs:.0}")),

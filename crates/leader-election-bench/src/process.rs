@@ -4,6 +4,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every allocation of the bench goes through the system allocator (Rust's
+/// default) with two counters on top, so that the heap an election holds
+/// can be told apart from what the allocator keeps around it.
+#[global_allocator]
+static HEAP: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated on the heap and not freed yet, by the whole process.
+pub(crate) fn heap_bytes() -> u64 {
+    let stats = HEAP.stats();
+    stats
+        .bytes_allocated
+        .saturating_sub(stats.bytes_deallocated) as u64
+}
+
 /// Resident set size in bytes (`/proc/self/statm`, pages of 4 KiB).
 pub(crate) fn rss_bytes() -> Result<u64, String> {
     let statm = std::fs::read_to_string("/proc/self/statm")

@@ -7,6 +7,7 @@
 //! `Shared` exposes to readers without this task's help.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -98,17 +99,19 @@ struct Engine<S: LeaseStore> {
 }
 
 impl<S: LeaseStore> Setup<S> {
-    /// Runs the election until stopped.
-    pub(crate) async fn run(self) {
+    /// Runs the election until stopped. The engine is built here and only
+    /// borrowed by the future, so the future holds one copy of it, not two
+    /// (an `async fn` taking `self` keeps its argument and the engine made
+    /// from it side by side): it is the bulk of every election's task.
+    pub(crate) fn run(self) -> impl Future<Output = ()> {
         let now = self.clock.now();
-        let next_publish = self.honour_health.then_some(now);
         let telemetry = Telemetry::new(&self.shared.resource, &self.shared.candidate_id);
         let mut engine = Engine {
             cfg: self,
             term: None,
             next_attempt: now,
             hold_off_until: now,
-            next_publish,
+            next_publish: None,
             published: false,
             watch: None,
             watch_retry_at: now,
@@ -116,7 +119,15 @@ impl<S: LeaseStore> Setup<S> {
             observed: None,
             telemetry,
         };
-        engine.run().await;
+        async move {
+            // The schedule starts when the task first runs.
+            let now = engine.now();
+            engine.next_attempt = now;
+            engine.hold_off_until = now;
+            engine.watch_retry_at = now;
+            engine.next_publish = engine.cfg.honour_health.then_some(now);
+            engine.run().await;
+        }
     }
 }
 
@@ -162,11 +173,11 @@ impl<S: LeaseStore> Engine<S> {
                     .term
                     .as_ref()
                     .and_then(|t| self.cfg.shared.loss_reason(t.token));
-                self.step_down(
+                Box::pin(self.step_down(
                     reason.unwrap_or(LossReason::Unhealthy),
                     Handback::Release,
                     None,
-                )
+                ))
                 .await;
                 continue;
             }
@@ -177,38 +188,42 @@ impl<S: LeaseStore> Engine<S> {
             let deadline = self.term.as_ref().map(|t| t.deadline);
             let watching = self.watch.is_some();
             let clock = self.cfg.clock.clone();
+            // The handlers are boxed: their store calls exist only while
+            // they run, so a waiting election's task holds only the waits
+            // below (an unboxed handler would size every task for the
+            // largest call, all the time).
             tokio::select! {
                 biased;
                 command = self.cfg.commands.recv() => match command {
                     Some(Command::Resign(ack)) => {
-                        self.step_down(LossReason::Resigned, Handback::Release, None).await;
+                        Box::pin(self.step_down(LossReason::Resigned, Handback::Release, None)).await;
                         self.cfg.shared.finish_ending();
                         let _ = ack.send(());
                     }
                     // A dropped handle stops the election like `stop()` does.
                     Some(Command::Stop) | None => break,
                 },
-                () = sleep_opt(&clock, deadline) => self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None).await,
+                () = sleep_opt(&clock, deadline) => Box::pin(self.step_down(LossReason::DeadlineExpired, Handback::LetExpire, None)).await,
                 changed = self.cfg.health.changed() => match changed {
-                    Ok(()) => self.on_health().await,
+                    Ok(()) => Box::pin(self.on_health()).await,
                     Err(_) => break,
                 },
-                item = next_view(&mut self.watch), if watching => self.on_watch_item(item).await,
+                item = next_view(&mut self.watch), if watching => Box::pin(self.on_watch_item(item)).await,
                 () = clock.sleep_until(self.watch_retry_at), if !watching => {
                     let span = self.telemetry.span("watch", None);
                     self.watch = Some(span.in_scope(|| self.cfg.store.watch()));
                 }
                 () = clock.sleep_until(action_at) => {
                     if self.term.is_some() {
-                        self.renew().await;
+                        Box::pin(self.renew()).await;
                     } else {
-                        self.try_acquire().await;
+                        Box::pin(self.try_acquire()).await;
                     }
                 }
-                () = sleep_opt(&clock, self.next_publish) => self.publish().await,
+                () = sleep_opt(&clock, self.next_publish) => Box::pin(self.publish()).await,
             }
         }
-        self.shutdown().await;
+        Box::pin(self.shutdown()).await;
     }
 
     /// Whether the handle ended the current term (`end_term_now`) with no

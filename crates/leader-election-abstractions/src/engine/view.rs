@@ -138,8 +138,10 @@ pub(crate) fn supervised(
         shared: Arc::clone(&shared),
         armed: true,
     };
-    async move {
-        let outcome = AssertUnwindSafe(engine).catch_unwind().await;
+    // A combinator, not an `async move` block: a block would keep the
+    // engine future it captured next to the one it awaits, doubling the
+    // size of every election's task.
+    AssertUnwindSafe(engine).catch_unwind().map(move |outcome| {
         watchdog.disarm();
         if let Err(panic) = outcome {
             let message = panic
@@ -149,7 +151,7 @@ pub(crate) fn supervised(
                 .unwrap_or_else(|| "a panic without a message".to_owned());
             shared.engine_failed(format!("the election task panicked: {message}"));
         }
-    }
+    })
 }
 
 /// Marks the election failed when the engine's task is dropped before the
