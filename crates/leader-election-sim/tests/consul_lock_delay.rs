@@ -10,49 +10,29 @@
 //! found the liveness bound broken that way); it must now lead soon after
 //! the lock-delay ends.
 
+mod paired_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election_abstractions::{Clock, LeaderElection, LeaderElectionOptions, StoreFactory};
-use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_abstractions::{Clock, LeaderElection, StoreFactory};
+use leader_election_consul::ConsulLeaderElectionFactory;
 use leader_election_sim::checker::Checker;
 use leader_election_sim::clock::{DriftClock, PauseGate};
 use leader_election_sim::consul::{Agent, Consul};
-use leader_election_sim::link::{Latency, Link};
 use leader_election_sim::rng::Rng;
+use paired_common::{consul_config, consul_options, sim_link, CONSUL_LOCK_DELAY};
 use tokio::time::{sleep, Instant};
 
-/// Lease 2 s, renewals and retries every 500 ms, grace 500 ms: the
-/// lock-delay is lease + grace, 2.5 s, and clocks may run up to 11 % fast.
-fn options() -> LeaderElectionOptions {
-    LeaderElectionOptions {
-        lease_duration: Duration::from_secs(2),
-        renew_interval: Duration::from_millis(500),
-        retry_interval: Duration::from_millis(500),
-        grace_period: Duration::from_millis(500),
-        ..LeaderElectionOptions::default()
-    }
-}
-
-const LOCK_DELAY: Duration = Duration::from_millis(2500);
-
 fn candidate(consul: &Consul, rng: &mut Rng, id: &str, rate_ppm: u64) -> Arc<dyn LeaderElection> {
-    let latency = Latency {
-        min: Duration::from_micros(200),
-        max: Duration::from_millis(2),
-        duplicate: 0.0,
-    };
-    let link = Link::new(rng.fork(), latency, PauseGate::default());
-    let agent = Arc::new(Agent::new(consul.clone(), format!("node-{id}"), link));
-    let config = ConsulConfig {
-        address: "http://consul.sim:8500".into(),
-        session_ttl_min: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(2),
-        watch_wait: Duration::from_secs(10),
-        ..ConsulConfig::default()
-    };
-    let factory =
-        ConsulLeaderElectionFactory::with_transport(config, options(), agent).expect("factory");
+    let agent = Arc::new(Agent::new(
+        consul.clone(),
+        format!("node-{id}"),
+        sim_link(rng.fork()),
+    ));
+    let config = consul_config("http://consul.sim:8500".into());
+    let factory = ConsulLeaderElectionFactory::with_transport(config, consul_options(), agent)
+        .expect("factory");
     let clock: Arc<dyn Clock> = Arc::new(DriftClock::new(rate_ppm, PauseGate::default()));
     Arc::new(
         factory
@@ -101,12 +81,12 @@ async fn a_fast_clocked_follower_leads_soon_after_the_lock_delay_ends() {
         // The lock-delay, then at most a sixteenth of it to come back, and
         // a few round trips.
         assert!(
-            after >= LOCK_DELAY,
+            after >= CONSUL_LOCK_DELAY,
             "seed {seed}: b led {after:?} after the invalidation, inside the lock-delay"
         );
         assert!(
-            after <= LOCK_DELAY + LOCK_DELAY / 16 + Duration::from_millis(100),
-            "seed {seed}: b led {after:?} after the invalidation (lock-delay {LOCK_DELAY:?})"
+            after <= CONSUL_LOCK_DELAY + CONSUL_LOCK_DELAY / 16 + Duration::from_millis(100),
+            "seed {seed}: b led {after:?} after the invalidation (lock-delay {CONSUL_LOCK_DELAY:?})"
         );
         let _ = follower.stop().await;
         let _ = leader.stop().await;

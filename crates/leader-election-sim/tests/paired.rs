@@ -19,54 +19,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leader_election_abstractions::LeaderElectionOptions;
-use leader_election_consul::{ConsulConfig, ConsulLeaderElectionFactory};
+use leader_election_consul::ConsulLeaderElectionFactory;
 use leader_election_sim::checker::Checker;
 use leader_election_sim::consul::{Agent, Consul};
 use leader_election_sim::rng::Rng;
 use leader_election_testkit::FaultProxy;
 use paired_common::{
-    behind_proxy, build, cut_off_script, link_cut, sim_link, Backend, BoxFuture, Candidate, Outcome,
+    behind_proxy, build, consul_config, consul_options, cut_off_script, link_cut, sim_link,
+    Backend, BoxFuture, Candidate, Outcome, CONSUL_LOCK_DELAY,
 };
 use tokio::time::Instant;
 
-/// The script's timing, as in the Consul real-agent suite's safety-window
-/// test: lease 2 s, renewals and retries every 500 ms, grace 500 ms, so
-/// the lock-delay is 2.5 s.
-fn options() -> LeaderElectionOptions {
-    leader_election_testkit::timing_options(
-        Duration::from_secs(2),
-        Duration::from_millis(500),
-        Duration::from_millis(500),
-        Duration::from_millis(500),
-    )
-}
-
-const LOCK_DELAY: Duration = Duration::from_millis(2500);
-
 async fn run_script(backend: &mut impl Backend, label: &str, deregister: bool) -> Outcome {
     let earliest = if deregister {
-        LOCK_DELAY
+        CONSUL_LOCK_DELAY
     } else {
         Duration::ZERO
     };
-    cut_off_script(backend, label, options(), deregister, earliest).await
+    cut_off_script(backend, label, consul_options(), deregister, earliest).await
 }
 
 /// What both runs must come to.
 fn expected() -> Outcome {
     Outcome::handed_over()
-}
-
-/// Consul config as the real-agent suite's: session_ttl_min 1 s, requests
-/// time out after 2 s, blocking queries wait 10 s.
-fn consul_config(address: String) -> ConsulConfig {
-    ConsulConfig {
-        address,
-        session_ttl_min: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(2),
-        watch_wait: Duration::from_secs(10),
-        ..ConsulConfig::default()
-    }
 }
 
 /// The simulated cluster, each candidate on its own node and link.

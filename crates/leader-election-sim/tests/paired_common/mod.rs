@@ -57,6 +57,34 @@ pub fn sim_link(rng: Rng) -> Link {
     Link::new(rng, latency, PauseGate::default())
 }
 
+/// The Consul scenarios' timing, as in the Consul real-agent suite's
+/// safety-window test: lease 2 s, renewals and retries every 500 ms, grace
+/// 500 ms, so the lock-delay is 2.5 s ([`CONSUL_LOCK_DELAY`]).
+pub fn consul_options() -> LeaderElectionOptions {
+    leader_election_testkit::timing_options(
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+}
+
+/// The lock-delay [`consul_options`] give: lease + grace.
+pub const CONSUL_LOCK_DELAY: Duration = Duration::from_millis(2500);
+
+/// The Consul configuration of the simulated and real-agent Consul
+/// scenarios: sessions down to 1 s (the test agent's `session_ttl_min`),
+/// requests bounded at 2 s, blocking queries of 10 s.
+pub fn consul_config(address: String) -> leader_election_consul::ConsulConfig {
+    leader_election_consul::ConsulConfig {
+        address,
+        session_ttl_min: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        watch_wait: Duration::from_secs(10),
+        ..leader_election_consul::ConsulConfig::default()
+    }
+}
+
 /// The switch that black-holes (or heals) both directions of `link`.
 pub fn link_cut(link: Link) -> Box<dyn Fn(bool)> {
     Box::new(move |cut| {
