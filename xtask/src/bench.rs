@@ -333,12 +333,15 @@ fn row(f: &BTreeMap<&str, &str>) -> Option<Row> {
                 secs => format!("all led in {secs} s"),
             };
             result.push_str(&format!(
-                "; steady CPU {} % of a core ({} s); {} KiB per election; RSS {} MiB",
+                "; steady CPU {} % of a core ({} s); {} KiB per election",
                 get("steady_cpu_pct"),
                 get("window_s"),
                 get("kib_per_election"),
-                get("rss_mib")
             ));
+            if let Some(heap) = f.get("heap_kib_per_election") {
+                result.push_str(&format!(" ({heap} KiB of it heap)"));
+            }
+            result.push_str(&format!("; RSS {} MiB", get("rss_mib")));
             if get("least_led") != resources {
                 result.push_str(&format!(
                     "; **only {} of {resources} led throughout the window**",
@@ -494,10 +497,16 @@ mod tests {
     fn result_lines_become_rows() {
         let fields = parse_fields(
             "section=elections backend=in-memory resources=10000 elect_s=0.539 \
-             kib_per_election=5.5 kib_created=1.0 rss_mib=120 steady_cpu_pct=2.7 \
-             window_s=10 least_led=10000",
+             kib_per_election=5.5 kib_created=1.0 heap_kib_per_election=4.9 rss_mib=120 \
+             steady_cpu_pct=2.7 window_s=10 least_led=10000",
         );
         let r = row(&fields).expect("a row");
+        assert!(
+            r.result
+                .contains("5.5 KiB per election (4.9 KiB of it heap); RSS 120 MiB"),
+            "{}",
+            r.result
+        );
         assert_eq!(r.backend, "in-memory");
         assert!(
             r.measurement.starts_with("10 000 resources"),
