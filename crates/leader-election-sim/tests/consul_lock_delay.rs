@@ -21,7 +21,7 @@ use leader_election_sim::checker::Checker;
 use leader_election_sim::clock::{DriftClock, PauseGate};
 use leader_election_sim::consul::{Agent, Consul};
 use leader_election_sim::rng::Rng;
-use paired_common::{consul_config, consul_options, sim_link, CONSUL_LOCK_DELAY};
+use paired_common::{consul_config, consul_options, sim_link, wait_for, CONSUL_LOCK_DELAY};
 use tokio::time::{sleep, Instant};
 
 fn candidate(consul: &Consul, rng: &mut Rng, id: &str, rate_ppm: u64) -> Arc<dyn LeaderElection> {
@@ -45,17 +45,6 @@ fn candidate(consul: &Consul, rng: &mut Rng, id: &str, rate_ppm: u64) -> Arc<dyn
     )
 }
 
-async fn wait_for_leader(election: &dyn LeaderElection, within: Duration) -> Option<Instant> {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if election.is_leader() {
-            return Some(Instant::now());
-        }
-        sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_fast_clocked_follower_leads_soon_after_the_lock_delay_ends() {
     for seed in 0..5 {
@@ -64,20 +53,24 @@ async fn a_fast_clocked_follower_leads_soon_after_the_lock_delay_ends() {
         let consul = Consul::new(rng.fork(), Duration::from_secs(1), Checker::new());
         let leader = candidate(&consul, &mut rng, "a", 1_000_000);
         leader.start().await.expect("start a");
-        wait_for_leader(&*leader, Duration::from_secs(10))
-            .await
-            .expect("a leads");
+        wait_for(
+            &format!("a to lead (seed {seed})"),
+            Duration::from_secs(10),
+            || leader.is_leader(),
+        )
+        .await;
         let follower = candidate(&consul, &mut rng, "b", 1_100_000);
         follower.start().await.expect("start b");
         sleep(Duration::from_secs(1)).await;
         assert!(!follower.is_leader(), "seed {seed}: b leads beside a");
 
-        let invalidated = Instant::now();
-        consul.deregister("node-a", invalidated + Duration::from_secs(60), false);
-        let led = wait_for_leader(&*follower, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("seed {seed}: b never led"));
-        let after = led - invalidated;
+        consul.deregister("node-a", Instant::now() + Duration::from_secs(60), false);
+        let after = wait_for(
+            &format!("b to lead (seed {seed})"),
+            Duration::from_secs(10),
+            || follower.is_leader(),
+        )
+        .await;
         // The lock-delay, then at most a sixteenth of it to come back, and
         // a few round trips.
         assert!(
